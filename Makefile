@@ -1,0 +1,68 @@
+# Segue: `make demo` and `make test` set everything up on a fresh Debian machine (as root).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Which ONNX Runtime to install: cpu or gpu (exactly one; the wheels overwrite each other).
+RUNTIME ?= cpu
+EXTRAS ?= $(RUNTIME),train,test,bench
+MUSIC ?=
+STAMP := $(VENV)/.installed-$(RUNTIME)
+
+.PHONY: setup system proto proto-check lint test test-fast demo bench eval eval-structure \
+        train data clean help
+
+help:
+	@echo "make demo | test | setup | proto | lint | bench | eval | eval-structure | train | data"
+
+system:
+	bash scripts/setup_system.sh
+
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: system $(STAMP)
+
+proto: $(STAMP)
+	PY=$(PY) bash scripts/gen_proto.sh
+
+proto-check: $(STAMP)
+	PY=$(PY) bash scripts/gen_proto.sh --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy segue services training bench scripts tests
+
+test: setup proto-check lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -x -p no:cacheprovider -m "not slow"
+
+demo: setup
+	$(PY) scripts/demo.py $(if $(MUSIC),--music "$(MUSIC)",)
+
+data: setup
+	$(PY) scripts/fetch_data.py
+
+train: setup data
+	$(PY) -m training.train
+
+eval: setup data
+	$(PY) bench/eval_embedding.py
+
+eval-structure: setup
+	$(PY) bench/eval_structure.py
+
+bench: setup
+	$(PY) bench/bench_model_speed.py
+	$(PY) bench/bench_embedder.py
+	$(PY) bench/bench_matcher.py
+	$(PY) bench/bench_mixer.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out

@@ -1,0 +1,88 @@
+"""Prometheus metrics of every Segue service, defined once.
+
+Names follow Prometheus conventions: base units (`_seconds`), `_total` counters. The SLO
+recording rules and the Grafana dashboard in deploy/ refer to exactly these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+RPC_DURATION = Histogram(
+    "segue_rpc_duration_seconds",
+    "Time from an RPC's start to its end, per service and method.",
+    ["service", "method"],
+    buckets=LATENCY_BUCKETS_S,
+)
+RPC_REQUESTS = Counter(
+    "segue_rpc_requests",
+    "Finished RPCs by gRPC status code name.",
+    ["service", "method", "code"],
+)
+RPC_IN_FLIGHT = Gauge(
+    "segue_rpc_in_flight",
+    "RPCs being served now.",
+    ["service", "method"],
+)
+
+# Embedder.
+EMBEDDER_CHUNK_DURATION = Histogram(
+    "segue_embedder_chunk_duration_seconds",
+    "Time from a chunk's arrival to the answer carrying its last window.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+EMBEDDER_BATCH_SIZE = Histogram(
+    "segue_embedder_batch_size",
+    "Windows per ONNX Runtime run.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+EMBEDDER_QUEUE_DELAY = Histogram(
+    "segue_embedder_queue_delay_seconds",
+    "Time a window waited in the batcher before its model run began.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+EMBEDDER_ACTIVE_STREAMS = Gauge(
+    "segue_embedder_active_streams",
+    "Analyze streams open now.",
+)
+EMBEDDER_AUDIO_SECONDS = Counter(
+    "segue_embedder_audio_seconds",
+    "Seconds of audio analysed.",
+)
+
+# Matcher.
+MATCHER_QDRANT_UP = Gauge(
+    "segue_matcher_qdrant_up",
+    "1 when the matcher's Qdrant store answered its last call, else 0.",
+)
+MATCHER_POINTS = Gauge(
+    "segue_matcher_points",
+    "Points (segments) in the matcher's collection.",
+)
+MATCHER_STORE_DURATION = Histogram(
+    "segue_matcher_store_duration_seconds",
+    "Time of one call into the Qdrant store.",
+    ["operation"],
+    buckets=LATENCY_BUCKETS_S,
+)
+
+# Mixer.
+MIXER_RENDER_TIME_RATIO = Histogram(
+    "segue_mixer_render_time_ratio",
+    "Render wall time divided by the rendered audio's duration.",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+MIXER_RENDERED_AUDIO_SECONDS = Counter(
+    "segue_mixer_rendered_audio_seconds",
+    "Seconds of audio rendered.",
+)
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """Serves /metrics over HTTP on its own port, in a daemon thread."""
+    if port > 0:
+        start_http_server(port, addr=host)

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for the segue.v1 API (see proto/segue/v1/)."""
