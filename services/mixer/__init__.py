@@ -1,0 +1,1 @@
+"""The mixer service: beat-matched, loudness-matched transitions and mashups."""

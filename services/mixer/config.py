@@ -1,0 +1,54 @@
+"""Settings of the mixer service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segue.config import env_float, env_int
+
+DEFAULT_GRPC_PORT = 50053
+DEFAULT_METRICS_PORT = 9103
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    """Mixer-specific settings.
+
+    Environment:
+        SEGUE_MIXER_MAX_EXCERPT_BYTES: largest excerpt accepted, per side (default 256 MiB).
+        SEGUE_MIXER_MAX_EXCERPT_S: longest excerpt accepted after decoding (default 900 s).
+        SEGUE_MIXER_MAX_CONCURRENT: renders in flight before RESOURCE_EXHAUSTED (default 2).
+        SEGUE_MIXER_WORKERS: threads that render (default 2; renders are CPU bound).
+        SEGUE_MIXER_OUTPUT_CHUNK_BYTES: size of the streamed audio chunks (default 256 KiB).
+        SEGUE_MIXER_TRUE_PEAK_CEILING_DBTP: limiter ceiling (default -1.0 dBTP).
+        SEGUE_MIXER_MAX_STRETCH: largest tempo change of the incoming song (default 0.12).
+    """
+
+    max_excerpt_bytes: int = 256 * 1024 * 1024
+    max_excerpt_s: float = 900.0
+    max_concurrent: int = 2
+    workers: int = 2
+    output_chunk_bytes: int = 256 * 1024
+    true_peak_ceiling_dbtp: float = -1.0
+    max_stretch: float = 0.12
+
+    @classmethod
+    def from_env(cls) -> MixerConfig:
+        config = cls(
+            max_excerpt_bytes=env_int("SEGUE_MIXER_MAX_EXCERPT_BYTES", cls.max_excerpt_bytes),
+            max_excerpt_s=env_float("SEGUE_MIXER_MAX_EXCERPT_S", cls.max_excerpt_s),
+            max_concurrent=env_int("SEGUE_MIXER_MAX_CONCURRENT", cls.max_concurrent),
+            workers=env_int("SEGUE_MIXER_WORKERS", cls.workers),
+            output_chunk_bytes=env_int("SEGUE_MIXER_OUTPUT_CHUNK_BYTES", cls.output_chunk_bytes),
+            true_peak_ceiling_dbtp=env_float(
+                "SEGUE_MIXER_TRUE_PEAK_CEILING_DBTP", cls.true_peak_ceiling_dbtp
+            ),
+            max_stretch=env_float("SEGUE_MIXER_MAX_STRETCH", cls.max_stretch),
+        )
+        if config.max_concurrent < 1 or config.workers < 1 or config.output_chunk_bytes < 1024:
+            raise ValueError("SEGUE_MIXER_MAX_CONCURRENT/WORKERS must be >= 1, chunks >= 1 KiB")
+        if not 0.0 < config.max_stretch <= 0.5:
+            raise ValueError("SEGUE_MIXER_MAX_STRETCH must be in (0, 0.5]")
+        if config.true_peak_ceiling_dbtp >= 0.0:
+            raise ValueError("SEGUE_MIXER_TRUE_PEAK_CEILING_DBTP must be below 0 dBTP")
+        return config

@@ -1,0 +1,20 @@
+"""Mashups: two beat-aligned, key-matched excerpts overlaid over N bars.
+
+A mashup is rendered by the transition renderer with a different mask: the incoming song
+rises over the first quarter, both play at full level through the middle (bass handed over
+half-way so that two kicks never stack), and the outgoing song leaves in the last quarter.
+The key shift is always allowed: overlaid harmony clashes far more than a crossfade does.
+"""
+
+from __future__ import annotations
+
+from segue.v1 import mixer_pb2
+
+from .excerpt import Excerpt
+from .render import DEFAULT_MASHUP_BARS, Params, Rendered, Style, render_transition
+
+
+def render_mashup(a: Excerpt, b: Excerpt, config: mixer_pb2.RenderConfig, params: Params
+                  ) -> Rendered:
+    bars = config.mashup_bars or DEFAULT_MASHUP_BARS
+    return render_transition(a, b, Style.for_mashup(bars, config.style), params)

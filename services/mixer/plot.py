@@ -1,0 +1,60 @@
+"""A picture of a transition: waveforms, the spectrogram across the seam, gains, beat grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .render import Rendered
+
+
+def plot_transition(rendered: Rendered, path: str | Path, title: str = "") -> None:
+    """Writes a PNG with four aligned panels over the output's time axis."""
+    audio, rate = rendered.audio, rendered.rate_hz
+    mono = audio.mean(axis=0)
+    t = np.arange(mono.size) / rate
+    env_t = np.arange(rendered.gain_outgoing.size) / 100.0
+    fig, axes = plt.subplots(4, 1, figsize=(12, 9), sharex=True,
+                             gridspec_kw={"height_ratios": [1.2, 1.6, 1, 0.6]})
+    step = max(1, mono.size // 20000)
+    gain_a = np.interp(t[::step], env_t, rendered.gain_outgoing)
+    gain_b = np.interp(t[::step], env_t, rendered.gain_incoming)
+    axes[0].plot(t[::step], mono[::step], color="0.6", lw=0.4, label="mix")
+    peak = float(np.abs(mono).max()) or 1.0
+    axes[0].fill_between(t[::step], -gain_a * peak, gain_a * peak, color="tab:blue", alpha=0.15,
+                         label="outgoing (A) share")
+    axes[0].fill_between(t[::step], -gain_b * peak, gain_b * peak, color="tab:orange",
+                         alpha=0.15, label="incoming (B) share")
+    axes[0].set_ylabel("waveform")
+    axes[0].legend(loc="upper right", fontsize=7)
+    axes[1].specgram(mono, NFFT=2048, Fs=rate, noverlap=1536, cmap="magma", scale="dB",
+                     vmin=-120)
+    axes[1].set_ylim(20, 8000)
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("Hz")
+    axes[2].plot(env_t, rendered.gain_outgoing, label="gain A", color="tab:blue")
+    axes[2].plot(env_t, rendered.gain_incoming, label="gain B", color="tab:orange")
+    axes[2].set_ylabel("gain")
+    axes[2].legend(loc="center right", fontsize=7)
+    axes[3].vlines(rendered.beats_outgoing_s, 0.5, 1.0, color="tab:blue", lw=0.8)
+    axes[3].vlines(rendered.beats_incoming_s, 0.0, 0.5, color="tab:orange", lw=0.8)
+    measured = rendered.beats_incoming_measured_s
+    measured = measured[np.isfinite(measured)]
+    axes[3].plot(measured, np.full(measured.size, 0.25), "k|", ms=8, label="B measured")
+    axes[3].set_yticks([0.25, 0.75], ["B beats", "A beats"])
+    axes[3].set_xlabel("seconds")
+    for ax in axes:
+        ax.axvspan(rendered.overlap_start_s, rendered.overlap_end_s, color="green", alpha=0.06)
+    report = rendered.report
+    fig.suptitle(
+        f"{title}  {report.overlap_bars} bars, tempo x{report.tempo_ratio:.3f}, "
+        f"beat error {report.beat_alignment_error_ms:.1f} ms, "
+        f"{report.output_loudness_lufs:.1f} LUFS, {report.true_peak_dbtp:.1f} dBTP", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,390 @@
+"""Kubernetes manifests: both overlays render with kustomize, validate strictly, and say
+what the deployment promises (GPU placement, probes, budgets, policies, Qdrant cluster)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from deploy_helpers import OVERLAYS, find, of_kind, pod_spec, render
+
+KUBERNETES_VERSION = "1.37.0"
+# Prometheus Operator CRDs: kubernetes-validate bundles only built-in kinds; these are checked
+# against models generated from the operator's CRD schemas (PyPI
+# cloudcoil-models-prometheus-operator) instead.
+OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+SERVICES = {"embedder": 50051, "matcher": 50052, "mixer": 50053}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
+# Created outside git in production (deploy/README.md#secrets-and-configuration).
+EXTERNAL_SECRETS = {"segue-embedder-token", "qdrant-api-key", "segue-tls"}
+
+
+def _containers(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{w['kind']}/{w['metadata']['name']}/{c['name']}", c)
+        for kind in WORKLOAD_KINDS
+        for w in of_kind(docs, kind)
+        for c in pod_spec(w)["containers"]
+    ]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _config_value(docs: tuple[dict[str, Any], ...], prefix: str, key: str) -> str:
+    for cm in of_kind(docs, "ConfigMap"):
+        if cm["metadata"]["name"].startswith(prefix + "-") and key in cm.get("data", {}):
+            value: str = cm["data"][key]
+            return value
+    raise AssertionError(f"no ConfigMap {prefix} with {key}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_manifest_passes_strict_schema_validation(overlay: str) -> None:
+    docs = render(overlay)
+    for doc in docs:
+        if doc["kind"] in OPERATOR_KINDS:
+            continue
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_prometheus_operator_kinds_lack_a_bundled_schema(overlay: str) -> None:
+    unknown = set()
+    for doc in render(overlay):
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            unknown.add(doc["kind"])
+    assert unknown <= OPERATOR_KINDS
+
+
+@functools.cache
+def _operator_models() -> Any:
+    # Imported by name: the generated module is large and untyped, and only these tests need it.
+    return importlib.import_module("cloudcoil.models.prometheus_operator.v1")
+
+
+def _operator_round_trip(doc: dict[str, Any]) -> dict[str, Any]:
+    """The object as the operator's schema reads it: unknown fields vanish, bad types raise."""
+    model = getattr(_operator_models(), doc["kind"]).model_validate(doc)
+    parsed: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return parsed
+
+
+def test_prometheus_operator_resources_match_the_operators_schema() -> None:
+    docs = [d for d in render("production") if d["kind"] in OPERATOR_KINDS]
+    assert {d["kind"] for d in docs} == OPERATOR_KINDS
+    for doc in docs:
+        assert _operator_round_trip(doc) == doc, doc["metadata"]["name"]
+
+
+def test_operator_schema_check_notices_a_misspelt_field() -> None:
+    monitor = copy.deepcopy(find(render("production"), "ServiceMonitor", "segue"))
+    monitor["spec"]["endpoints"][0]["prot"] = monitor["spec"]["endpoints"][0].pop("port")
+    assert _operator_round_trip(monitor) != monitor
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    deployment = dict(find(render("dev"), "Deployment", "segue-embedder"))
+    deployment["spec"] = {**deployment["spec"], "replica": 1}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_lives_in_the_overlays_namespace(overlay: str) -> None:
+    namespace = {"dev": "segue-dev", "production": "segue"}[overlay]
+    docs = render(overlay)
+    assert find(docs, "Namespace", namespace)
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_unprivileged_with_a_read_only_root(overlay: str) -> None:
+    docs = render(overlay)
+    for kind in WORKLOAD_KINDS:
+        for workload in of_kind(docs, kind):
+            spec = pod_spec(workload)
+            assert spec["securityContext"]["runAsNonRoot"] is True
+            assert spec["automountServiceAccountToken"] is False
+            for container in spec["containers"]:
+                sc = container["securityContext"]
+                assert sc["readOnlyRootFilesystem"] is True
+                assert sc["allowPrivilegeEscalation"] is False
+                assert sc["capabilities"]["drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_requests_and_limits_memory(overlay: str) -> None:
+    for name, container in _containers(render(overlay)):
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), name
+        assert "memory" in resources["limits"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_referenced_config_map_and_secret_exists(overlay: str) -> None:
+    docs = render(overlay)
+    config_maps = {d["metadata"]["name"] for d in of_kind(docs, "ConfigMap")}
+    secrets = {d["metadata"]["name"] for d in of_kind(docs, "Secret")}
+    if overlay == "production":
+        secrets |= EXTERNAL_SECRETS
+    for kind in WORKLOAD_KINDS:
+        for workload in of_kind(docs, kind):
+            spec = pod_spec(workload)
+            for container in spec["containers"]:
+                for source in container.get("envFrom", []):
+                    assert source["configMapRef"]["name"] in config_maps
+                for env in container.get("env", []):
+                    ref = env.get("valueFrom", {})
+                    if "secretKeyRef" in ref:
+                        assert ref["secretKeyRef"]["name"] in secrets
+                    if "configMapKeyRef" in ref:
+                        assert ref["configMapKeyRef"]["name"] in config_maps
+            for volume in spec.get("volumes", []):
+                if "configMap" in volume:
+                    assert volume["configMap"]["name"] in config_maps
+                if "secret" in volume:
+                    assert volume["secret"]["secretName"] in secrets
+
+
+def test_dev_generates_only_obviously_fake_secrets() -> None:
+    import base64
+
+    for secret in of_kind(render("dev"), "Secret"):
+        for value in secret["data"].values():
+            assert "not-a-secret" in base64.b64decode(value).decode()
+
+
+def test_production_ships_no_secret_values() -> None:
+    assert of_kind(render("production"), "Secret") == []
+
+
+def test_dev_is_cpu_only_with_one_replica_each() -> None:
+    docs = render("dev")
+    for name, container in _containers(docs):
+        assert "nvidia.com/gpu" not in container["resources"].get("limits", {}), name
+    for deployment in of_kind(docs, "Deployment"):
+        assert deployment["spec"]["replicas"] == 1
+        assert "tolerations" not in pod_spec(deployment)
+    assert find(docs, "StatefulSet", "qdrant")["spec"]["replicas"] == 1
+    embedder = find(docs, "Deployment", "segue-embedder")
+    assert pod_spec(embedder)["containers"][0]["image"] == "segue/embedder-cpu:dev"
+    assert _config_value(docs, "segue-embedder", "SEGUE_EXECUTION_PROVIDER") == "cpu"
+    assert of_kind(docs, "HorizontalPodAutoscaler") == []
+
+
+def test_production_embedder_runs_on_the_gpu_pool_with_one_gpu() -> None:
+    docs = render("production")
+    spec = pod_spec(find(docs, "Deployment", "segue-embedder"))
+    container = spec["containers"][0]
+    assert container["image"].split("/")[-1].startswith("embedder-gpu:")
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert _config_value(docs, "segue-embedder", "SEGUE_EXECUTION_PROVIDER") == "cuda"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == [
+        {"key": "segue.io/node-pool", "operator": "In", "values": ["gpu"]}
+    ]
+
+
+@pytest.mark.parametrize("name", ["segue-matcher", "segue-mixer"])
+def test_production_cpu_services_stay_on_the_cpu_pool(name: str) -> None:
+    spec = pod_spec(find(render("production"), "Deployment", name))
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["cpu"]
+    assert "tolerations" not in spec
+    assert "nvidia.com/gpu" not in spec["containers"][0]["resources"]["limits"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_dev_probes_are_native_grpc_health_checks(service: str) -> None:
+    container = pod_spec(find(render("dev"), "Deployment", f"segue-{service}"))["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == SERVICES[service]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_production_serves_tls_and_probes_with_the_tls_health_check(service: str) -> None:
+    spec = pod_spec(find(render("production"), "Deployment", f"segue-{service}"))
+    container = spec["containers"][0]
+    env = _env(container)
+    assert env["SEGUE_TLS_CERT"]["value"] == "/etc/segue/tls/tls.crt"
+    assert env["SEGUE_TLS_KEY"]["value"] == "/etc/segue/tls/tls.key"
+    assert {"name": "tls", "secret": {"secretName": "segue-tls", "defaultMode": 0o440}} in spec[
+        "volumes"
+    ]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert "grpc" not in container[probe]
+        command = container[probe]["exec"]["command"]
+        assert command[:2] == ["python", "/app/grpc_health_check.py"]
+        assert command[-1] == str(SERVICES[service])
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_production_service_has_a_disruption_budget_and_an_autoscaler(service: str) -> None:
+    docs = render("production")
+    name = f"segue-{service}"
+    pdb = find(docs, "PodDisruptionBudget", name)
+    assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+    hpa = find(docs, "HorizontalPodAutoscaler", name)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == name
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+
+
+def test_production_embedder_scales_on_open_streams() -> None:
+    hpa = find(render("production"), "HorizontalPodAutoscaler", "segue-embedder")
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "segue_embedder_active_streams"},
+                "target": {"type": "AverageValue", "averageValue": "96"},
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_service_has_a_headless_service_for_client_side_balancing(service: str) -> None:
+    headless = find(render("production"), "Service", f"segue-{service}-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["ports"][0]["port"] == SERVICES[service]
+
+
+def test_qdrant_is_a_three_peer_cluster_bootstrapped_from_the_first_pod() -> None:
+    docs = render("production")
+    qdrant = find(docs, "StatefulSet", "qdrant")
+    assert qdrant["spec"]["replicas"] >= 3
+    assert qdrant["spec"]["serviceName"] == "qdrant-headless"
+    container = pod_spec(qdrant)["containers"][0]
+    env = _env(container)
+    assert env["QDRANT__CLUSTER__ENABLED"]["value"] == "true"
+    assert env["QDRANT__CLUSTER__P2P__PORT"]["value"] == "6335"
+    assert {p["containerPort"] for p in container["ports"]} == {6333, 6334, 6335}
+    claims = {c["metadata"]["name"] for c in qdrant["spec"]["volumeClaimTemplates"]}
+    assert claims == {"storage", "snapshots"}
+    script = next(
+        cm for cm in of_kind(docs, "ConfigMap") if cm["metadata"]["name"].startswith("qdrant-boot")
+    )["data"]["qdrant-bootstrap.sh"]
+    assert '--bootstrap "http://qdrant-0.qdrant-headless:6335"' in script
+    headless = find(docs, "Service", "qdrant-headless")
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_production_matcher_replicates_every_shard_twice() -> None:
+    docs = render("production")
+    assert _config_value(docs, "segue-matcher", "SEGUE_QDRANT_REPLICATION") == "2"
+    assert int(_config_value(docs, "segue-matcher", "SEGUE_QDRANT_SHARDS")) >= 3
+    assert _config_value(docs, "segue-matcher", "SEGUE_QDRANT_URL") == "http://qdrant:6333"
+
+
+def test_dev_single_qdrant_peer_keeps_one_replica_of_one_shard() -> None:
+    docs = render("dev")
+    assert _config_value(docs, "segue-matcher", "SEGUE_QDRANT_REPLICATION") == "1"
+    cron = find(docs, "CronJob", "qdrant-snapshots")
+    assert _env(pod_spec(cron)["containers"][0])["QDRANT_PEERS"]["value"] == "1"
+
+
+def test_qdrant_snapshots_run_nightly_against_every_peer() -> None:
+    cron = find(render("production"), "CronJob", "qdrant-snapshots")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = pod_spec(cron)["containers"][0]
+    assert container["command"] == ["python", "/scripts/qdrant_snapshot.py"]
+    assert _env(container)["QDRANT_PEERS"]["value"] == "3"
+
+
+def _allowed(docs: tuple[dict[str, Any], ...], direction: str) -> set[tuple[str, int]]:
+    """(pod name label, port) pairs that some policy opens in `direction`."""
+    pairs: set[tuple[str, int]] = set()
+    for policy in of_kind(docs, "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"]
+        names = (
+            [selector["matchLabels"]["app.kubernetes.io/name"]]
+            if selector.get("matchLabels")
+            else [v for e in selector.get("matchExpressions", []) for v in e["values"]] or ["*"]
+        )
+        for rule in policy["spec"].get(direction, []):
+            for port in rule.get("ports", []):
+                pairs |= {(name, port["port"]) for name in names}
+    return pairs
+
+
+def test_network_policies_deny_by_default_and_open_only_needed_ports() -> None:
+    docs = render("production")
+    deny = find(docs, "NetworkPolicy", "default-deny-all")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    ingress = _allowed(docs, "ingress")
+    assert ingress == {
+        ("segue-embedder", 50051),
+        ("segue-embedder", 9101),
+        ("segue-matcher", 50052),
+        ("segue-matcher", 9102),
+        ("segue-mixer", 50053),
+        ("segue-mixer", 9103),
+        ("qdrant", 6333),
+        ("qdrant", 6334),
+        ("qdrant", 6335),
+    }
+    egress = _allowed(docs, "egress")
+    assert egress == {
+        ("*", 53),
+        ("segue-matcher", 6333),
+        ("segue-matcher", 6334),
+        ("qdrant-snapshots", 6333),
+        ("qdrant-snapshots", 6334),
+        ("qdrant", 6333),
+        ("qdrant", 6335),
+    }
+
+
+def test_metrics_ports_admit_only_prometheus() -> None:
+    policy = find(render("production"), "NetworkPolicy", "segue-embedder-ingress")
+    metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 9101)
+    assert metrics_rule["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+
+
+def test_service_monitor_scrapes_the_metrics_port_of_each_service() -> None:
+    docs = render("production")
+    monitor = find(docs, "ServiceMonitor", "segue")
+    selected = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
+    assert selected == {f"segue-{s}" for s in SERVICES}
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    for service in SERVICES:
+        ports = {p["name"] for p in find(docs, "Service", f"segue-{service}")["spec"]["ports"]}
+        assert "metrics" in ports
+    # Dropping the target's `service` label keeps the metrics' own, which the SLOs group by.
+    assert {"action": "labeldrop", "regex": "service"} in monitor["spec"]["endpoints"][0][
+        "relabelings"
+    ]
+
+
+def test_qdrant_pod_monitor_authenticates_with_the_read_only_key() -> None:
+    monitor = find(render("production"), "PodMonitor", "qdrant")
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "http"
+    assert endpoint["authorization"]["credentials"] == {
+        "name": "qdrant-api-key",
+        "key": "read-only-api-key",
+    }
+
+
+def test_production_includes_the_slo_rules_and_dev_does_not_need_the_operator() -> None:
+    assert find(render("production"), "PrometheusRule", "segue-slos")
+    kinds = {d["kind"] for d in render("dev")}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
