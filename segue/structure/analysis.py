@@ -1,0 +1,120 @@
+"""The final structure analysis: tempo, beats, meter, key, sections and cues from features."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from segue.structure.beats import metrical_level, track_beats
+from segue.structure.cues import energy_curve, find_cues
+from segue.structure.features import StructureFeatures, uniform_low_onset, uniform_onset
+from segue.structure.key import estimate_key
+from segue.structure.meter import estimate_meter
+from segue.structure.result import StructureResult
+from segue.structure.sections import (
+    BLOCK_S,
+    KERNEL_HALF_BARS,
+    KERNEL_HALF_S,
+    label_sections,
+    pool_blocks,
+    segment,
+)
+from segue.structure.tempo import estimate_tempo, normalise_onset
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+# Onset envelope rate: the log-mel hop of 512 samples at 22050 Hz.
+ONSET_FPS = 22050 / 512
+# Share of the bass-band flux in the onset envelope: it favours kicks over off-beat hats.
+LOW_ONSET_WEIGHT = 0.5
+# Below this tempo confidence no beat grid is reported.
+MIN_TEMPO_CONFIDENCE = 0.05
+# Tempo range the metrical-level correction may move the beat into.
+MIN_LEVEL_BPM = 60.0
+MAX_LEVEL_BPM = 200.0
+# Bar-synchronous sections need a meter at least this confident.
+MIN_METER_CONFIDENCE = 0.05
+
+
+def onset_envelope(features: StructureFeatures) -> F32:
+    full = normalise_onset(uniform_onset(features, ONSET_FPS), ONSET_FPS)
+    low = normalise_onset(uniform_low_onset(features, ONSET_FPS), ONSET_FPS)
+    out: F32 = (full + LOW_ONSET_WEIGHT * low).astype(np.float32)
+    return out
+
+
+def analyze_features(features: StructureFeatures) -> StructureResult:
+    duration = features.duration_s
+    onset = onset_envelope(features)
+    tempo = estimate_tempo(onset, ONSET_FPS)
+    beats = np.zeros(0)
+    if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
+        beats = track_beats(onset, tempo.local_period, ONSET_FPS)
+        factor = metrical_level(beats, onset, ONSET_FPS)
+        bpm_after = tempo.bpm * factor
+        if factor != 1.0 and MIN_LEVEL_BPM <= bpm_after <= MAX_LEVEL_BPM:
+            beats = track_beats(onset, tempo.local_period / factor, ONSET_FPS)
+    if len(beats) < 4:
+        beats = np.zeros(0)
+    low = normalise_onset(uniform_low_onset(features, ONSET_FPS), ONSET_FPS)
+    meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
+    key = estimate_key(features.chroma, features.level_db)
+
+    downbeats = beats[meter.positions == 1] if len(beats) else beats
+    use_bars = meter.confidence >= MIN_METER_CONFIDENCE and len(downbeats) >= 8
+    if use_bars:
+        edges = downbeats
+        if edges[0] > 0.5:
+            edges = np.r_[0.0, edges]
+        edges = (
+            np.r_[edges, duration] if duration - edges[-1] > 0.1 else np.r_[edges[:-1], duration]
+        )
+        bar_s = float(np.median(np.diff(downbeats)))
+        kernel_half = KERNEL_HALF_BARS
+    else:
+        edges = np.r_[np.arange(0.0, duration, BLOCK_S), duration]
+        edges = np.unique(edges)
+        bar_s = BLOCK_S
+        kernel_half = round(KERNEL_HALF_S / BLOCK_S)
+    sections_list = []
+    if len(edges) >= 2 and len(features.chroma):
+        blocks = pool_blocks(
+            edges,
+            features.chroma_times_s,
+            features.chroma,
+            features.level_db,
+            features.timbre_times_s,
+            features.timbre,
+        )
+        bounds, strengths = segment(blocks, duration, bar_s, kernel_half)
+        sections_list = label_sections(blocks, bounds, strengths, duration)
+    energy_times, energy = energy_curve(features.chroma_times_s, features.level_db)
+    cues = find_cues(sections_list, downbeats, duration, energy_times, energy)
+
+    stability = _stability(beats)
+    bpm = tempo.bpm if len(beats) else 0.0
+    if len(beats) >= 8:
+        # Report the tempo the beat grid actually follows.
+        bpm = 60.0 / float(np.median(np.diff(beats)))
+    return StructureResult(
+        duration_s=duration,
+        tempo_bpm=round(bpm, 3),
+        tempo_stability=stability,
+        tempo_confidence=round(tempo.confidence if len(beats) else 0.0, 3),
+        beat_times_s=tuple(round(float(t), 4) for t in beats),
+        beat_positions=tuple(int(p) for p in meter.positions) if len(beats) else (),
+        beats_per_bar=meter.beats_per_bar,
+        key=key,
+        sections=tuple(sections_list),
+        cue_points=tuple(cues),
+    )
+
+
+def _stability(beats: F64) -> float:
+    """1 for a steady grid, falling towards 0 as inter-beat intervals vary (rubato)."""
+    if len(beats) < 4:
+        return 0.0
+    intervals = np.diff(beats)
+    spread = float(np.std(np.log(intervals)))
+    return round(float(np.clip(1.0 - spread / 0.1, 0.0, 1.0)), 3)

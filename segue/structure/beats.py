@@ -1,0 +1,151 @@
+"""Beat tracking by dynamic programming over the onset envelope (after Ellis 2007)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+# Penalty on log(interval / period)^2 between consecutive beats.
+TIGHTNESS = 100.0
+# Thresholds of metrical_level (ratios of median onset strengths).
+HALVE_RATIO = 0.3
+DOUBLE_RATIO = 0.85
+
+
+def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
+    """Beat times (s) that fall on strong onsets and stay close to the local beat period.
+
+    Frames are processed in blocks shorter than half a period, so each block only reads
+    scores that are final; this keeps the recursion vectorised.
+    """
+    n = len(onset)
+    if n == 0 or not np.any(local_period > 0):
+        return np.zeros(0)
+    period = np.maximum(local_period, 2.0)
+    local = onset.astype(np.float64)
+    score = np.zeros(n)
+    back = np.full(n, -1, dtype=np.int64)
+    max_offset = int(np.ceil(2.0 * period.max()))
+    offsets = np.arange(1, max_offset + 1)
+    block = max(1, int(np.floor(period.min() / 2)))
+    for start in range(0, n, block):
+        frames = np.arange(start, min(n, start + block))
+        p = period[frames][:, None]
+        prev = frames[:, None] - offsets[None, :]
+        ratio = offsets[None, :] / p
+        valid = (prev >= 0) & (prev < start) & (ratio >= 0.5) & (ratio <= 2.0)
+        penalty = -TIGHTNESS * np.log(np.where(valid, ratio, 1.0)) ** 2
+        candidate = np.where(valid, score[np.maximum(prev, 0)] + penalty, -np.inf)
+        best = np.argmax(candidate, axis=1)
+        best_value = candidate[np.arange(len(frames)), best]
+        chain = best_value > 0
+        score[frames] = local[frames] + np.where(chain, best_value, 0.0)
+        back[frames] = np.where(chain, prev[np.arange(len(frames)), best], -1)
+
+    # End on the last strong local maximum of the cumulative score.
+    is_peak = np.r_[False, (score[1:-1] > score[:-2]) & (score[1:-1] >= score[2:]), False]
+    peaks = np.flatnonzero(is_peak)
+    if len(peaks) == 0:
+        return np.zeros(0)
+    threshold = 0.5 * np.median(score[peaks])
+    last = int(peaks[score[peaks] >= threshold][-1])
+    beats = [last]
+    while back[beats[-1]] >= 0:
+        beats.append(int(back[beats[-1]]))
+    frames_out = np.asarray(beats[::-1])
+    frames_out = _trim_silence(frames_out, local)
+    refined = _refine(frames_out, local)
+    return _regularise_weak(refined, local[frames_out]) / fps
+
+
+def _trim_silence(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.int64]:
+    """Drops beats at the start and end where the onset envelope is weak (silence, fades)."""
+    if len(beats) < 3:
+        return beats
+    strength = onset[beats]
+    smoothed = np.convolve(strength, np.hanning(5), mode="same") / np.hanning(5).sum()
+    threshold = 0.5 * np.sqrt(np.mean(smoothed**2))
+    strong = np.flatnonzero(smoothed >= threshold)
+    if len(strong) == 0:
+        return beats[:0]
+    return beats[strong[0] : strong[-1] + 1]
+
+
+def _refine(beats: npt.NDArray[np.int64], onset: F64) -> F64:
+    """Sub-frame beat positions by parabolic interpolation on the onset peak."""
+    out = beats.astype(np.float64)
+    for i, b in enumerate(beats):
+        if 0 < b < len(onset) - 1:
+            a, c, d = onset[b - 1], onset[b], onset[b + 1]
+            denom = a - 2 * c + d
+            if denom < 0:
+                out[i] = b + float(np.clip(0.5 * (a - d) / denom, -0.5, 0.5))
+    return out
+
+
+def _regularise_weak(beats: F64, strength: F64) -> F64:
+    """Evenly spaced beats where the onsets are weak (a drumless intro or break).
+
+    On an integer frame grid, the tracker would drift there by always taking the cheaper
+    rounding of the period; weak beats are re-placed from their strong neighbours instead.
+    """
+    n = len(beats)
+    if n < 8:
+        return beats
+    strong = strength >= 0.3 * float(np.median(strength))
+    if strong.sum() < 4 or strong.all():
+        return beats
+    out = beats.copy()
+    idx = np.flatnonzero(strong)
+    # Interior runs: equal steps between the two strong beats around them.
+    for a, b in itertools.pairwise(idx):
+        if b - a > 1:
+            out[a : b + 1] = np.linspace(beats[a], beats[b], b - a + 1)
+    first, last = int(idx[0]), int(idx[-1])
+    head = np.diff(beats[first : first + 9][strong[first : first + 9]])
+    if first > 0 and len(head):
+        out[:first] = beats[first] - np.arange(first, 0, -1) * float(np.median(head))
+    tail = np.diff(beats[max(0, last - 8) : last + 1][strong[max(0, last - 8) : last + 1]])
+    if last < n - 1 and len(tail):
+        out[last + 1 :] = beats[last] + np.arange(1, n - last) * float(np.median(tail))
+    keep = out >= 0
+    result: F64 = out[keep]
+    return result
+
+
+def metrical_level(beats_s: F64, onset: F32, fps: float) -> float:
+    """Factor (0.5, 1 or 2) by which the tracked beat rate should change.
+
+    Halve when every other beat is much weaker than its neighbours (the tracker locked on
+    eighths); double when the points halfway between beats are nearly as strong as the
+    beats themselves (it locked on half notes). Swing is allowed for by looking for the
+    off-beat anywhere from 35% to 75% of the way to the next beat.
+    """
+    if len(beats_s) < 16:
+        return 1.0
+    frames = beats_s * fps
+    n = len(onset)
+
+    def peak(lo: float, hi: float) -> float:
+        a, b = max(0, int(np.floor(lo))), min(n, int(np.ceil(hi)) + 1)
+        return float(onset[a:b].max()) if b > a else 0.0
+
+    on = np.asarray([peak(f - 1.5, f + 1.5) for f in frames])
+    gaps = np.diff(frames)
+    mid = np.asarray(
+        [peak(f + 0.35 * g, f + 0.75 * g) for f, g in zip(frames[:-1], gaps, strict=True)]
+    )
+    even, odd = float(np.median(on[0::2])), float(np.median(on[1::2]))
+    beat_level = float(np.median(on))
+    if beat_level <= 0:
+        return 1.0
+    if min(even, odd) < HALVE_RATIO * max(even, odd):
+        return 0.5
+    if float(np.median(mid)) > DOUBLE_RATIO * beat_level:
+        return 2.0
+    return 1.0

@@ -1,0 +1,93 @@
+"""Global key from the song's mean chroma, by correlation with major and minor key profiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from segue.structure.camelot import KeyMode
+from segue.structure.result import KeyEstimate
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+# Temperley (1999, "What's key for key?") pitch-class profiles, from tonic upwards. They
+# weigh the scale tones more evenly than Krumhansl's probe-tone ratings, which confuse
+# relative keys less in pop harmony.
+MAJOR_PROFILE = np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0])
+MINOR_PROFILE = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0])
+KRUMHANSL_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KRUMHANSL_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def key_scores(profile_chroma: F64, major: F64 = MAJOR_PROFILE, minor: F64 = MINOR_PROFILE) -> F64:
+    """Pearson correlation of a 12-bin chroma with each key, [24]: 0-11 major, 12-23 minor."""
+    out = np.zeros(24)
+    for mode_index, profile in enumerate((major, minor)):
+        for tonic in range(12):
+            out[mode_index * 12 + tonic] = _pearson(profile_chroma, np.roll(profile, tonic))
+    return out
+
+
+def song_chroma(chroma: F32, level_db: F32) -> F64:
+    """Mean chroma of the song: each frame normalised, louder frames counting more.
+
+    Frames are compressed (square root of energy) so a few loud notes do not dominate, and
+    silent frames (below -50 dBFS) are left out.
+    """
+    if len(chroma) == 0:
+        return np.zeros(12)
+    linear = np.sqrt(np.power(10.0, chroma.astype(np.float64)))
+    linear /= np.maximum(linear.sum(axis=1, keepdims=True), 1e-12)
+    audible = level_db > -50.0
+    if not np.any(audible):
+        return np.zeros(12)
+    weights = np.power(10.0, level_db[audible].astype(np.float64) / 40.0)
+    out: F64 = (linear[audible] * weights[:, None]).sum(axis=0) / weights.sum()
+    return out
+
+
+def estimate_key(chroma: F32, level_db: F32) -> KeyEstimate:
+    """Best key, with a confidence that is low for flat (noise) or one-note (tone) chroma."""
+    profile = song_chroma(chroma, level_db)
+    if not np.any(profile > 0):
+        return KeyEstimate(0, "major", 0.0)
+    scores = key_scores(profile)
+    best = int(np.argmax(scores))
+    tonic = best % 12
+    mode: KeyMode = "major" if best < 12 else "minor"
+    confidence = _confidence(profile, scores, best)
+    return KeyEstimate(tonic, mode, confidence)
+
+
+def krumhansl_key(chroma: F32, level_db: F32) -> tuple[int, KeyMode]:
+    """Plain Krumhansl-Schmuckler estimate, the baseline this module is compared against."""
+    mean = np.power(10.0, chroma.astype(np.float64)).mean(axis=0) if len(chroma) else np.zeros(12)
+    scores = key_scores(mean, KRUMHANSL_MAJOR, KRUMHANSL_MINOR)
+    best = int(np.argmax(scores))
+    return best % 12, ("major" if best < 12 else "minor")
+
+
+def _confidence(profile: F64, scores: F64, best: int) -> float:
+    # Tonal music has a few strong pitch classes: not one (a tone), not all (noise).
+    share = profile / profile.sum()
+    effective = float(np.exp(-np.sum(share * np.log(share + 1e-12))))
+    spread = float(np.clip((effective - 1.5) / 2.0, 0.0, 1.0))
+    contrast = float(np.clip((share.max() - np.median(share)) / np.median(share) / 0.6, 0.0, 1.0))
+    # Margin over the best key that is not a close relative (relative, parallel, fifths).
+    tonic, minor = best % 12, best >= 12
+    related = {best}
+    relative = (tonic + 9) % 12 + 12 if not minor else (tonic + 3) % 12
+    related.add(relative)
+    for step in (5, 7):
+        related.add((tonic + step) % 12 + (12 if minor else 0))
+    others = [scores[i] for i in range(24) if i not in related]
+    margin = float(np.clip((scores[best] - max(others)) / 0.3, 0.0, 1.0))
+    fit = float(np.clip((scores[best] - 0.3) / 0.5, 0.0, 1.0))
+    return round(fit * (0.5 + 0.5 * margin) * spread * contrast, 3)
+
+
+def _pearson(a: F64, b: F64) -> float:
+    a0, b0 = a - a.mean(), b - b.mean()
+    denom = float(np.linalg.norm(a0) * np.linalg.norm(b0))
+    return float(a0 @ b0 / denom) if denom > 1e-12 else 0.0

@@ -1,0 +1,118 @@
+"""Streaming accumulation: window-by-window equals offline, and the state survives a resume."""
+
+import numpy as np
+import pytest
+
+from segue.structure import StructureAccumulator, analyze_audio
+from segue.structure.onset import LogMel
+from segue.synth import generate_song
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def song() -> np.ndarray:
+    return generate_song(41, duration_s=30, tempo_bpm=120).audio
+
+
+def _push_all(state: StructureAccumulator, audio: np.ndarray, start: int = 0) -> None:
+    for i in range(start, len(audio), SR):
+        state.push(audio[i : i + SR])
+
+
+def test_pushing_window_by_window_equals_offline_analysis(song: np.ndarray) -> None:
+    state = StructureAccumulator(SR)
+    _push_all(state, song)
+    assert state.analyze() == analyze_audio(song, SR)
+
+
+def test_a_short_final_window_is_accepted(song: np.ndarray) -> None:
+    audio = song[: 10 * SR + 1234]
+    state = StructureAccumulator(SR)
+    _push_all(state, audio)
+    assert state.windows_pushed == 11
+    assert state.duration_s == pytest.approx(len(audio) / SR)
+
+
+def test_resuming_from_bytes_mid_song_gives_the_same_result(song: np.ndarray) -> None:
+    whole = StructureAccumulator(SR)
+    _push_all(whole, song)
+    first = StructureAccumulator(SR)
+    _push_all(first, song[: 12 * SR])
+    resumed = StructureAccumulator.from_bytes(first.to_bytes())
+    _push_all(resumed, song, start=12 * SR)
+    assert resumed.analyze() == whole.analyze()
+    assert resumed.to_bytes() == whole.to_bytes()
+
+
+def test_state_is_compact(song: np.ndarray) -> None:
+    state = StructureAccumulator(SR)
+    _push_all(state, song)
+    assert len(state.to_bytes()) < 400 * 30  # bytes per second of audio
+
+
+def test_an_empty_state_round_trips_and_analyses() -> None:
+    state = StructureAccumulator.from_bytes(StructureAccumulator(SR).to_bytes())
+    assert state.windows_pushed == 0
+    assert state.analyze().beat_times_s == ()
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        b"",
+        b"nonsense",
+        b"SGST\x01\x00\x00\x00\x00\x00garbage",
+    ],
+)
+def test_corrupt_bytes_raise_value_error(corrupt: bytes) -> None:
+    with pytest.raises(ValueError):
+        StructureAccumulator.from_bytes(corrupt)
+
+
+def test_flipped_bit_and_truncation_raise_value_error(song: np.ndarray) -> None:
+    state = StructureAccumulator(SR)
+    _push_all(state, song[: 5 * SR])
+    data = bytearray(state.to_bytes())
+    with pytest.raises(ValueError):
+        StructureAccumulator.from_bytes(bytes(data[:-5]))
+    data[len(data) // 2] ^= 0x10
+    with pytest.raises(ValueError):
+        StructureAccumulator.from_bytes(bytes(data))
+
+
+def test_unknown_version_is_rejected(song: np.ndarray) -> None:
+    data = bytearray(StructureAccumulator(SR).to_bytes())
+    data[4] = 99
+    with pytest.raises(ValueError, match="version"):
+        StructureAccumulator.from_bytes(bytes(data))
+
+
+def test_model_mel_frames_drive_the_onsets_when_given(song: np.ndarray) -> None:
+    # Stand-in for the model's frames: the own log-mel computed per window (44 frames).
+    state = StructureAccumulator(SR)
+    front = LogMel(SR)
+    for i in range(0, len(song), SR):
+        window = song[i : i + SR]
+        mel, _, _ = front.frames(np.zeros(0, np.float32), window, 0, 0)
+        state.push(window, mel)
+    result = state.analyze()
+    assert result.tempo_bpm == pytest.approx(120, rel=0.02)
+    restored = StructureAccumulator.from_bytes(state.to_bytes())
+    assert restored.analyze() == result
+
+
+def test_mixing_mel_and_pcm_windows_is_rejected(song: np.ndarray) -> None:
+    state = StructureAccumulator(SR)
+    state.push(song[:SR])
+    with pytest.raises(ValueError):
+        state.push(song[SR : 2 * SR], np.zeros((44, 64), np.float32))
+
+
+@pytest.mark.parametrize(
+    "window",
+    [np.zeros(0, np.float32), np.full(SR, np.nan, np.float32), np.zeros(10 * SR, np.float32)],
+)
+def test_invalid_windows_are_rejected(window: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        StructureAccumulator(SR).push(window)
