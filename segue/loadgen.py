@@ -79,6 +79,7 @@ class LoadReport:
     latencies_s: dict[str, list[float]]
     codes: dict[str, Counter[str]]
     render_ratios: list[float]
+    error_details: dict[str, int] = field(default_factory=dict)
 
     def percentile(self, kind: str, q: float) -> float:
         values = self.latencies_s.get(kind, [])
@@ -124,6 +125,9 @@ class LoadReport:
         for service, codes in sorted(self.codes.items()):
             listed = ", ".join(f"{c}: {n}" for c, n in sorted(codes.items()))
             lines.append(f"| {service} | {listed} |")
+        if self.error_details:
+            lines += ["", "| error | count |", "|---|---|"]
+            lines += [f"| {e} | {n} |" for e, n in sorted(self.error_details.items())]
         lines += ["", "| SLO | target | measured | samples | verdict |", "|---|---|---|---|---|"]
         for name, v in self.slo_verdicts().items():
             lines.append(
@@ -148,6 +152,7 @@ class LoadGenerator:
         self.codes: dict[str, Counter[str]] = defaultdict(Counter)
         self.render_ratios: list[float] = []
         self.indexed: list[str] = []
+        self.error_details: Counter[str] = Counter()
 
     async def run(self) -> LoadReport:
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -164,7 +169,8 @@ class LoadGenerator:
             started = time.perf_counter()
             await self._drive(started + self.config.duration_s)
             elapsed = time.perf_counter() - started
-        return LoadReport(elapsed, dict(self.latencies), dict(self.codes), self.render_ratios)
+        return LoadReport(elapsed, dict(self.latencies), dict(self.codes), self.render_ratios,
+                          dict(self.error_details))
 
     async def _index_library(self) -> None:
         """Analyses every song once and stores it in the matcher (not counted as load)."""
@@ -205,11 +211,21 @@ class LoadGenerator:
         if tasks:
             await asyncio.gather(*tasks)
 
+    def _error(self, service: str, error: grpc.aio.AioRpcError) -> None:
+        self.codes[service][error.code().name] += 1
+        self.error_details[f"{service} {error.code().name}: {(error.details() or '')[:120]}"] += 1
+
+    def _render_pair(self) -> tuple[str, str]:
+        """A song into itself (its end into its start): always tempo-compatible, so every
+        render does the full work, and a rejection can only be a fault."""
+        a = self.rng.choice(list(self.songs))
+        return a, a
+
     async def _guard(self, service: str, call: Awaitable[Any]) -> Any:
         try:
             result = await call
         except grpc.aio.AioRpcError as e:
-            self.codes[service][e.code().name] += 1
+            self._error(service, e)
             return None
         self.codes[service]["OK"] += 1
         return result
@@ -242,7 +258,7 @@ class LoadGenerator:
                     analysis = response.analysis
             self.codes["embedder"]["OK"] += 1
         except grpc.aio.AioRpcError as e:
-            self.codes["embedder"][e.code().name] += 1
+            self._error("embedder", e)
         return analysis
 
     async def _op_analyze(self) -> None:
@@ -265,7 +281,7 @@ class LoadGenerator:
             self.latencies["next"].append(time.perf_counter() - started)
 
     async def _op_render(self) -> None:
-        a, b = self.rng.sample(list(self.songs), 2) if len(self.songs) > 1 else [*self.songs] * 2
+        a, b = self._render_pair()
         excerpt_s = self.config.render_overlap_s + 6.0
         fmt = common_pb2.AudioFormat(sample_rate_hz=MODEL_RATE_HZ, channels=1,
                                      sample_format=common_pb2.SAMPLE_FORMAT_F32LE)
@@ -293,7 +309,7 @@ class LoadGenerator:
                     duration = response.report.duration_s
             self.codes["mixer"]["OK"] += 1
         except grpc.aio.AioRpcError as e:
-            self.codes["mixer"][e.code().name] += 1
+            self._error("mixer", e)
             return
         elapsed = time.perf_counter() - started
         self.latencies["render"].append(elapsed)

@@ -164,7 +164,7 @@ def test_the_load_reached_every_service_without_server_errors(stack: dict[str, A
     for service in SERVICES:
         codes = report.codes[service]
         assert codes["OK"] > 0, (service, codes)
-        assert not (set(codes) - {"OK"}), (service, codes)
+        assert not (set(codes) - {"OK"}), (service, codes, report.error_details)
 
 
 def test_slo_recording_rules_return_values_for_every_service(stack: dict[str, Any]) -> None:
