@@ -19,8 +19,13 @@ FloatArray = npt.NDArray[np.float32]
 @lru_cache(maxsize=8)
 def song(seed: int, tempo_bpm: float, duration_s: float = 24.0) -> SynthSong:
     """A generated electronic song with known beats, at the mixer's default rate."""
-    return generate_song(seed, duration_s=duration_s, tempo_bpm=tempo_bpm,
-                         instrumentation="electronic", sample_rate_hz=RATE)
+    return generate_song(
+        seed,
+        duration_s=duration_s,
+        tempo_bpm=tempo_bpm,
+        instrumentation="electronic",
+        sample_rate_hz=RATE,
+    )
 
 
 def analysis_of(s: SynthSong) -> common_pb2.SongAnalysis:
@@ -36,8 +41,9 @@ def analysis_of(s: SynthSong) -> common_pb2.SongAnalysis:
     return analysis
 
 
-def click_track(tempo_bpm: float, duration_s: float, tone_hz: float, first_beat_s: float = 0.2
-                ) -> tuple[FloatArray, npt.NDArray[np.float64]]:
+def click_track(
+    tempo_bpm: float, duration_s: float, tone_hz: float, first_beat_s: float = 0.2
+) -> tuple[FloatArray, npt.NDArray[np.float64]]:
     """Short tone bursts on every beat (mono) and the exact beat times."""
     beats = np.arange(first_beat_s, duration_s - 0.1, 60.0 / tempo_bpm)
     audio = np.zeros(int(duration_s * RATE), dtype=np.float32)
@@ -90,10 +96,16 @@ class MixerThreadServer:
 
         try:
             servicer = MixerServicer(MixerConfig(**self._overrides))  # type: ignore[arg-type]
-            config = ServerConfig(service="mixer", host="127.0.0.1", grpc_port=0,
-                                  shutdown_grace_s=2.0, max_message_bytes=16 * 1024 * 1024)
-            running = await start_server(config, registrar(servicer),
-                                         on_shutdown=[servicer.close], serve_metrics_port=False)
+            config = ServerConfig(
+                service="mixer",
+                host="127.0.0.1",
+                grpc_port=0,
+                shutdown_grace_s=2.0,
+                max_message_bytes=16 * 1024 * 1024,
+            )
+            running = await start_server(
+                config, registrar(servicer), on_shutdown=[servicer.close], serve_metrics_port=False
+            )
             self._servicer, self._running, self.port = servicer, running, running.port
         except BaseException as e:  # surfaced in start()
             self._error = e

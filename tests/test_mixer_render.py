@@ -15,8 +15,9 @@ from services.mixer.limiter import true_peak_dbtp
 from services.mixer.render import Params, Style, render_transition
 
 
-def excerpt(name: str, mono: np.ndarray, analysis: common_pb2.SongAnalysis | None = None,
-            cue_s: float = 0.0) -> Excerpt:
+def excerpt(
+    name: str, mono: np.ndarray, analysis: common_pb2.SongAnalysis | None = None, cue_s: float = 0.0
+) -> Excerpt:
     info = mixer_pb2.ExcerptInfo(encoded=True, cue_s=cue_s)
     if analysis is not None:
         info.analysis.CopyFrom(analysis)
@@ -35,8 +36,11 @@ def onsets(signal: np.ndarray, threshold: float) -> np.ndarray:
 def test_generated_songs_keep_both_beat_grids_within_10_ms_through_the_overlap() -> None:
     a, b = song(11, 126.0), song(12, 119.0)
     rendered = render_transition(
-        excerpt("outgoing", a.audio, analysis_of(a)), excerpt("incoming", b.audio, analysis_of(b)),
-        Style("bars", bars=4), Params())
+        excerpt("outgoing", a.audio, analysis_of(a)),
+        excerpt("incoming", b.audio, analysis_of(b)),
+        Style("bars", bars=4),
+        Params(),
+    )
     measured = rendered.beats_incoming_measured_s
     assert np.isfinite(measured).sum() >= 10, "most beats of B must be measurable"
     assert rendered.report.beat_alignment_error_ms <= 10.0
@@ -50,7 +54,9 @@ def test_click_tracks_land_on_each_other_in_the_rendered_audio() -> None:
     rendered = render_transition(
         excerpt("outgoing", a_audio, click_analysis(a_beats, 128.0)),
         excerpt("incoming", b_audio, click_analysis(b_beats, 120.0)),
-        Style("bars", bars=8, curve=mixer_pb2.FADE_CURVE_LINEAR), Params(context_s=1.0))
+        Style("bars", bars=8, curve=mixer_pb2.FADE_CURVE_LINEAR),
+        Params(context_s=1.0),
+    )
     mono = rendered.audio.mean(axis=0)
     low = sosfiltfilt(butter(4, [700, 1400], "bandpass", fs=RATE, output="sos"), mono)
     high = sosfiltfilt(butter(4, [4000, 6500], "bandpass", fs=RATE, output="sos"), mono)
@@ -69,8 +75,10 @@ def test_output_loudness_matches_the_target_within_1_lu() -> None:
     a, b = song(11, 126.0), song(12, 119.0)
     rendered = render_transition(
         excerpt("outgoing", 0.1 * a.audio, analysis_of(a)),  # much quieter than B
-        excerpt("incoming", b.audio, analysis_of(b)), Style("bars", bars=4),
-        Params(target_lufs=-16.0))
+        excerpt("incoming", b.audio, analysis_of(b)),
+        Style("bars", bars=4),
+        Params(target_lufs=-16.0),
+    )
     measured = pyloudnorm.Meter(RATE).integrated_loudness(rendered.audio.T.astype(np.float64))
     assert measured == pytest.approx(-16.0, abs=1.0)
     assert rendered.report.loudness_step_lu <= 1.0
@@ -81,8 +89,11 @@ def test_no_sample_reaches_full_scale_even_for_a_loud_target() -> None:
     loud_a = a.audio / np.abs(a.audio).max()
     loud_b = b.audio / np.abs(b.audio).max()
     rendered = render_transition(
-        excerpt("outgoing", loud_a, analysis_of(a)), excerpt("incoming", loud_b, analysis_of(b)),
-        Style("bars", bars=4, eq_bass_swap=True), Params(target_lufs=-6.0))
+        excerpt("outgoing", loud_a, analysis_of(a)),
+        excerpt("incoming", loud_b, analysis_of(b)),
+        Style("bars", bars=4, eq_bass_swap=True),
+        Params(target_lufs=-6.0),
+    )
     assert np.abs(rendered.audio).max() < 10 ** (-1.0 / 20)
     assert true_peak_dbtp(rendered.audio) <= -1.0 + 1e-6
     assert rendered.report.true_peak_dbtp <= -1.0 + 1e-6
@@ -91,36 +102,54 @@ def test_no_sample_reaches_full_scale_even_for_a_loud_target() -> None:
 def test_an_outgoing_excerpt_shorter_than_the_overlap_is_refused_by_name() -> None:
     a, b = song(11, 126.0), song(12, 119.0)
     with pytest.raises(MixInputError, match=r"outgoing excerpt .* shorter than the requested"):
-        render_transition(excerpt("outgoing", a.audio[: 5 * RATE], analysis_of(a)),
-                          excerpt("incoming", b.audio, analysis_of(b)), Style("bars", bars=8),
-                          Params())
+        render_transition(
+            excerpt("outgoing", a.audio[: 5 * RATE], analysis_of(a)),
+            excerpt("incoming", b.audio, analysis_of(b)),
+            Style("bars", bars=8),
+            Params(),
+        )
 
 
 def test_tempo_beyond_the_stretch_limit_is_refused_but_double_time_is_matched() -> None:
     a = song(11, 126.0)
     slow, slow_beats = click_track(100.0, 20.0, 3000.0)
     with pytest.raises(MixInputError, match="beyond the stretch limit"):
-        render_transition(excerpt("outgoing", a.audio, analysis_of(a)),
-                          excerpt("incoming", slow, click_analysis(slow_beats, 100.0)),
-                          Style("bars", bars=2), Params())
+        render_transition(
+            excerpt("outgoing", a.audio, analysis_of(a)),
+            excerpt("incoming", slow, click_analysis(slow_beats, 100.0)),
+            Style("bars", bars=2),
+            Params(),
+        )
     half, half_beats = click_track(64.0, 24.0, 3000.0)
-    rendered = render_transition(excerpt("outgoing", a.audio, analysis_of(a)),
-                                 excerpt("incoming", half, click_analysis(half_beats, 64.0)),
-                                 Style("bars", bars=2), Params(context_s=1.0))
+    rendered = render_transition(
+        excerpt("outgoing", a.audio, analysis_of(a)),
+        excerpt("incoming", half, click_analysis(half_beats, 64.0)),
+        Style("bars", bars=2),
+        Params(context_s=1.0),
+    )
     assert rendered.report.tempo_ratio == pytest.approx(126.0 / 128.0, rel=1e-3)
 
 
 def test_auto_length_blends_club_tracks_longer_than_free_time_music_and_says_why() -> None:
     a, b = song(11, 126.0, 40.0), song(12, 124.0, 40.0)
-    club = render_transition(excerpt("outgoing", a.audio, analysis_of(a)),
-                             excerpt("incoming", b.audio, analysis_of(b)), Style("auto"), Params())
+    club = render_transition(
+        excerpt("outgoing", a.audio, analysis_of(a)),
+        excerpt("incoming", b.audio, analysis_of(b)),
+        Style("auto"),
+        Params(),
+    )
     rng = np.random.default_rng(3)
-    drone_a = (0.1 * np.sin(2 * np.pi * 220 * np.arange(30 * RATE) / RATE)
-               + 0.01 * rng.standard_normal(30 * RATE)).astype(np.float32)
-    drone_b = (0.1 * np.sin(2 * np.pi * 330 * np.arange(30 * RATE) / RATE)
-               + 0.01 * rng.standard_normal(30 * RATE)).astype(np.float32)
-    ballad = render_transition(excerpt("outgoing", drone_a), excerpt("incoming", drone_b),
-                               Style("auto"), Params())
+    drone_a = (
+        0.1 * np.sin(2 * np.pi * 220 * np.arange(30 * RATE) / RATE)
+        + 0.01 * rng.standard_normal(30 * RATE)
+    ).astype(np.float32)
+    drone_b = (
+        0.1 * np.sin(2 * np.pi * 330 * np.arange(30 * RATE) / RATE)
+        + 0.01 * rng.standard_normal(30 * RATE)
+    ).astype(np.float32)
+    ballad = render_transition(
+        excerpt("outgoing", drone_a), excerpt("incoming", drone_b), Style("auto"), Params()
+    )
     assert "phrase" in club.report.length_reason
     assert "weak beat" in ballad.report.length_reason
     assert club.report.overlap_bars > ballad.report.overlap_bars

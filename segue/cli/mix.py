@@ -1,4 +1,9 @@
-"""`segue mix A B -o out.mp3`: render the transition from song A into song B."""
+"""`segue mix A B -o out.mp3`: render the transition from song A into song B.
+
+`segue mix --playlist SEED -n 10 -o set.mp3` asks the matcher to plan a playlist from SEED and
+renders it, in this process, as one continuous mix, with set.cue and set.json (cue sheet and
+per-transition quality reports) next to it.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,40 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segue.audio import DecodeError, decode, encode
 from segue.cli.common import add_target, fail, message_to_json, print_json
-from segue.v1 import mixer_pb2
+from segue.v1 import matcher_pb2, mixer_pb2
 
-CURVES = {"equal-power": mixer_pb2.FADE_CURVE_EQUAL_POWER, "linear": mixer_pb2.FADE_CURVE_LINEAR,
-          "s-curve": mixer_pb2.FADE_CURVE_S_CURVE}
+if TYPE_CHECKING:
+    from services.mixer.continuous_mix import ContinuousMix
+
+CURVES = {
+    "equal-power": mixer_pb2.FADE_CURVE_EQUAL_POWER,
+    "linear": mixer_pb2.FADE_CURVE_LINEAR,
+    "s-curve": mixer_pb2.FADE_CURVE_S_CURVE,
+}
 RATE = 44100
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("mix", help="render a transition from song A into song B",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "mix",
+        help="render a transition from song A into song B, or a "
+        "whole playlist as one continuous mix",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("songs", nargs="*", help="outgoing and incoming audio files (A B)")
+    p.add_argument(
+        "--playlist",
+        metavar="SEED",
+        help="song id to start a playlist from (asks the matcher's PlanPlaylist)",
+    )
+    p.add_argument("-n", "--num-songs", type=int, default=10, help="songs in the playlist")
     p.add_argument("-o", "--output", required=True, help="output file (.wav .flac .mp3 .ogg)")
     p.add_argument("--plot", help="write a PNG of the transition here (with --local)")
     p.add_argument("--bars", type=int, help="overlap length in bars")
@@ -39,14 +61,18 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lufs", type=float, default=0.0, help="target loudness (default -14)")
     p.add_argument("--local", action="store_true", help="render in this process, no server")
     add_target(p, "mixer", "127.0.0.1:50053")
+    add_target(p, "matcher", "127.0.0.1:50052")
     p.set_defaults(func=run)
 
 
 def _style(args: argparse.Namespace) -> mixer_pb2.TransitionStyle:
     style = mixer_pb2.TransitionStyle(
-        curve=CURVES[args.curve], eq_bass_swap=not args.no_bass_swap,
-        filter_sweep=args.filter_sweep, tempo_ramp_bars=args.tempo_ramp_bars,
-        allow_key_shift=args.key_shift)
+        curve=CURVES[args.curve],
+        eq_bass_swap=not args.no_bass_swap,
+        filter_sweep=args.filter_sweep,
+        tempo_ramp_bars=args.tempo_ramp_bars,
+        allow_key_shift=args.key_shift,
+    )
     if args.bars:
         style.bars = args.bars
     elif args.seconds:
@@ -75,18 +101,30 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def render_local(a: Path, b: Path, config: mixer_pb2.RenderConfig, plot: str | None = None
-                 ) -> tuple[np.ndarray, mixer_pb2.QualityReport]:
+def render_local(
+    a: Path, b: Path, config: mixer_pb2.RenderConfig, plot: str | None = None
+) -> tuple[np.ndarray, mixer_pb2.QualityReport]:
     """Renders in this process with the mixer's own code (no server needed)."""
     from services.mixer.excerpt import Excerpt
     from services.mixer.render import Params, Style, render_transition
 
-    params = Params(rate_hz=RATE, target_lufs=config.target_loudness_lufs or -14.0,
-                    context_s=config.context_s or 4.0)
-    ea = Excerpt("outgoing", decode(a, RATE, channels=2).T.copy(), RATE,
-                 mixer_pb2.ExcerptInfo(encoded=True, cue_s=config.outgoing.cue_s))
-    eb = Excerpt("incoming", decode(b, RATE, channels=2).T.copy(), RATE,
-                 mixer_pb2.ExcerptInfo(encoded=True, cue_s=config.incoming.cue_s))
+    params = Params(
+        rate_hz=RATE,
+        target_lufs=config.target_loudness_lufs or -14.0,
+        context_s=config.context_s or 4.0,
+    )
+    ea = Excerpt(
+        "outgoing",
+        decode(a, RATE, channels=2).T.copy(),
+        RATE,
+        mixer_pb2.ExcerptInfo(encoded=True, cue_s=config.outgoing.cue_s),
+    )
+    eb = Excerpt(
+        "incoming",
+        decode(b, RATE, channels=2).T.copy(),
+        RATE,
+        mixer_pb2.ExcerptInfo(encoded=True, cue_s=config.incoming.cue_s),
+    )
     rendered = render_transition(ea, eb, Style.from_proto(config.style), params)
     if plot:
         from services.mixer.plot import plot_transition
@@ -95,9 +133,77 @@ def render_local(a: Path, b: Path, config: mixer_pb2.RenderConfig, plot: str | N
     return rendered.audio, rendered.report
 
 
+def write_mix(mix: ContinuousMix, out: Path, plot: str | None = None) -> list[Path]:
+    """Writes the mix's audio, its .cue and .json cue sheets (and a plot); returns the paths.
+
+    Every file goes through a temporary file, so a failure leaves no partial output.
+    """
+    fmt = _format(out)
+    cue, sheet = out.with_suffix(".cue"), out.with_suffix(".json")
+    _write_atomically(out, encode(np.ascontiguousarray(mix.audio.T), mix.rate_hz, fmt))
+    _write_atomically(cue, mix.cue_sheet(out.name, out.stem).encode())
+    _write_atomically(sheet, (mix.to_json_text() + "\n").encode())
+    written = [out, cue, sheet]
+    if plot:
+        from services.mixer.plot import plot_mix
+
+        plot_mix(mix, plot, out.stem)
+        written.append(Path(plot))
+    return written
+
+
+async def plan_playlist(
+    address: str, seed: str, num_songs: int
+) -> matcher_pb2.PlanPlaylistResponse:
+    from segue.client.matcher import MatcherClient
+
+    async with MatcherClient(address) as matcher:
+        return await matcher.plan_playlist([seed], num_songs=num_songs)
+
+
+def render_playlist(
+    plan: matcher_pb2.PlanPlaylistResponse, args: argparse.Namespace
+) -> ContinuousMix:
+    """Renders the matcher's plan in this process (the mixer API renders one pair at a time)."""
+    from services.mixer.continuous_mix import render_continuous_mix, tracks_from_plan
+    from services.mixer.render import Params, Style
+
+    params = Params(rate_hz=RATE, target_lufs=args.lufs or -14.0)
+    style = Style.from_proto(_style(args))
+    return render_continuous_mix(tracks_from_plan(plan, RATE), style, params)
+
+
+def run_playlist(args: argparse.Namespace, out: Path) -> int:
+    _format(out)
+    if args.songs:
+        return fail("give either two songs or --playlist SEED, not both")
+    if not 2 <= args.num_songs <= 200:
+        return fail("-n must be 2 to 200")
+    plan = asyncio.run(plan_playlist(args.matcher, args.playlist, args.num_songs))
+    if not plan.steps:
+        return fail(f"the matcher planned no playlist from {args.playlist!r}")
+    mix = render_playlist(plan, args)
+    written = write_mix(mix, out, args.plot)
+    summary = mix.to_json()
+    summary["files"] = [str(p) for p in written]
+    print_json(
+        {
+            k: summary[k]
+            for k in ("duration_s", "loudness_lufs", "true_peak_dbtp", "speed_x_realtime", "files")
+        }
+        | {
+            "songs": [c.title for c in mix.cues],
+            "transitions": [t.report.length_reason for t in mix.transitions],
+        }
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
+        if args.playlist:
+            return run_playlist(args, out)
         fmt = _format(out)
         if len(args.songs) != 2:
             return fail("give two songs: A (outgoing) and B (incoming)")
@@ -115,9 +221,12 @@ def run(args: argparse.Namespace) -> int:
                 async with MixerClient(args.mixer) as mixer:
                     result = await mixer.render_transition(
                         Excerpt.from_file(a, cue_s=args.cue_out),
-                        Excerpt.from_file(b, cue_s=args.cue_in), style=config.style,
-                        output_format=fmt, target_loudness_lufs=args.lufs,
-                        context_s=args.context)
+                        Excerpt.from_file(b, cue_s=args.cue_in),
+                        style=config.style,
+                        output_format=fmt,
+                        target_loudness_lufs=args.lufs,
+                        context_s=args.context,
+                    )
                     return result.audio, result.report
 
             data, report = asyncio.run(remote())
@@ -126,10 +235,9 @@ def run(args: argparse.Namespace) -> int:
                 print("segue: --plot needs --local (the plot is drawn from the render itself)")
         print_json(message_to_json(report))
         return 0
-    except (ValueError, DecodeError, OSError) as e:
+    except (ValueError, DecodeError, OSError) as e:  # MixInputError is a ValueError
         return fail(str(e))
     except Exception as e:
         if type(e).__name__ == "AioRpcError":
             return fail(f"mixer: {e.details()}")  # type: ignore[attr-defined]
         raise
-

@@ -31,8 +31,12 @@ async def main() -> None:
     configure_logging(server_config.log_level, server_config.log_format)
     mixer_config = MixerConfig.from_env()
     servicer = MixerServicer(mixer_config)
-    await serve_forever(server_config, registrar(servicer), on_shutdown=[servicer.close],
-                        extra_log={"mixer": describe(mixer_config)})
+    await serve_forever(
+        server_config,
+        registrar(servicer),
+        on_shutdown=[servicer.close],
+        extra_log={"mixer": describe(mixer_config)},
+    )
 
 
 if __name__ == "__main__":

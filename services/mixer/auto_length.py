@@ -61,20 +61,28 @@ def choose_length(facts: PairFacts) -> LengthChoice:
     phrase = facts.phrase_bars or (16 if rhythm >= 0.75 else 8)
     if rhythm < WEAK_BEAT:
         bars = max(2, round(BALLAD_FADE_S / bar_s))
-        reason = (f"weak beat (clarity {rhythm:.2f} < {WEAK_BEAT}): a ballad-style fade of about "
-                  f"{BALLAD_FADE_S:.0f} s rather than a long beat-matched blend")
+        reason = (
+            f"weak beat (clarity {rhythm:.2f} < {WEAK_BEAT}): a ballad-style fade of about "
+            f"{BALLAD_FADE_S:.0f} s rather than a long beat-matched blend"
+        )
     elif score >= 0.75:
         bars = phrase
-        reason = (f"strong, compatible pair (score {score:.2f}, beat clarity {rhythm:.2f}): "
-                  f"blend over one whole {phrase}-bar phrase")
+        reason = (
+            f"strong, compatible pair (score {score:.2f}, beat clarity {rhythm:.2f}): "
+            f"blend over one whole {phrase}-bar phrase"
+        )
     elif score >= 0.5:
         bars = max(4, phrase // 2)
-        reason = (f"fair pair (score {score:.2f}): half a {phrase}-bar phrase, so that small "
-                  "tempo or key differences are heard only briefly")
+        reason = (
+            f"fair pair (score {score:.2f}): half a {phrase}-bar phrase, so that small "
+            "tempo or key differences are heard only briefly"
+        )
     else:
         bars = 4
-        reason = (f"poor pair (score {score:.2f}): a short 4-bar transition to hide the clash "
-                  "of tempo, key or rhythm")
+        reason = (
+            f"poor pair (score {score:.2f}): a short 4-bar transition to hide the clash "
+            "of tempo, key or rhythm"
+        )
     while bars > 1 and bars * bar_s > MAX_BLEND_S:
         bars //= 2
         reason += f"; halved to stay under {MAX_BLEND_S:.0f} s"

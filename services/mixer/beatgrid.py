@@ -73,8 +73,9 @@ class BeatGrid:
 
     def rescaled(self, factor: float) -> BeatGrid:
         """The grid of the audio played `factor` times faster (times / factor)."""
-        return BeatGrid(self.times_s / factor, self.positions, self.bpm * factor, self.clarity,
-                        self.source)
+        return BeatGrid(
+            self.times_s / factor, self.positions, self.bpm * factor, self.clarity, self.source
+        )
 
     def every_other(self) -> BeatGrid:
         """Half time: every second beat, starting on a downbeat."""
@@ -106,8 +107,9 @@ def from_analysis(analysis: common_pb2.SongAnalysis) -> BeatGrid | None:
     positions = np.array([b.position_in_bar for b in analysis.beats], dtype=np.int64)
     bpm = analysis.tempo.bpm if analysis.tempo.bpm > 0 else 60.0 / float(np.median(np.diff(times)))
     has_tempo = analysis.HasField("tempo") and analysis.tempo.confidence > 0
-    clarity = float(analysis.tempo.confidence * max(analysis.tempo.stability, 0.5)) \
-        if has_tempo else 0.7
+    clarity = (
+        float(analysis.tempo.confidence * max(analysis.tempo.stability, 0.5)) if has_tempo else 0.7
+    )
     return BeatGrid(times, positions, float(bpm), clarity, "analysis")
 
 
@@ -132,16 +134,23 @@ def _from_structure_analysis(mono: FloatArray, rate_hz: int) -> BeatGrid | None:
     analysis = common_pb2.SongAnalysis()
     fill(analyze(mono, rate_hz), analysis)
     grid = from_analysis(analysis)
-    return None if grid is None else BeatGrid(
-        grid.times_s, grid.positions, grid.bpm, grid.clarity, "estimated")
+    return (
+        None
+        if grid is None
+        else BeatGrid(grid.times_s, grid.positions, grid.bpm, grid.clarity, "estimated")
+    )
 
 
 def onset_envelope(mono: FloatArray, rate_hz: int) -> tuple[F64, float]:
     """Spectral-flux onset strength and its frame rate (Hz)."""
-    x = resample_poly(mono.astype(np.float64), ENVELOPE_RATE_HZ, rate_hz) \
-        if rate_hz != ENVELOPE_RATE_HZ else mono.astype(np.float64)
-    _, _, spec = stft(x, fs=ENVELOPE_RATE_HZ, nperseg=512, noverlap=512 - HOP, boundary=None,
-                      padded=False)
+    x = (
+        resample_poly(mono.astype(np.float64), ENVELOPE_RATE_HZ, rate_hz)
+        if rate_hz != ENVELOPE_RATE_HZ
+        else mono.astype(np.float64)
+    )
+    _, _, spec = stft(
+        x, fs=ENVELOPE_RATE_HZ, nperseg=512, noverlap=512 - HOP, boundary=None, padded=False
+    )
     mag = np.log1p(100.0 * np.abs(spec))
     flux = np.maximum(np.diff(mag, axis=1), 0.0).sum(axis=0)
     flux = np.concatenate([[0.0], flux])
@@ -228,8 +237,10 @@ def _parabolic(y: F64, i: int) -> float:
 def _bar_positions(env: F64, beat_frames: F64, beats_per_bar: int = 4) -> npt.NDArray[np.int64]:
     idx = np.clip(np.round(beat_frames).astype(int), 0, env.size - 1)
     strength = uniform_filter1d(env, size=3)[idx]
-    scores = [strength[p::beats_per_bar].mean() if strength[p::beats_per_bar].size else 0.0
-              for p in range(beats_per_bar)]
+    scores = [
+        strength[p::beats_per_bar].mean() if strength[p::beats_per_bar].size else 0.0
+        for p in range(beats_per_bar)
+    ]
     first = int(np.argmax(scores))
     positions = (np.arange(idx.size) - first) % beats_per_bar + 1
     return positions.astype(np.int64)

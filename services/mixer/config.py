@@ -17,7 +17,8 @@ class MixerConfig:
     Environment:
         SEGUE_MIXER_MAX_EXCERPT_BYTES: largest excerpt accepted, per side (default 256 MiB).
         SEGUE_MIXER_MAX_EXCERPT_S: longest excerpt accepted after decoding (default 900 s).
-        SEGUE_MIXER_MAX_CONCURRENT: renders in flight before RESOURCE_EXHAUSTED (default 2).
+        SEGUE_MIXER_MAX_CONCURRENT: renders run at once (default 2); up to 8x as many wait in
+            line, and only more than that get RESOURCE_EXHAUSTED.
         SEGUE_MIXER_WORKERS: threads that render (default 2; renders are CPU bound).
         SEGUE_MIXER_OUTPUT_CHUNK_BYTES: size of the streamed audio chunks (default 256 KiB).
         SEGUE_MIXER_TRUE_PEAK_CEILING_DBTP: limiter ceiling (default -1.0 dBTP).

@@ -15,8 +15,9 @@ SWEEP_START_HZ = 30.0
 SWEEP_END_HZ = 1500.0
 
 
-def split_bass(audio: FloatArray, rate_hz: int, cutoff_hz: float = BASS_CUTOFF_HZ
-               ) -> tuple[FloatArray, FloatArray]:
+def split_bass(
+    audio: FloatArray, rate_hz: int, cutoff_hz: float = BASS_CUTOFF_HZ
+) -> tuple[FloatArray, FloatArray]:
     """(low, high) bands of [channels, frames] audio whose sum is exactly the input.
 
     The low band is zero-phase (forward-backward Butterworth), so the high band can be the
@@ -25,6 +26,22 @@ def split_bass(audio: FloatArray, rate_hz: int, cutoff_hz: float = BASS_CUTOFF_H
     sos = butter(2, cutoff_hz, btype="low", fs=rate_hz, output="sos")
     low = sosfiltfilt(sos, audio, axis=1).astype(np.float32)
     return low, (audio - low).astype(np.float32)
+
+
+def low_band(
+    audio: FloatArray, rate_hz: int, lo: int, hi: int, cutoff_hz: float = BASS_CUTOFF_HZ
+) -> FloatArray:
+    """The low band (as `split_bass`) of audio[:, lo:hi], filtered with real audio around it.
+
+    The filter runs over a margin of the surrounding audio, so the excerpt's edges carry no
+    start-up transient; the Butterworth's response has died out well within 0.1 s.
+    """
+    margin = int(0.1 * rate_hz)
+    a, b = max(0, lo - margin), min(audio.shape[1], hi + margin)
+    sos = butter(2, cutoff_hz, btype="low", fs=rate_hz, output="sos")
+    low = sosfiltfilt(sos, audio[:, a:b], axis=1)
+    out: FloatArray = low[:, lo - a : hi - a].astype(np.float32)
+    return out
 
 
 def highpass_sweep(audio: FloatArray, rate_hz: int, progress: F64) -> FloatArray:

@@ -33,7 +33,8 @@ class ExcerptBuffer:
         self.size += len(data)
         if self.size > self.max_bytes:
             raise MixLimitError(
-                f"{self.name} excerpt is over the size limit of {self.max_bytes} bytes")
+                f"{self.name} excerpt is over the size limit of {self.max_bytes} bytes"
+            )
         self.parts.append(data)
 
     def pcm_rate(self) -> int | None:
@@ -90,8 +91,9 @@ def decode_excerpt(buffer: ExcerptBuffer, rate_hz: int, max_s: float) -> Excerpt
     else:
         audio = _pcm_to_stereo(buffer.name, data, buffer.info.pcm)
         if buffer.info.pcm.sample_rate_hz != rate_hz:
-            audio = resample_poly(audio, rate_hz, buffer.info.pcm.sample_rate_hz,
-                                  axis=1).astype(np.float32)
+            audio = resample_poly(audio, rate_hz, buffer.info.pcm.sample_rate_hz, axis=1).astype(
+                np.float32
+            )
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.shape[1] / rate_hz > max_s:
         raise MixLimitError(f"{buffer.name} excerpt is longer than the limit of {max_s:.0f} s")
@@ -103,7 +105,8 @@ def _pcm_to_stereo(name: str, data: bytes, fmt: common_pb2.AudioFormat) -> Float
     if len(data) % size:
         raise MixInputError(
             f"{name} excerpt: {len(data)} bytes is not a whole number of {size}-byte frames "
-            f"({fmt.channels} channel(s) of {BYTES_PER_SAMPLE[fmt.sample_format]} bytes)")
+            f"({fmt.channels} channel(s) of {BYTES_PER_SAMPLE[fmt.sample_format]} bytes)"
+        )
     if fmt.sample_format == common_pb2.SAMPLE_FORMAT_S16LE:
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     else:

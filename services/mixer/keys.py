@@ -41,8 +41,9 @@ def from_analysis(analysis: common_pb2.SongAnalysis) -> KeyInfo | None:
     key = analysis.key
     if not analysis.HasField("key") or key.mode == common_pb2.MODE_UNSPECIFIED:
         return None
-    return KeyInfo(key.tonic_pitch_class % 12,
-                   "major" if key.mode == common_pb2.MODE_MAJOR else "minor")
+    return KeyInfo(
+        key.tonic_pitch_class % 12, "major" if key.mode == common_pb2.MODE_MAJOR else "minor"
+    )
 
 
 def estimate_key(mono: FloatArray, rate_hz: int) -> KeyInfo:

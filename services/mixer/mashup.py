@@ -14,7 +14,8 @@ from .excerpt import Excerpt
 from .render import DEFAULT_MASHUP_BARS, Params, Rendered, Style, render_transition
 
 
-def render_mashup(a: Excerpt, b: Excerpt, config: mixer_pb2.RenderConfig, params: Params
-                  ) -> Rendered:
+def render_mashup(
+    a: Excerpt, b: Excerpt, config: mixer_pb2.RenderConfig, params: Params
+) -> Rendered:
     bars = config.mashup_bars or DEFAULT_MASHUP_BARS
     return render_transition(a, b, Style.for_mashup(bars, config.style), params)

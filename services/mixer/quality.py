@@ -5,8 +5,14 @@
   their distance to the outgoing song's beat grid.
 - Loudness step: short-term loudness (3 s, BS.1770) just before against just after the overlap.
 - Spectral continuity: a crossfade has no single seam, so every point of the transition is
-  treated as a candidate seam and the worst one counts: the change between the mean spectra of
-  the 0.5 s before and the 0.5 s after it, as spectral convergence and as mel-spectrogram MSE.
+  treated as a candidate seam and the worst one counts: the change between the 0.5 s before
+  and the 0.5 s after it, as spectral convergence ||S_after - S_before||_F / ||S_before||_F
+  and as mel-spectrogram MSE (dB^2). S is the magnitude spectrogram of each window averaged
+  over its frames: frame i before and frame i after the seam hold different music, so
+  comparing them frame by frame would measure the rhythm (a kick against an off-beat) rather
+  than the change of sound, which the averaged spectra isolate. The worst seam also catches
+  the songs' own changes (a drop in B inside the overlap), so it rates the whole overlap, not
+  only the mixing; the benchmark compares methods on the same overlaps for that reason.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ _BEAT_WINDOW_S = 0.06
 _BEAT_SEARCH_S = 0.025
 
 
-def measured_beat_positions(source: FloatArray, source_beats_s: F64, rendered: FloatArray,
-                            predicted_s: F64, rate_hz: int) -> F64:
+def measured_beat_positions(
+    source: FloatArray, source_beats_s: F64, rendered: FloatArray, predicted_s: F64, rate_hz: int
+) -> F64:
     """Where each source beat really landed in `rendered`, near its predicted time (NaN if unsure).
 
     Both signals are mono. Each beat's surroundings in the source are matched against the
@@ -40,8 +47,12 @@ def measured_beat_positions(source: FloatArray, source_beats_s: F64, rendered: F
     out = np.full(predicted_s.size, np.nan)
     for i, (b, p) in enumerate(zip(source_beats_s, predicted_s, strict=True)):
         s0, r0 = round(b * rate_hz) - half, round(p * rate_hz) - half - search
-        if s0 < 0 or r0 < 0 or s0 + 2 * half > source.size or r0 + 2 * (half + search) > \
-                rendered.size:
+        if (
+            s0 < 0
+            or r0 < 0
+            or s0 + 2 * half > source.size
+            or r0 + 2 * (half + search) > rendered.size
+        ):
             continue
         ref = source[s0 : s0 + 2 * half].astype(np.float64)
         seg = rendered[r0 : r0 + 2 * (half + search)].astype(np.float64)
@@ -86,12 +97,14 @@ def loudness_step_lu(audio: FloatArray, rate_hz: int, start_s: float, end_s: flo
 
 def mel_filterbank(rate_hz: int, n_fft: int, n_mels: int = N_MELS) -> F64:
     """Triangular mel filters (HTK mel scale), shape [n_mels, n_fft // 2 + 1]."""
+
     def hz_to_mel(f: F64) -> F64:
         out: F64 = 2595.0 * np.log10(1.0 + f / 700.0)
         return out
 
-    edges_mel = np.linspace(hz_to_mel(np.array(30.0)), hz_to_mel(np.array(rate_hz / 2.0)),
-                            n_mels + 2)
+    edges_mel = np.linspace(
+        hz_to_mel(np.array(30.0)), hz_to_mel(np.array(rate_hz / 2.0)), n_mels + 2
+    )
     edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
     freqs = np.linspace(0.0, rate_hz / 2.0, n_fft // 2 + 1)
     bank = np.zeros((n_mels, freqs.size))
@@ -101,14 +114,16 @@ def mel_filterbank(rate_hz: int, n_fft: int, n_mels: int = N_MELS) -> F64:
     return bank
 
 
-def spectral_continuity(audio: FloatArray, rate_hz: int, start_s: float, end_s: float
-                        ) -> tuple[float, float]:
+def spectral_continuity(
+    audio: FloatArray, rate_hz: int, start_s: float, end_s: float
+) -> tuple[float, float]:
     """(worst spectral convergence, worst mel MSE in dB^2) over seams in [start_s, end_s]."""
     mono = audio.mean(axis=0).astype(np.float64)
     n_fft = 2048
     hop = int(SEAM_HOP_S * rate_hz / 4)
-    freqs, times, spec = stft(mono, fs=rate_hz, nperseg=n_fft, noverlap=n_fft - hop,
-                              boundary=None, padded=False)
+    freqs, times, spec = stft(
+        mono, fs=rate_hz, nperseg=n_fft, noverlap=n_fft - hop, boundary=None, padded=False
+    )
     del freqs
     mag = np.abs(spec)
     bank = mel_filterbank(rate_hz, n_fft)

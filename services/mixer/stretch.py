@@ -1,11 +1,17 @@
-"""Time-stretching along a beat-to-beat time map, with audiotsm's WSOLA.
+"""Time-stretching along a beat-to-beat time map by WSOLA.
 
-audiotsm (MIT) stretches at one speed at a time. To make the incoming song's beats land on the
-outgoing song's beats, the analysis hop of every WSOLA frame is set from a piecewise-linear
-time map (output time -> input time), so positions are taken from the map itself and errors
-never accumulate. The waveform-similarity search runs once on the channel mean (same shift
-for every channel keeps the stereo image) and by FFT, which makes it about ten times faster
-than audiotsm's per-channel direct correlation.
+To make the incoming song's beats land on the outgoing song's beats, every WSOLA frame is
+read at the place a piecewise-linear time map (output time -> input time) gives for it, so
+positions come from the map itself and errors never accumulate. The algorithm is audiotsm's
+WSOLA (MIT; the project's reference, `bench/bench_mixer.py` times it alongside), rewritten
+around that map: only the similarity search, which depends on the previous frame, runs frame
+by frame, and it is cheap (a coarse search on 4x-decimated sums, then full-rate dot products
+around the coarse peak, once on the channel mean so every channel gets the same shift and
+the stereo image holds). Reading the frames and overlap-adding them are single array
+operations. On 2026-11-21 this was about 3x faster than the earlier version (audiotsm's
+frame-by-frame pipeline driven with a mapped hop) and 6x faster than audiotsm's own WSOLA
+(bench/bench_mixer.py times the latter in every run). The similarity is normalised
+cross-correlation, so at speed 1 the output is the input sample for sample.
 """
 
 from __future__ import annotations
@@ -14,10 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from audiotsm.base import AnalysisSynthesisTSM, Converter
-from audiotsm.io.array import ArrayReader, ArrayWriter
-from audiotsm.utils.windows import hanning
-from scipy import fft as sfft
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -27,6 +29,15 @@ SYNTHESIS_HOP = FRAME_LENGTH // 2
 # Largest shift of a frame from its place on the map: 256 samples (5.8 ms at 44.1 kHz)
 # bounds the beat error WSOLA itself can add.
 TOLERANCE = 256
+# Decimation of the coarse similarity search.
+DECIMATE = 4
+# Plain WSOLA drifts to any shift within the tolerance and stays there; favouring the centre
+# keeps frames near their place on the map, which is what keeps beats on the grid.
+_COARSE_OFFSETS = (np.arange(2 * TOLERANCE // DECIMATE + 1) * DECIMATE - TOLERANCE) / TOLERANCE
+_CENTRE_BIAS = (1.0 - 0.3 * _COARSE_OFFSETS**2).astype(np.float32)
+_WINDOW = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(FRAME_LENGTH) / FRAME_LENGTH)).astype(
+    np.float32
+)  # periodic Hann: overlaps at half a frame sum to exactly 1
 
 
 @dataclass(frozen=True)
@@ -72,61 +83,46 @@ def _extrapolate(x: F64, xp: F64, fp: F64) -> F64:
     return out
 
 
-class _SharedShiftWSOLA(Converter):  # type: ignore[misc]
-    """WSOLA frame converter: one FFT cross-correlation on the channel mean per frame."""
+def _shifts(mono: FloatArray, starts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Shift (0 .. 2*TOLERANCE) of every frame from its nominal search start.
 
-    def __init__(self, channels: int) -> None:
-        self._channels = channels
-        self._first = True
-        self._natural = np.zeros((channels, FRAME_LENGTH))
-        self._frame = np.empty((channels, FRAME_LENGTH))
-        span = FRAME_LENGTH + 2 * TOLERANCE
-        self._nfft = sfft.next_fast_len(span + FRAME_LENGTH, real=True)
-        offsets = (np.arange(2 * TOLERANCE + 1) - TOLERANCE) / TOLERANCE
-        self._centre_bias = 1.0 - 0.3 * offsets**2
-
-    def clear(self) -> None:
-        self._first = True
-
-    def convert_frame(self, analysis_frame: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        if self._first:
-            delta = TOLERANCE
-            self._first = False
-        else:
-            search = analysis_frame[:, : FRAME_LENGTH + 2 * TOLERANCE].mean(axis=0)
-            ref = self._natural.mean(axis=0)
-            spec = sfft.rfft(search, self._nfft) * np.conj(sfft.rfft(ref, self._nfft))
-            corr = sfft.irfft(spec, self._nfft)[: 2 * TOLERANCE + 1]
-            # Plain WSOLA drifts to any shift within the tolerance and stays there (in silence
-            # every shift ties and argmax picks the first); favouring the centre keeps frames
-            # near their place on the map, which is what keeps beats on the grid.
-            peak = float(corr.max())
-            delta = int(np.argmax(np.where(corr > 0, corr * self._centre_bias, corr))) \
-                if peak > 1e-9 * max(float(np.dot(ref, ref)), 1e-12) else TOLERANCE
-        self._frame[:] = analysis_frame[:, delta : delta + FRAME_LENGTH]
-        nat = delta + SYNTHESIS_HOP
-        self._natural[:] = analysis_frame[:, nat : nat + FRAME_LENGTH]
-        return self._frame
-
-
-class _MappedTSM(AnalysisSynthesisTSM):  # type: ignore[misc]
-    """WSOLA whose analysis hop follows a time map, frame by frame."""
-
-    def __init__(self, channels: int, centres: npt.NDArray[np.int64]) -> None:
-        super().__init__(
-            _SharedShiftWSOLA(channels), channels, FRAME_LENGTH, int(centres[1] - centres[0]),
-            SYNTHESIS_HOP, None, hanning(FRAME_LENGTH), TOLERANCE, TOLERANCE + SYNTHESIS_HOP,
+    Frame k is the window of `mono` starting at starts[k] + shift that best continues the
+    input that followed frame k-1 (its "natural continuation").
+    """
+    n = starts.size
+    shifts = np.full(n, TOLERANCE, dtype=np.int64)
+    # Sums of DECIMATE samples starting at every phase, so any start can be decimated.
+    csum = np.concatenate([[0.0], np.cumsum(mono, dtype=np.float64)])
+    coarse = (csum[DECIMATE:] - csum[:-DECIMATE]).astype(np.float32)
+    full = np.lib.stride_tricks.sliding_window_view(mono, FRAME_LENGTH)
+    span = (FRAME_LENGTH + 2 * TOLERANCE) // DECIMATE
+    ref_len = FRAME_LENGTH // DECIMATE
+    last = 2 * TOLERANCE
+    for k in range(1, n):
+        nat = int(starts[k - 1] + shifts[k - 1]) + SYNTHESIS_HOP
+        s0 = int(starts[k])
+        ref = coarse[nat : nat + FRAME_LENGTH : DECIMATE]
+        seg = coarse[s0 : s0 + span * DECIMATE : DECIMATE]
+        if ref.size < ref_len or seg.size < span:
+            continue
+        # Normalised cross-correlation: a raw correlation peaks where the signal is loudest,
+        # not where it matches best (at speed 1 it would not even reproduce the input).
+        energy = np.concatenate([[0.0], np.cumsum(seg * seg, dtype=np.float64)])
+        window_energy = energy[ref_len:] - energy[:-ref_len]
+        ref_energy = float(np.dot(ref, ref))
+        if ref_energy <= 1e-12 or float(window_energy.max()) <= 1e-12:
+            continue  # silence: every shift ties, so stay on the map
+        ncc = np.correlate(seg, ref, mode="valid") / np.sqrt(
+            np.maximum(window_energy, 1e-12 * ref_energy)
         )
-        self._centres = centres
-        self._k = 0
-
-    def _process_frame(self) -> None:
-        super()._process_frame()
-        self._k += 1
-        k = min(self._k, self._centres.size - 2)
-        hop = int(self._centres[k + 1] - self._centres[k])
-        self._analysis_hop = hop
-        self._converter.set_analysis_hop(hop)
+        best = int(np.argmax(ncc * _CENTRE_BIAS)) * DECIMATE
+        lo, hi = max(0, best - DECIMATE + 1), min(last, best + DECIMATE - 1)
+        candidates = full[s0 + lo : s0 + hi + 1]
+        fine = (candidates @ mono[nat : nat + FRAME_LENGTH]) / np.sqrt(
+            np.maximum(np.einsum("ij,ij->i", candidates, candidates), 1e-12)
+        )
+        shifts[k] = lo + int(np.argmax(fine))
+    return shifts
 
 
 def stretch(audio: FloatArray, rate_hz: int, time_map: TimeMap, output_frames: int) -> FloatArray:
@@ -136,25 +132,28 @@ def stretch(audio: FloatArray, rate_hz: int, time_map: TimeMap, output_frames: i
     start or after the end of `audio` is silence.
     """
     channels = audio.shape[0]
-    n_frames = output_frames // SYNTHESIS_HOP + 4
-    out_t = np.arange(n_frames + 1, dtype=np.float64) * SYNTHESIS_HOP / rate_hz
+    n_frames = output_frames // SYNTHESIS_HOP + 3
+    out_t = np.arange(n_frames, dtype=np.float64) * SYNTHESIS_HOP / rate_hz
     centres = np.round(time_map.to_input(out_t) * rate_hz).astype(np.int64)
     hops = np.diff(centres)
     if hops.min() < 1 or hops.max() >= FRAME_LENGTH:
         raise ValueError("time map speed must stay between 0.002 and 1.99")
-    # Frame 0 is centred on input sample 0 of the padded signal: pad or trim so that
-    # input sample centres[0] comes first.
-    start = int(centres[0])
-    need = int(centres[-1]) + FRAME_LENGTH + TOLERANCE + SYNTHESIS_HOP
-    src = np.zeros((channels, max(need - start, 1)), dtype=np.float64)
-    lo, hi = max(start, 0), min(need, audio.shape[1])
+    # Copy just the input the frames can reach, padded with silence where it runs off `audio`;
+    # src[i] is input sample origin + i.
+    origin = int(centres[0]) - FRAME_LENGTH // 2 - TOLERANCE
+    size = int(centres[-1]) - origin + FRAME_LENGTH + 2 * TOLERANCE + SYNTHESIS_HOP
+    src = np.zeros((channels, size), dtype=np.float32)
+    lo, hi = max(origin, 0), min(origin + size, audio.shape[1])
     if hi > lo:
-        src[:, lo - start : hi - start] = audio[:, lo:hi]
-    tsm = _MappedTSM(channels, centres - start)
-    writer = ArrayWriter(channels)
-    tsm.run(ArrayReader(src), writer)
-    data = writer.data
+        src[:, lo - origin : hi - origin] = audio[:, lo:hi]
+    starts = centres - FRAME_LENGTH // 2 - TOLERANCE - origin  # nominal search starts in src
+    chosen = starts + _shifts(src.mean(axis=0), starts)
+    # Overlap-add: frame k is centred on output sample k * SYNTHESIS_HOP.
+    frames = src[:, chosen[:, None] + np.arange(FRAME_LENGTH)] * _WINDOW  # [ch, frame, L]
+    halves = frames.reshape(channels, n_frames, 2, SYNTHESIS_HOP)
+    joined = halves[:, 1:, 0, :] + halves[:, :-1, 1, :]  # output blocks from frame 0's centre
     out = np.zeros((channels, output_frames), dtype=np.float32)
-    n = min(output_frames, data.shape[1])
-    out[:, :n] = data[:, :n]
+    flat = joined.reshape(channels, -1)
+    n = min(output_frames, flat.shape[1])
+    out[:, :n] = flat[:, :n]
     return out

@@ -1,0 +1,501 @@
+"""Whole DJ mixes: songs played one after another, a rendered transition at every cue.
+
+Every song is brought to the target loudness once (BS.1770, over the part of it that is
+heard), so a song's body and both of its transitions play at one gain. Each transition is
+the transition renderer's plan and mix (beat-matched, bass swap, ...) of the outgoing song's
+remaining audio into the incoming song from its entry point; the incoming song then ramps
+back to its own tempo, so between transitions every song plays untouched, sample for
+sample. Two joins per transition:
+
+- into the transition: its first samples are the outgoing song itself at the same gain, so
+  the body and the transition meet exactly;
+- out of it: the incoming song has been through WSOLA, which leaves it a few samples off its
+  own timeline; the join finds that offset by normalised cross-correlation and crossfades
+  over 20 ms into the untouched song at the matching sample.
+
+One true-peak limiter runs over the whole mix at the end, then every transition is measured
+where it lies in the final mix (the same metrics as a single render).
+
+Songs are shared between their incoming and outgoing transitions: the incoming transition
+(overlap, tempo ramp, a second of context) may use at most `INCOMING_SHARE` of the song's
+heard part, and the outgoing one only what the incoming one left. When the requested
+length does not fit, it is halved until it does, and the transition's length_reason says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from segue.audio import decode
+from segue.v1 import common_pb2, matcher_pb2, mixer_pb2
+
+from . import beatgrid
+from .beatgrid import BeatGrid
+from .errors import MixInputError
+from .excerpt import Excerpt
+from .limiter import limit, true_peak_dbtp
+from .loudness import gain_to_target, integrated_lufs
+from .quality import loudness_step_lu, spectral_continuity
+from .render import ENVELOPE_RATE_HZ, Params, Plan, Style, mix_transition, plan_transition
+
+FloatArray = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+INCOMING_SHARE = 0.5
+DEFAULT_RAMP_BARS = 2
+JOIN_S = 0.02
+UNMATCHED_FADE_S = 8.0
+_CONTEXT_S = 1.0
+_ALIGN_SPAN = 4096
+_ALIGN_SEARCH = 640  # more than WSOLA's largest offset (256) plus rounding
+_METRIC_MARGIN_S = 4.0
+
+
+@dataclass(frozen=True)
+class MixTrack:
+    """One song of the mix: its audio and where it is entered and left (song seconds)."""
+
+    audio: FloatArray  # [2, frames] at the mix's rate
+    entry_s: float = 0.0  # where the song starts to be heard
+    exit_s: float = 0.0  # where it is gone; 0 or past the end = its end
+    title: str = ""
+    song_id: str = ""
+    uri: str = ""
+    # Beats etc. of the whole song (song seconds); estimated from the audio when absent.
+    analysis: common_pb2.SongAnalysis | None = None
+
+    def bounds(self, rate_hz: int) -> tuple[int, int]:
+        frames = self.audio.shape[1]
+        lo = min(max(0, round(self.entry_s * rate_hz)), frames)
+        hi = frames if self.exit_s <= 0 else min(frames, round(self.exit_s * rate_hz))
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class CueEntry:
+    """Where one song sits in the mix."""
+
+    number: int
+    title: str
+    song_id: str
+    uri: str
+    start_s: float  # where it becomes the main song (the crossover point; 0 for the first)
+    heard_from_s: float  # where it starts to be heard (the start of its incoming overlap)
+    heard_until_s: float
+    song_entry_s: float  # the song's own time at heard_from_s
+    song_exit_s: float
+    tempo_bpm: float
+    level_db: float  # gain that brought it to the target loudness
+
+
+@dataclass(frozen=True)
+class TransitionSummary:
+    """One transition: where it lies in the mix and its quality report (measured in the mix)."""
+
+    number: int  # 1 = from song 1 into song 2
+    start_s: float  # where the rendered transition begins in the mix (context included)
+    overlap_start_s: float
+    overlap_end_s: float
+    report: mixer_pb2.QualityReport
+    join_offset_samples: int  # how far WSOLA had left the incoming song from its own timeline
+    end_s: float = 0.0  # where the transition ends in the mix and the incoming song plays on
+    incoming_resume_s: float = 0.0  # the incoming song's own time at end_s
+
+
+@dataclass
+class ContinuousMix:
+    audio: FloatArray  # [2, frames], limited
+    rate_hz: int
+    cues: list[CueEntry]
+    transitions: list[TransitionSummary]
+    # Gain of every song over the mix at ENVELOPE_RATE_HZ (the mix mask of the whole set).
+    gains: F64  # [songs, points]
+    loudness_lufs: float
+    true_peak_dbtp: float
+    render_s: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.audio.shape[1]) / self.rate_hz
+
+    def cue_sheet(self, audio_file: str, title: str = "Segue mix") -> str:
+        """The mix as a CD cue sheet (.cue): one TRACK per song at its crossover point."""
+        kind = "MP3" if audio_file.lower().endswith(".mp3") else "WAVE"
+        lines = [
+            'REM COMMENT "Rendered by Segue"',
+            f"TITLE {_quote(title)}",
+            'PERFORMER "Segue"',
+            f"FILE {_quote(audio_file)} {kind}",
+        ]
+        for cue in self.cues:
+            lines += [f"  TRACK {cue.number:02d} AUDIO", f"    TITLE {_quote(cue.title)}"]
+            if cue.song_id:
+                lines.append(f"    REM SEGUE_SONG_ID {_quote(cue.song_id)}")
+            lines.append(f"    INDEX 01 {_cue_time(cue.start_s)}")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        from google.protobuf.json_format import MessageToDict
+
+        return {
+            "duration_s": self.duration_s,
+            "sample_rate_hz": self.rate_hz,
+            "loudness_lufs": self.loudness_lufs,
+            "true_peak_dbtp": self.true_peak_dbtp,
+            "render_s": self.render_s,
+            "speed_x_realtime": self.duration_s / max(self.render_s, 1e-9),
+            "songs": [vars(c) for c in self.cues],
+            "transitions": [
+                {
+                    "number": t.number,
+                    "start_s": t.start_s,
+                    "overlap_start_s": t.overlap_start_s,
+                    "overlap_end_s": t.overlap_end_s,
+                    "end_s": t.end_s,
+                    "incoming_resume_s": t.incoming_resume_s,
+                    "join_offset_samples": t.join_offset_samples,
+                    "report": MessageToDict(t.report, preserving_proto_field_name=True),
+                }
+                for t in self.transitions
+            ],
+            **self.meta,
+        }
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', "'") + '"'
+
+
+def _cue_time(seconds: float) -> str:
+    frames = round(max(seconds, 0.0) * 75)  # cue sheets count 1/75 s frames
+    return f"{frames // 4500:02d}:{frames // 75 % 60:02d}:{frames % 75:02d}"
+
+
+def song_grid(track: MixTrack, rate_hz: int) -> BeatGrid:
+    """The song's beat grid: from its analysis, else estimated over its heard part."""
+    if track.analysis is not None:
+        grid = beatgrid.from_analysis(track.analysis)
+        if grid is not None:
+            return grid
+    lo, hi = track.bounds(rate_hz)
+    grid = beatgrid.estimate(track.audio[:, lo:hi].mean(axis=0, dtype=np.float32), rate_hz)
+    return replace(grid, times_s=grid.times_s + lo / rate_hz)
+
+
+def _excerpt(name: str, track: MixTrack, grid: BeatGrid, lo: int, hi: int, rate_hz: int) -> Excerpt:
+    """track.audio[:, lo:hi] with the song's grid (and key) moved to the excerpt's time."""
+    offset = lo / rate_hz
+    inside = (grid.times_s >= offset) & (grid.times_s < hi / rate_hz)
+    analysis = common_pb2.SongAnalysis()
+    if track.analysis is not None and track.analysis.HasField("key"):
+        analysis.key.CopyFrom(track.analysis.key)
+    analysis.tempo.bpm = grid.bpm
+    analysis.tempo.confidence = float(max(grid.clarity, 1e-3))
+    analysis.tempo.stability = 1.0
+    for t, p in zip(grid.times_s[inside], grid.positions[inside], strict=True):
+        analysis.beats.add(time_s=float(t - offset), position_in_bar=int(p))
+    info = mixer_pb2.ExcerptInfo(encoded=True)
+    if len(analysis.beats) >= beatgrid.MIN_BEATS:
+        info.analysis.CopyFrom(analysis)
+    return Excerpt(name, np.ascontiguousarray(track.audio[:, lo:hi]), rate_hz, info)
+
+
+def _fits(plan: Plan) -> bool:
+    """True when B is back at its own tempo (and unshifted) when the transition ends."""
+    end = np.array([plan.duration_s - 1.0 / plan.rate_hz])
+    return plan.key_shift == 0 and abs(float(plan.time_map.speed_at(end)[0]) - 1.0) < 1e-6
+
+
+def _plan(a: Excerpt, b: Excerpt, style: Style, params: Params, label: str) -> Plan:
+    """The requested transition, or the longest halving of it that both songs have room for."""
+    attempt, note = style, ""
+    while True:
+        try:
+            plan = plan_transition(a, b, attempt, params)
+            if _fits(plan):
+                if note:
+                    plan = replace(plan, reason=f"{note}: {plan.reason}")
+                elif attempt is not style:
+                    asked = {"bars": f"{style.bars} bars", "seconds": f"{style.seconds:.1f} s"}.get(
+                        style.length, "auto"
+                    )
+                    plan = replace(
+                        plan,
+                        reason=(
+                            f"{attempt.bars} bars with a {attempt.tempo_ramp_bars}-bar tempo ramp: "
+                            f"the longest halving of the request ({asked}) that fits the part of "
+                            "each song its other transition leaves"
+                        ),
+                    )
+                return plan
+            bars = round(plan.n_beats / plan.beats_per_bar)
+            problem = f"{label}: the incoming song is not back at its own tempo in time"
+        except MixInputError as e:
+            if "beyond the stretch limit" in str(e) and attempt.beat_match:
+                # A set must go on: fade the pair at their own tempos, as a DJ would.
+                attempt = replace(
+                    attempt, beat_match=False, length="seconds", seconds=UNMATCHED_FADE_S
+                )
+                note = (
+                    f"{e}; faded over {UNMATCHED_FADE_S:.0f} s at each song's own tempo "
+                    "instead of a beat-matched blend"
+                )
+                continue
+            bars = attempt.bars if attempt.length == "bars" else 16
+            problem = f"{label}: {e}"
+        if bars <= 1:
+            raise MixInputError(f"{problem} (even a 1-bar transition does not fit)")
+        attempt = replace(
+            attempt,
+            length="bars",
+            bars=bars // 2,
+            tempo_ramp_bars=max(1, min(attempt.tempo_ramp_bars, bars // 2)),
+        )
+
+
+def _join_offset(stem_tail: FloatArray, song: FloatArray, at: int) -> int:
+    """Offset d for which song[:, at + d - len : at + d] best matches the transition's tail."""
+    n = stem_tail.shape[1]
+    lo = max(0, at - n - _ALIGN_SEARCH)
+    hi = min(song.shape[1], at + _ALIGN_SEARCH)
+    ref = stem_tail.mean(axis=0).astype(np.float64)
+    seg = song[:, lo:hi].mean(axis=0).astype(np.float64)
+    if seg.size < n or float(np.dot(ref, ref)) < 1e-10:
+        return 0
+    corr = np.correlate(seg, ref, mode="valid")
+    energy = np.concatenate([[0.0], np.cumsum(seg * seg)])
+    window = energy[n:] - energy[:-n]
+    ncc = corr / np.sqrt(np.maximum(window, 1e-12) * float(np.dot(ref, ref)))
+    start = lo + int(np.argmax(ncc))  # where the matching stretch begins in the song
+    return int(start + n - at)
+
+
+def render_continuous_mix(
+    tracks: Sequence[MixTrack], style: Style, params: Params
+) -> ContinuousMix:
+    """Renders the songs into one continuous mix with a transition at every cue.
+
+    Raises MixInputError naming the transition when two songs cannot be mixed (tempo beyond
+    the stretch limit, or too little audio for even a 1-bar transition).
+    """
+    started = time.perf_counter()
+    if len(tracks) < 1:
+        raise MixInputError("a mix needs at least one song")
+    rate = params.rate_hz
+    params = replace(params, context_s=_CONTEXT_S)
+    # The incoming song must be back at its own tempo, and unshifted, when it plays alone.
+    style = replace(
+        style,
+        allow_key_shift=False,
+        mashup=False,
+        tempo_ramp_bars=style.tempo_ramp_bars or DEFAULT_RAMP_BARS,
+    )
+    bounds = [t.bounds(rate) for t in tracks]
+    for t, (lo, hi) in zip(tracks, bounds, strict=True):
+        if hi - lo < 2 * rate:
+            raise MixInputError(
+                f"song {t.title or t.song_id!r}: under 2 s between its entry "
+                f"({t.entry_s:.1f} s) and exit"
+            )
+    levels = [
+        gain_to_target(integrated_lufs(t.audio[:, lo:hi], rate), params.target_lufs)
+        for t, (lo, hi) in zip(tracks, bounds, strict=True)
+    ]
+    grids = [song_grid(t, rate) for t in tracks]
+
+    pieces: list[FloatArray] = []
+    written = 0
+    # Per song: (mix sample where it starts, gain curve at ENVELOPE_RATE_HZ or None = flat 1).
+    lanes: list[list[tuple[int, int, F64 | None]]] = [[] for _ in tracks]
+    heard_from = [0.0] * len(tracks)
+    starts = [0.0] * len(tracks)
+    song_entry = [bounds[0][0] / rate] + [0.0] * (len(tracks) - 1)
+    placed: list[tuple[int, int, Plan, float, int, int]] = []
+    cursor = bounds[0][0]  # next unplayed sample of the current song
+    for i in range(len(tracks) - 1):
+        a_track, b_track = tracks[i], tracks[i + 1]
+        label = (
+            f"transition {i + 1} ({a_track.title or a_track.song_id} -> "
+            f"{b_track.title or b_track.song_id})"
+        )
+        b_lo, b_hi = bounds[i + 1]
+        share = b_lo + int(INCOMING_SHARE * (b_hi - b_lo))
+        a_ex = _excerpt("outgoing", a_track, grids[i], cursor, bounds[i][1], rate)
+        b_ex = _excerpt("incoming", b_track, grids[i + 1], b_lo, share, rate)
+        plan = _plan(a_ex, b_ex, style, params, label)
+        mixed = mix_transition(plan, a_ex, style, params, levels=(levels[i], levels[i + 1]))
+
+        a_origin = cursor + round(plan.a_origin_s * rate)
+        body = a_track.audio[:, cursor:a_origin] * np.float32(levels[i])
+        pieces.append(body)
+        lanes[i].append((written, body.shape[1], None))
+        written += body.shape[1]
+
+        # Join the transition's tail to the untouched incoming song.
+        audio = mixed.audio
+        n_join = round(JOIN_S * rate)
+        b_end = b_lo + round(float(plan.time_map.to_input(np.array([plan.duration_s]))[0]) * rate)
+        tail = audio[:, -_ALIGN_SPAN:] / np.float32(levels[i + 1])
+        offset = _join_offset(tail, b_track.audio, b_end)
+        resume = b_end + offset
+        ramp = np.linspace(0.0, 1.0, n_join, dtype=np.float32)
+        original = b_track.audio[:, resume - n_join : resume] * np.float32(levels[i + 1])
+        audio = audio.copy()
+        audio[:, -n_join:] = audio[:, -n_join:] * (1.0 - ramp) + original * ramp
+        pieces.append(audio)
+        placed.append((i, written, plan, mixed.beat_alignment_error_ms, offset, resume))
+        lanes[i].append((written, audio.shape[1], mixed.gain_outgoing))
+        lanes[i + 1].append((written, audio.shape[1], mixed.gain_incoming))
+        ov0 = (written + plan.overlap_start_s * rate) / rate
+        ov1 = (written + plan.overlap_end_s * rate) / rate
+        heard_from[i + 1] = ov0
+        starts[i + 1] = 0.5 * (ov0 + ov1)
+        song_entry[i + 1] = b_lo / rate + float(plan.beats_b[plan.ib_start])
+        written += audio.shape[1]
+        cursor = resume
+    last = len(tracks) - 1
+    body = tracks[last].audio[:, cursor : bounds[last][1]] * np.float32(levels[last])
+    pieces.append(body)
+    lanes[last].append((written, body.shape[1], None))
+    written += body.shape[1]
+
+    mix = np.concatenate(pieces, axis=1) if pieces else np.zeros((2, 0), np.float32)
+    out = limit(mix, rate, params.ceiling_dbtp)
+    total_s = written / rate
+    gains = _gain_lanes(lanes, written, rate)
+    transitions = [
+        _summary(out, rate, i, start, plan, error, offset, resume)
+        for i, start, plan, error, offset, resume in placed
+    ]
+    cues = []
+    for i, t in enumerate(tracks):
+        until = transitions[i].overlap_end_s if i < len(transitions) else total_s
+        cues.append(
+            CueEntry(
+                number=i + 1,
+                title=t.title or t.song_id or f"song {i + 1}",
+                song_id=t.song_id,
+                uri=t.uri,
+                start_s=starts[i],
+                heard_from_s=heard_from[i],
+                heard_until_s=until,
+                song_entry_s=song_entry[i],
+                song_exit_s=bounds[i][1] / rate,
+                tempo_bpm=grids[i].bpm,
+                level_db=20.0 * math.log10(max(levels[i], 1e-9)),
+            )
+        )
+    return ContinuousMix(
+        audio=out,
+        rate_hz=rate,
+        cues=cues,
+        transitions=transitions,
+        gains=gains,
+        loudness_lufs=integrated_lufs(out, rate),
+        true_peak_dbtp=true_peak_dbtp(out),
+        render_s=time.perf_counter() - started,
+    )
+
+
+def _gain_lanes(lanes: list[list[tuple[int, int, F64 | None]]], frames: int, rate: int) -> F64:
+    points = int(frames / rate * ENVELOPE_RATE_HZ) + 1
+    gains = np.zeros((len(lanes), points))
+    for song, spans in enumerate(lanes):
+        for start, length, curve in spans:
+            p0 = int(start / rate * ENVELOPE_RATE_HZ)
+            p1 = min(points, int((start + length) / rate * ENVELOPE_RATE_HZ) + 1)
+            if curve is None:
+                gains[song, p0:p1] = 1.0
+            else:
+                n = min(p1 - p0, curve.size)
+                gains[song, p0 : p0 + n] = curve[:n]
+    return gains
+
+
+def _summary(
+    out: FloatArray,
+    rate: int,
+    i: int,
+    start: int,
+    plan: Plan,
+    error: float,
+    offset: int,
+    resume: int,
+) -> TransitionSummary:
+    """The transition's quality report, measured where it lies in the final mix."""
+    ov0 = start / rate + plan.overlap_start_s
+    ov1 = start / rate + plan.overlap_end_s
+    lo = max(0, int((ov0 - _METRIC_MARGIN_S) * rate))
+    hi = min(out.shape[1], int((ov1 + _METRIC_MARGIN_S) * rate))
+    region = out[:, lo:hi]
+    sc, mel = spectral_continuity(region, rate, ov0 - lo / rate, ov1 - lo / rate)
+    report = mixer_pb2.QualityReport(
+        duration_s=plan.duration_s,
+        overlap_s=plan.overlap_end_s - plan.overlap_start_s,
+        overlap_bars=round(plan.n_beats / plan.beats_per_bar),
+        length_reason=plan.reason,
+        tempo_ratio=plan.tempo_ratio,
+        key_shift_semitones=plan.key_shift,
+        beat_alignment_error_ms=error,
+        loudness_step_lu=loudness_step_lu(region, rate, ov0 - lo / rate, ov1 - lo / rate),
+        spectral_convergence=sc,
+        mel_mse=mel,
+        true_peak_dbtp=true_peak_dbtp(region),
+        output_loudness_lufs=integrated_lufs(region, rate),
+        tempo_a_bpm=plan.grid_a.bpm,
+        tempo_b_bpm=plan.grid_b_own.bpm,
+    )
+    return TransitionSummary(
+        i + 1,
+        start / rate,
+        ov0,
+        ov1,
+        report,
+        offset,
+        end_s=start / rate + plan.duration_s,
+        incoming_resume_s=resume / rate,
+    )
+
+
+def tracks_from_plan(plan: matcher_pb2.PlanPlaylistResponse, rate_hz: int) -> list[MixTrack]:
+    """The matcher's playlist as songs to mix, decoded from each step's metadata.uri.
+
+    Raises MixInputError naming the step whose audio is missing or undecodable.
+    """
+    tracks = []
+    for n, step in enumerate(plan.steps, start=1):
+        uri = step.metadata.uri
+        if not uri:
+            raise MixInputError(
+                f"playlist step {n} ({step.song_id}) has no metadata.uri: index "
+                "songs with their file path (segue index) to mix them"
+            )
+        try:
+            audio = decode(uri, rate_hz, channels=2).T.copy()
+        except Exception as e:  # DecodeError, or the file is gone
+            raise MixInputError(
+                f"playlist step {n} ({step.song_id}): cannot read {uri}: {e}"
+            ) from e
+        tracks.append(
+            MixTrack(
+                audio=np.ascontiguousarray(audio, dtype=np.float32),
+                entry_s=step.entry_time_s,
+                exit_s=step.exit_time_s,
+                title=step.metadata.title or step.song_id,
+                song_id=step.song_id,
+                uri=uri,
+            )
+        )
+    return tracks
