@@ -1,5 +1,7 @@
 """Streaming accumulation: window-by-window equals offline, and the state survives a resume."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -89,12 +91,12 @@ def test_unknown_version_is_rejected(song: np.ndarray) -> None:
 
 
 def test_model_mel_frames_drive_the_onsets_when_given(song: np.ndarray) -> None:
-    # Stand-in for the model's frames: the own log-mel computed per window (44 frames).
+    # Stand-in for the model's frames: the own log-mel computed per window (45 frames).
     state = StructureAccumulator(SR)
     front = LogMel(SR)
     for i in range(0, len(song), SR):
         window = song[i : i + SR]
-        mel, _, _ = front.frames(np.zeros(0, np.float32), window, 0, 0)
+        mel, _ = front.frames(np.zeros(0, np.float32), window)
         state.push(window, mel)
     result = state.analyze()
     assert result.tempo_bpm == pytest.approx(120, rel=0.02)
@@ -116,3 +118,47 @@ def test_mixing_mel_and_pcm_windows_is_rejected(song: np.ndarray) -> None:
 def test_invalid_windows_are_rejected(window: np.ndarray) -> None:
     with pytest.raises(ValueError):
         StructureAccumulator(SR).push(window)
+
+
+def _model_frames(window: np.ndarray) -> np.ndarray:
+    mel, _ = LogMel(SR).frames(np.zeros(0, np.float32), window)
+    return mel
+
+
+def test_pushing_a_batch_of_windows_equals_pushing_them_one_by_one(song: np.ndarray) -> None:
+    windows = song[: 16 * SR].reshape(16, SR)
+    mels = np.stack([_model_frames(w) for w in windows])
+    single = StructureAccumulator(SR)
+    for w, m in zip(windows, mels, strict=True):
+        single.push(w, m)
+    batched = StructureAccumulator(SR)
+    batched.push_batch(windows[:5], mels[:5])
+    batched.push_batch(windows[5:], mels[5:])
+    assert batched.to_bytes() == single.to_bytes()
+    assert batched.analyze() == single.analyze()
+
+
+def test_a_batch_with_mismatched_mel_frames_is_rejected(song: np.ndarray) -> None:
+    windows = song[: 2 * SR].reshape(2, SR)
+    with pytest.raises(ValueError):
+        StructureAccumulator(SR).push_batch(windows, np.zeros((1, 45, 40), np.float32))
+
+
+def test_own_log_mel_matches_the_model_frames_to_within_rounding() -> None:
+    import onnxruntime as ort
+
+    from segue.structure.onset import FRAME_S, N_MELS
+
+    model = Path(__file__).resolve().parents[1] / "models" / "segue_stream.onnx"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert int(meta["segue.frame_hop_samples"]) == round(FRAME_S * SR)
+    assert int(meta["segue.n_mels"]) == N_MELS
+    audio = generate_song(42, duration_s=4, tempo_bpm=100).audio[: 2 * SR]
+    state = np.zeros((1, int(meta["segue.state_dim"])), np.float32)
+    frames = session.run(["frames"], {"pcm": audio[None], "state": state})
+    ours = _model_frames(audio)
+    assert ours.shape == frames[0][0].shape
+    assert np.max(np.abs(ours - frames[0][0])) < 0.01

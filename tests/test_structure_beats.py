@@ -31,22 +31,7 @@ def test_beat_grid_is_recovered_within_20_ms_at_its_own_metrical_level(
 
 @pytest.mark.parametrize(
     ("swing", "instrumentation"),
-    [
-        (0.7, "electronic"),
-        pytest.param(
-            0.4,
-            "band",
-            marks=pytest.mark.xfail(strict=True, reason="known limitation: tracked at half time"),
-        ),
-        pytest.param(
-            0.4,
-            "acoustic",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known limitation: soft acoustic drums at 140 BPM are tracked at half time",
-            ),
-        ),
-    ],
+    [(0.7, "electronic"), (0.4, "band"), (0.4, "acoustic")],
 )
 def test_swung_song_keeps_the_quarter_note_beat(swing: float, instrumentation: str) -> None:
     song = generate_song(

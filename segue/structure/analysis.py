@@ -10,6 +10,7 @@ from segue.structure.cues import energy_curve, find_cues
 from segue.structure.features import StructureFeatures, uniform_low_onset, uniform_onset
 from segue.structure.key import estimate_key
 from segue.structure.meter import estimate_meter
+from segue.structure.onset import FRAME_S
 from segue.structure.result import StructureResult
 from segue.structure.sections import (
     BLOCK_S,
@@ -19,20 +20,20 @@ from segue.structure.sections import (
     pool_blocks,
     segment,
 )
-from segue.structure.tempo import estimate_tempo, normalise_onset
+from segue.structure.tempo import estimate_tempo, normalise_onset, rhythm_pattern
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-# Onset envelope rate: the log-mel hop of 512 samples at 22050 Hz.
-ONSET_FPS = 22050 / 512
+# Onset envelope rate: the model's log-mel frame rate (490-sample frames at 22050 Hz).
+ONSET_FPS = 1.0 / FRAME_S
 # Share of the bass-band flux in the onset envelope: it favours kicks over off-beat hats.
 LOW_ONSET_WEIGHT = 0.5
 # Below this tempo confidence no beat grid is reported.
 MIN_TEMPO_CONFIDENCE = 0.05
 # Tempo range the metrical-level correction may move the beat into.
-MIN_LEVEL_BPM = 60.0
-MAX_LEVEL_BPM = 200.0
+MIN_LEVEL_BPM = 70.0
+MAX_LEVEL_BPM = 170.0
 # Bar-synchronous sections need a meter at least this confident.
 MIN_METER_CONFIDENCE = 0.05
 
@@ -86,6 +87,7 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
             features.level_db,
             features.timbre_times_s,
             features.timbre,
+            *rhythm_pattern(onset, ONSET_FPS),
         )
         bounds, strengths = segment(blocks, duration, bar_s, kernel_half)
         sections_list = label_sections(blocks, bounds, strengths, duration)

@@ -12,40 +12,48 @@ F64 = npt.NDArray[np.float64]
 
 # Penalty on log(interval / period)^2 between consecutive beats.
 TIGHTNESS = 100.0
+# Inter-beat intervals considered, relative to the local period: beyond them the penalty
+# (over 16) outweighs any onset, so wider ranges only cost time.
+MIN_RATIO = 2.0 / 3.0
+MAX_RATIO = 1.5
 # Thresholds of metrical_level (ratios of median onset strengths).
-HALVE_RATIO = 0.3
+HALVE_RATIO = 0.2
 DOUBLE_RATIO = 0.85
+# Leading and trailing beats weaker than this share of the RMS beat strength are dropped.
+TRIM_SHARE = 0.2
 
 
 def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
     """Beat times (s) that fall on strong onsets and stay close to the local beat period.
 
-    Frames are processed in blocks shorter than half a period, so each block only reads
-    scores that are final; this keeps the recursion vectorised.
+    Frames are processed in blocks shorter than the shortest allowed interval, so each block
+    only reads scores that are final; this keeps the recursion vectorised, with the
+    penalties of all frames computed up front.
     """
     n = len(onset)
     if n == 0 or not np.any(local_period > 0):
         return np.zeros(0)
     period = np.maximum(local_period, 2.0)
     local = onset.astype(np.float64)
-    score = np.zeros(n)
-    back = np.full(n, -1, dtype=np.int64)
-    max_offset = int(np.ceil(2.0 * period.max()))
-    offsets = np.arange(1, max_offset + 1)
-    block = max(1, int(np.floor(period.min() / 2)))
-    for start in range(0, n, block):
-        frames = np.arange(start, min(n, start + block))
-        p = period[frames][:, None]
-        prev = frames[:, None] - offsets[None, :]
-        ratio = offsets[None, :] / p
-        valid = (prev >= 0) & (prev < start) & (ratio >= 0.5) & (ratio <= 2.0)
-        penalty = -TIGHTNESS * np.log(np.where(valid, ratio, 1.0)) ** 2
-        candidate = np.where(valid, score[np.maximum(prev, 0)] + penalty, -np.inf)
-        best = np.argmax(candidate, axis=1)
-        best_value = candidate[np.arange(len(frames)), best]
-        chain = best_value > 0
-        score[frames] = local[frames] + np.where(chain, best_value, 0.0)
-        back[frames] = np.where(chain, prev[np.arange(len(frames)), best], -1)
+    # Candidate predecessors of every frame at once, within the intervals the penalty allows.
+    min_offset = max(1, int(np.ceil(MIN_RATIO * period.min())))
+    offsets = np.arange(min_offset, int(np.floor(MAX_RATIO * period.max())) + 1)
+    frames = np.arange(n)
+    prev = frames[:, None] - offsets[None, :]
+    ratio = offsets[None, :] / period[:, None]
+    valid = (prev >= 0) & (ratio >= MIN_RATIO) & (ratio <= MAX_RATIO)
+    penalty = np.where(valid, -TIGHTNESS * np.log(ratio) ** 2, -np.inf)
+    np.maximum(prev, 0, out=prev)
+    score = local.copy()
+    # A block shorter than the shortest offset only reads scores of earlier blocks, so only
+    # the best value is needed inside the loop; the links are recovered afterwards.
+    for start in range(0, n, min_offset):
+        stop = min(n, start + min_offset)
+        best_value = (score[prev[start:stop]] + penalty[start:stop]).max(axis=1)
+        score[start:stop] += np.maximum(best_value, 0.0)
+    candidate = score[prev] + penalty
+    best = candidate.argmax(axis=1)
+    back = np.where(candidate[frames, best] > 0, prev[frames, best], -1)
 
     # End on the last strong local maximum of the cumulative score.
     is_peak = np.r_[False, (score[1:-1] > score[:-2]) & (score[1:-1] >= score[2:]), False]
@@ -69,7 +77,7 @@ def _trim_silence(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.in
         return beats
     strength = onset[beats]
     smoothed = np.convolve(strength, np.hanning(5), mode="same") / np.hanning(5).sum()
-    threshold = 0.5 * np.sqrt(np.mean(smoothed**2))
+    threshold = TRIM_SHARE * np.sqrt(np.mean(smoothed**2))
     strong = np.flatnonzero(smoothed >= threshold)
     if len(strong) == 0:
         return beats[:0]
@@ -79,12 +87,12 @@ def _trim_silence(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.in
 def _refine(beats: npt.NDArray[np.int64], onset: F64) -> F64:
     """Sub-frame beat positions by parabolic interpolation on the onset peak."""
     out = beats.astype(np.float64)
-    for i, b in enumerate(beats):
-        if 0 < b < len(onset) - 1:
-            a, c, d = onset[b - 1], onset[b], onset[b + 1]
-            denom = a - 2 * c + d
-            if denom < 0:
-                out[i] = b + float(np.clip(0.5 * (a - d) / denom, -0.5, 0.5))
+    inner = (beats > 0) & (beats < len(onset) - 1)
+    b = beats[inner]
+    a, c, d = onset[b - 1], onset[b], onset[b + 1]
+    denom = a - 2 * c + d
+    shift = np.clip(0.5 * (a - d) / np.where(denom < 0, denom, -1.0), -0.5, 0.5)
+    out[inner] += np.where(denom < 0, shift, 0.0)
     return out
 
 
@@ -129,17 +137,9 @@ def metrical_level(beats_s: F64, onset: F32, fps: float) -> float:
     if len(beats_s) < 16:
         return 1.0
     frames = beats_s * fps
-    n = len(onset)
-
-    def peak(lo: float, hi: float) -> float:
-        a, b = max(0, int(np.floor(lo))), min(n, int(np.ceil(hi)) + 1)
-        return float(onset[a:b].max()) if b > a else 0.0
-
-    on = np.asarray([peak(f - 1.5, f + 1.5) for f in frames])
+    on = window_max(onset, frames - 1.5, frames + 1.5)
     gaps = np.diff(frames)
-    mid = np.asarray(
-        [peak(f + 0.35 * g, f + 0.75 * g) for f, g in zip(frames[:-1], gaps, strict=True)]
-    )
+    mid = window_max(onset, frames[:-1] + 0.35 * gaps, frames[:-1] + 0.75 * gaps)
     even, odd = float(np.median(on[0::2])), float(np.median(on[1::2]))
     beat_level = float(np.median(on))
     if beat_level <= 0:
@@ -149,3 +149,17 @@ def metrical_level(beats_s: F64, onset: F32, fps: float) -> float:
     if float(np.median(mid)) > DOUBLE_RATIO * beat_level:
         return 2.0
     return 1.0
+
+
+def window_max(values: F32 | F64, lo: F64, hi: F64) -> F64:
+    """Maximum of values[floor(lo) : ceil(hi) + 1] for each pair of bounds (0 where empty)."""
+    n = len(values)
+    a = np.clip(np.floor(lo).astype(np.int64), 0, n)
+    b = np.clip(np.ceil(hi).astype(np.int64) + 1, 0, n)
+    width = int(max(1, (b - a).max(initial=1)))
+    index = a[:, None] + np.arange(width)[None, :]
+    inside = index < b[:, None]
+    padded = np.r_[values.astype(np.float64), 0.0]
+    taken = np.where(inside, padded[np.minimum(index, n)], -np.inf)
+    out: F64 = np.maximum(taken.max(axis=1, initial=-np.inf), 0.0) if len(a) else np.zeros(0)
+    return np.where(b > a, out, 0.0)

@@ -19,27 +19,29 @@ TUNING_A4_HZ = 440.0
 
 
 @lru_cache(maxsize=8)
-def chroma_filterbank(sample_rate_hz: int, n_fft: int) -> F32:
-    """Weights [n_fft // 2 + 1, 12] folding FFT bins between FMIN_HZ and FMAX_HZ into pitch classes.
+def chroma_filterbank(sample_rate_hz: int, n_fft: int) -> tuple[int, F32]:
+    """(first bin, weights [bins, 12]) folding FFT bins from FMIN_HZ to FMAX_HZ into classes.
 
     Each bin spreads over its two nearest pitch classes by distance in semitones, and bins
-    wider than a semitone (the lowest ones) are weighted down since they blur classes.
+    wider than a semitone (the lowest ones) are weighted down since they blur classes. Only
+    the bins in range are kept, so the fold is a small matrix product.
     """
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
-    weights = np.zeros((len(freqs), 12))
     valid = (freqs >= FMIN_HZ) & (freqs <= min(FMAX_HZ, sample_rate_hz / 2))
-    midi = 69.0 + 12.0 * np.log2(freqs[valid] / TUNING_A4_HZ)
+    rows = np.flatnonzero(valid)
+    weights = np.zeros((len(rows), 12))
+    midi = 69.0 + 12.0 * np.log2(freqs[rows] / TUNING_A4_HZ)
     lower = np.floor(midi)
     frac = midi - lower
-    rows = np.flatnonzero(valid)
     bin_hz = sample_rate_hz / n_fft
-    semitone_hz = freqs[valid] * (2 ** (1 / 12) - 1)
+    semitone_hz = freqs[rows] * (2 ** (1 / 12) - 1)
     sharpness = np.clip(semitone_hz / (2 * bin_hz), 0.0, 1.0)
-    weights[rows, lower.astype(int) % 12] += (1 - frac) * sharpness
-    weights[rows, (lower.astype(int) + 1) % 12] += frac * sharpness
+    at = np.arange(len(rows))
+    weights[at, lower.astype(int) % 12] += (1 - frac) * sharpness
+    weights[at, (lower.astype(int) + 1) % 12] += frac * sharpness
     out: F32 = weights.astype(np.float32)
     out.setflags(write=False)
-    return out
+    return int(rows[0]), out
 
 
 class ChromaExtractor:
@@ -49,27 +51,40 @@ class ChromaExtractor:
         self.sample_rate_hz = sample_rate_hz
         self.n_fft = 1 << max(8, round(np.log2(FFT_S * sample_rate_hz)))
         self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
-        self.filters = chroma_filterbank(sample_rate_hz, self.n_fft)
+        self.first_bin, filters = chroma_filterbank(sample_rate_hz, self.n_fft)
+        self.n_bins = len(filters)
+        # The same weights for the real and the imaginary part of each bin, interleaved as a
+        # complex64 spectrum viewed as float32 is: the fold is then one product of squares.
+        self.pair_filters = np.repeat(filters, 2, axis=0)
+        self.floor = np.array([1e-6] * 12 + [1e-12], np.float32)
 
     def frame_count(self, n_samples: int) -> int:
         return max(1, round(n_samples * FRAMES_PER_S / self.sample_rate_hz))
 
-    def __call__(self, pcm: F32) -> tuple[F32, F32]:
-        """(log10 chroma energy [n, 12], RMS level in dBFS [n]) for n = frame_count(len(pcm))."""
-        n = self.frame_count(len(pcm))
-        bounds = np.round(np.linspace(0, len(pcm), n + 1)).astype(int)
-        frames = np.zeros((n, self.n_fft), np.float32)
-        levels = np.empty(n, np.float32)
-        for i in range(n):
-            part = pcm[bounds[i] : bounds[i + 1]]
-            levels[i] = np.sqrt(np.mean(part * part)) if len(part) else 0.0
-            # A centred excerpt is enough for pitch content and keeps the FFT small.
-            take = min(len(part), self.n_fft)
-            offset = (len(part) - take) // 2
-            pad = (self.n_fft - take) // 2
-            frames[i, pad : pad + take] = part[offset : offset + take]
-        spectrum = scipy.fft.rfft(frames * self.window, axis=1)
-        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-        chroma = np.log10(power @ self.filters + 1e-6).astype(np.float32)
-        level_db = (20.0 * np.log10(levels + 1e-6)).astype(np.float32)
-        return chroma, level_db
+    def __call__(self, pcm: F32) -> F32:
+        """[n, 13] per window of `pcm` ([samples] or [windows, samples], windows stacked) for
+        n = frame_count(samples): log10 chroma energy, then RMS level in dBFS.
+
+        Frame i covers the part window[i*step : (i+1)*step] (step = samples // n, the few
+        samples left over are ignored); its chroma comes from the centred n_fft samples of
+        the part, zero-padded when the part is shorter.
+        """
+        windows = pcm.reshape(-1, pcm.shape[-1])
+        n = self.frame_count(windows.shape[1])
+        step = windows.shape[1] // n
+        parts = windows[:, : n * step].reshape(-1, step)
+        if step >= self.n_fft:
+            offset = (step - self.n_fft) // 2
+            frames = parts[:, offset : offset + self.n_fft] * self.window
+        else:
+            pad = (self.n_fft - step) // 2
+            frames = np.zeros((len(parts), self.n_fft), np.float32)
+            frames[:, pad : pad + step] = parts * self.window[pad : pad + step]
+        spectrum = scipy.fft.rfft(frames, axis=1)
+        pairs = spectrum[:, self.first_bin : self.first_bin + self.n_bins].view(np.float32)
+        out = np.empty((len(parts), 13), np.float32)
+        out[:, :12] = np.square(pairs) @ self.pair_filters
+        out[:, 12] = np.einsum("ij,ij->i", parts, parts) / step
+        np.log10(out + self.floor, out=out)
+        out[:, 12] *= 10.0
+        return out

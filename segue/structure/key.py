@@ -19,6 +19,9 @@ MINOR_PROFILE = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5,
 KRUMHANSL_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KRUMHANSL_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
+# Share of the Temperley correlation in the key score (the rest is Krumhansl's).
+TEMPERLEY_WEIGHT = 0.8
+
 
 def key_scores(profile_chroma: F64, major: F64 = MAJOR_PROFILE, minor: F64 = MINOR_PROFILE) -> F64:
     """Pearson correlation of a 12-bin chroma with each key, [24]: 0-11 major, 12-23 minor."""
@@ -52,7 +55,11 @@ def estimate_key(chroma: F32, level_db: F32) -> KeyEstimate:
     profile = song_chroma(chroma, level_db)
     if not np.any(profile > 0):
         return KeyEstimate(0, "major", 0.0)
-    scores = key_scores(profile)
+    # Temperley's profile leads (it separates relative keys in pop harmony); Krumhansl's,
+    # which weighs the tonic more, breaks its near-ties between relative keys.
+    scores = TEMPERLEY_WEIGHT * key_scores(profile) + (1.0 - TEMPERLEY_WEIGHT) * key_scores(
+        profile, KRUMHANSL_MAJOR, KRUMHANSL_MINOR
+    )
     best = int(np.argmax(scores))
     tonic = best % 12
     mode: KeyMode = "major" if best < 12 else "minor"

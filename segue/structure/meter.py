@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from segue.structure.beats import window_max
+
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
@@ -56,9 +58,8 @@ def estimate_meter(
         return Meter(4, np.zeros(n, np.int64), 0.0)
     per_beat = beat_chroma(beats_s, chroma_times_s, chroma)
     change = np.r_[0.0, 1.0 - np.sum(per_beat[1:] * per_beat[:-1], axis=1)]
-    frames = np.clip(np.round(beats_s * fps).astype(int), 0, len(low_onset) - 1)
-    window = [np.max(low_onset[max(0, f - 2) : f + 3]) for f in frames]
-    bass = np.asarray(window, dtype=np.float64)
+    frames = np.clip(np.round(beats_s * fps), 0, len(low_onset) - 1)
+    bass = window_max(low_onset, frames - 2, frames + 2)
     evidence = _z(change) + 0.5 * _z(bass)
     best: tuple[float, int, int] = (-np.inf, 4, 0)
     margins: dict[int, float] = {}

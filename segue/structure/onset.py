@@ -1,4 +1,10 @@
-"""Onset strength (spectral flux) from log-mel frames, and a cheap numpy log-mel for raw PCM."""
+"""Onset strength (spectral flux) from log-mel frames, and a numpy twin of the model's log-mel.
+
+The embedder's ONNX model (models/segue_stream.onnx, training/frontend.py) emits natural-log
+mel power of non-overlapping 490-sample Hann frames (45 per 1 s window at 22050 Hz, 40 HTK
+bands from 30 Hz to 8 kHz, floor 1e-8). `LogMel` computes the same numbers from raw PCM, so
+a stream analysed without the model gets the same onsets as one fed the model's frames.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,20 @@ import scipy.fft
 
 F32 = npt.NDArray[np.float32]
 
-# Own log-mel front end: 46 ms frames every 23 ms at 22050 Hz, like the model's frames.
-FRAME_LENGTH_S = 1024 / 22050
-HOP_S = 512 / 22050
+FRAME_S = 490 / 22050
 N_MELS = 40
+F_MIN_HZ = 30.0
+F_MAX_HZ = 8000.0
+LOG_FLOOR = 1e-8
 # Bands centred below this carry the kick and bass: their flux marks downbeats.
 LOW_BAND_HZ = 200.0
-DYNAMIC_RANGE = 1e-6
+# Share of the mel bands treated as bass bands for a band layout other than the model's.
+OTHER_LOW_BAND_SHARE = 0.08
+# Bands more than 60 dB (natural log 13.8) below a frame's loudest are leakage, not music:
+# with short frames they wobble with the phase of a steady tone and would read as onsets.
+FLUX_RANGE_LOG = 6.0 * np.log(10.0)
+# Rises below this (natural log, about 0.4 dB) are a steady sound's frame-to-frame jitter.
+FLUX_DEAD_ZONE = 0.1
 
 
 def hz_to_mel(hz: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -27,84 +40,81 @@ def mel_to_hz(mel: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
+def frame_samples(sample_rate_hz: int) -> int:
+    return max(16, round(FRAME_S * sample_rate_hz))
+
+
 @lru_cache(maxsize=8)
-def mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int = N_MELS) -> F32:
-    """Triangular HTK mel filters, shape [n_fft // 2 + 1, n_mels], 30 Hz to min(8 kHz, Nyquist)."""
-    fmax = min(8000.0, sample_rate_hz / 2)
-    edges = mel_to_hz(np.linspace(hz_to_mel(30.0), hz_to_mel(fmax), n_mels + 2))
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
-    lower = (freqs[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])[None, :]
-    upper = (edges[None, 2:] - freqs[:, None]) / (edges[2:] - edges[1:-1])[None, :]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights /= np.maximum(weights.sum(axis=0, keepdims=True), 1e-12)
-    out: F32 = weights.astype(np.float32)
+def mel_filterbank(sample_rate_hz: int, n_fft: int) -> tuple[int, F32]:
+    """(first used bin, weights [used bins, N_MELS]): area-normalised triangular HTK filters."""
+    fmax = min(F_MAX_HZ, sample_rate_hz / 2)
+    edges = mel_to_hz(np.linspace(hz_to_mel(F_MIN_HZ), hz_to_mel(fmax), N_MELS + 2))
+    freqs = np.arange(n_fft // 2 + 1) * sample_rate_hz / n_fft
+    rising = (freqs[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])[None, :]
+    falling = (edges[None, 2:] - freqs[:, None]) / (edges[2:] - edges[1:-1])[None, :]
+    weights = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))
+    used = np.flatnonzero(weights.sum(axis=1) > 0)
+    first, last = int(used[0]), int(used[-1]) + 1
+    out: F32 = weights[first:last].astype(np.float32)
+    out.setflags(write=False)
+    return first, out
+
+
+@lru_cache(maxsize=8)
+def low_band_count(n_mels: int) -> int:
+    """How many of the lowest bands lie below LOW_BAND_HZ (at least one)."""
+    if n_mels != N_MELS:
+        return max(1, round(n_mels * OTHER_LOW_BAND_SHARE))
+    edges = mel_to_hz(np.linspace(hz_to_mel(F_MIN_HZ), hz_to_mel(F_MAX_HZ), n_mels + 2))
+    return max(1, int(np.sum(edges[1:-1] < LOW_BAND_HZ)))
+
+
+@lru_cache(maxsize=8)
+def _band_means(n_mels: int) -> F32:
+    """[n_mels, 2]: averages over all bands and over the low bands, as one matrix product."""
+    out = np.zeros((n_mels, 2), np.float32)
+    out[:, 0] = 1.0 / n_mels
+    n_low = low_band_count(n_mels)
+    out[:n_low, 1] = 1.0 / n_low
     out.setflags(write=False)
     return out
 
 
-def low_band_count(n_mels: int, fmax_hz: float = 8000.0) -> int:
-    """How many of the lowest mel bands lie below LOW_BAND_HZ (at least one)."""
-    edges = mel_to_hz(np.linspace(hz_to_mel(30.0), hz_to_mel(fmax_hz), n_mels + 2))
-    return max(1, int(np.sum(edges[1:-1] < LOW_BAND_HZ)))
-
-
 class LogMel:
-    """Log-mel frames on a grid of `hop` samples from the song's first sample.
-
-    Frames straddle pushes, so the samples that the next frame still needs are carried.
-    """
+    """The model's log-mel front end in numpy: frame k covers samples [k*hop, (k+1)*hop)."""
 
     def __init__(self, sample_rate_hz: int) -> None:
         self.sample_rate_hz = sample_rate_hz
-        self.hop = max(1, round(HOP_S * sample_rate_hz))
-        self.n_fft = 2 * self.hop
-        self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
-        self.filters = mel_filterbank(sample_rate_hz, self.n_fft)
+        self.hop = frame_samples(sample_rate_hz)
+        n = np.arange(self.hop)
+        window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / self.hop)
+        self.window = (window / window.sum()).astype(np.float32)
+        self.first_bin, self.filters = mel_filterbank(sample_rate_hz, self.hop)
 
-    def frames(self, tail: F32, pcm: F32, next_frame: int, consumed: int) -> tuple[F32, F32, int]:
-        """Log-mel of every frame that the samples seen so far complete.
-
-        `tail` holds the samples from `consumed - len(tail)` to `consumed`; frame k spans
-        samples [k*hop - hop, k*hop + hop), the first one padded with zeros.
-        Returns (frames [n, n_mels], new tail, new next_frame).
-        """
-        buf = np.concatenate([tail, pcm])
-        buf_start = consumed - len(tail)
-        end = consumed + len(pcm)
-        # Frames whose last sample has arrived.
-        last = (end - self.hop) // self.hop
-        count = max(0, last - next_frame + 1)
-        if count:
-            starts = (np.arange(next_frame, next_frame + count) - 1) * self.hop - buf_start
-            pad = max(0, -int(starts[0]))
-            if pad:
-                buf = np.concatenate([np.zeros(pad, np.float32), buf])
-                starts = starts + pad
-                buf_start -= pad
-            idx = starts[:, None] + np.arange(self.n_fft)[None, :]
-            spectrum = scipy.fft.rfft(buf[idx] * self.window, axis=1)
-            power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-            energy = power @ self.filters
-            # Bands more than 60 dB below the frame's loudest are leakage, not music: their
-            # log would wobble with the phase of a steady tone and read as onsets.
-            floor = np.maximum(energy.max(axis=1, keepdims=True) * DYNAMIC_RANGE, 1e-10)
-            mel = np.log(np.maximum(energy, floor)).astype(np.float32)
-        else:
-            mel = np.zeros((0, self.filters.shape[1]), np.float32)
-        next_frame += count
-        keep_from = (next_frame - 1) * self.hop - buf_start
-        new_tail = buf[max(0, keep_from) :].astype(np.float32)
-        return mel, new_tail, next_frame
+    def frames(self, tail: F32, pcm: F32) -> tuple[F32, F32]:
+        """(log-mel of every frame completed by tail + pcm [n, N_MELS], the samples left over)."""
+        buf = np.concatenate([tail, pcm]) if len(tail) else pcm
+        count = len(buf) // self.hop
+        used = count * self.hop
+        blocks = buf[:used].reshape(count, self.hop) * self.window
+        spectrum = scipy.fft.rfft(blocks, axis=1)
+        band = spectrum[:, self.first_bin : self.first_bin + len(self.filters)]
+        power = band.real**2 + band.imag**2
+        mel = np.log(power @ self.filters + LOG_FLOOR).astype(np.float32)
+        return mel, np.array(buf[used:], dtype=np.float32)
 
 
-def spectral_flux(log_mel: F32, previous: F32 | None, n_low: int) -> tuple[F32, F32]:
-    """Half-wave rectified log-mel difference, averaged over all bands and over the low bands.
+def spectral_flux(log_mel: F32, previous: F32 | None) -> F32:
+    """Half-wave rectified log-mel difference averaged over all bands and over the low bands,
+    [frames, 2].
 
-    `previous` is the frame before `log_mel[0]`; without one the first flux is 0.
+    `previous` is the frame before `log_mel[0]`; without one the first flux is 0. Any log
+    base works downstream (the envelope is normalised), but the leakage floor assumes ln.
     """
-    if len(log_mel) == 0:
-        empty = np.zeros(0, np.float32)
-        return empty, empty
+    n_mels = log_mel.shape[1]
     first = log_mel[:1] if previous is None else previous[None, :]
-    rise = np.maximum(np.diff(log_mel, axis=0, prepend=first), 0.0)
-    return rise.mean(axis=1).astype(np.float32), rise[:, :n_low].mean(axis=1).astype(np.float32)
+    stacked = np.concatenate([first, log_mel])
+    floored = np.maximum(stacked, stacked.max(axis=1, keepdims=True) - FLUX_RANGE_LOG)
+    rise = np.maximum(floored[1:] - floored[:-1] - FLUX_DEAD_ZONE, 0.0)
+    out: F32 = rise @ _band_means(n_mels)
+    return out

@@ -17,9 +17,11 @@ F64 = npt.NDArray[np.float64]
 # Features are pooled into blocks of about this length when no bar grid is known.
 BLOCK_S = 1.0
 # Half-width of the checkerboard kernel, in blocks (bars or seconds).
-KERNEL_HALF_BARS = 4
-KERNEL_HALF_S = 6.0
+KERNEL_HALF_BARS = 8
+KERNEL_HALF_S = 10.0
 MIN_SECTION_S = 6.0
+# Novelty peaks count as boundaries above the curve's median plus this many deviations.
+THRESHOLD_STD = 0.5
 # Mean self-similarity between two sections above which they share a letter, and between
 # VARIANT and SAME a primed letter (A').
 SAME = 0.80
@@ -40,8 +42,10 @@ def pool_blocks(
     level_db: F32,
     timbre_times_s: F64,
     timbre: F32,
+    rhythm_times_s: F64 | None = None,
+    rhythm: F64 | None = None,
 ) -> BlockFeatures:
-    """Chroma, timbre and loudness averaged between consecutive `edges_s`."""
+    """Chroma, timbre, loudness (and rhythm pattern) averaged between consecutive `edges_s`."""
     n = len(edges_s) - 1
     lin = np.sqrt(np.power(10.0, chroma.astype(np.float64)))
     lin /= np.maximum(lin.sum(axis=1, keepdims=True), 1e-12)
@@ -64,9 +68,20 @@ def pool_blocks(
     chroma_z = (chroma_mean - chroma_mean.mean(axis=0)) / np.maximum(chroma_mean.std(axis=0), 1e-6)
     loud = np.log(energy + 1e-6)
     loud_z = (loud - loud.mean()) / max(float(loud.std()), 1e-6)
-    stacked = np.hstack(
-        [chroma_z / np.sqrt(12), timbre_z / np.sqrt(timbre.shape[1]), loud_z[:, None]]
-    )
+    groups = [chroma_z / np.sqrt(12), timbre_z / np.sqrt(timbre.shape[1]), loud_z[:, None]]
+    if rhythm is not None and rhythm_times_s is not None and len(rhythm):
+        r_idx = np.clip(np.searchsorted(edges_s, rhythm_times_s, side="right") - 1, 0, n - 1)
+        rhythm_sum = np.zeros((n, rhythm.shape[1]))
+        np.add.at(rhythm_sum, r_idx, rhythm)
+        r_counts = np.bincount(r_idx, minlength=n)
+        # Blocks shorter than the rhythm hop borrow the nearest row.
+        nearest = np.clip(np.searchsorted(rhythm_times_s, edges_s[:-1]), 0, len(rhythm) - 1)
+        rhythm_mean = np.where(
+            (r_counts > 0)[:, None], rhythm_sum / np.maximum(r_counts, 1)[:, None], rhythm[nearest]
+        )
+        spread = np.maximum(rhythm_mean.std(axis=0), 1e-6)
+        groups.append((rhythm_mean - rhythm_mean.mean(axis=0)) / spread / np.sqrt(rhythm.shape[1]))
+    stacked = np.hstack(groups)
     stacked /= np.maximum(np.linalg.norm(stacked, axis=1, keepdims=True), 1e-9)
     return BlockFeatures(edges_s[:-1].astype(np.float64), stacked, energy)
 
@@ -79,10 +94,12 @@ def novelty(ssm: F64, half: int) -> F64:
     taper = np.exp(-0.5 * (axis / (0.5 * half)) ** 2)
     kernel = np.outer(taper, taper) * np.outer(np.sign(axis), np.sign(axis))
     padded = np.pad(ssm, half, mode="constant")
-    out = np.zeros(n)
-    for i in range(n):
-        out[i] = np.sum(padded[i : i + 2 * half, i : i + 2 * half] * kernel)
-    out = np.maximum(out, 0.0)
+    # Every kernel-sized block along the diagonal at once, as a strided view.
+    rows, cols = padded.strides
+    blocks = np.lib.stride_tricks.as_strided(
+        padded, shape=(n, 2 * half, 2 * half), strides=(rows + cols, rows, cols), writeable=False
+    )
+    out = np.maximum(np.einsum("ijk,jk->i", blocks, kernel), 0.0)
     peak = float(out.max())
     result: F64 = out / peak if peak > 0 else out
     return result
@@ -99,7 +116,7 @@ def segment(
     curve = novelty(ssm, kernel_half)
     min_gap = max(1, round(MIN_SECTION_S / block_s))
     local_max = scipy.ndimage.maximum_filter1d(curve, size=2 * (min_gap // 2) + 1, mode="constant")
-    threshold = max(0.15, float(np.median(curve) + 0.5 * np.std(curve)))
+    threshold = max(0.15, float(np.median(curve) + THRESHOLD_STD * np.std(curve)))
     candidates = [i for i in range(1, n) if curve[i] == local_max[i] and curve[i] >= threshold]
     # Strongest first, keeping sections at least MIN_SECTION_S long.
     chosen: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,11 @@ WINDOW_S = 8.0
 # Standard deviation of band-averaged log-mel flux (natural log) treated as no change at all.
 ONSET_FLOOR = 0.02
 HOP_S = 1.0
+# Rhythm-pattern features: window length and number of lag bins.
+RHYTHM_WINDOW_S = 3.0
+RHYTHM_BINS = 12
+# Log-support by which a 2:3 / 3:4 related lag must beat the strongest peak to replace it.
+NON_OCTAVE_MARGIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -46,22 +52,43 @@ def normalise_onset(onset: F32, fps: float) -> F32:
     return out
 
 
-def tempogram(onset: F32, fps: float) -> F64:
-    """Autocorrelation of Hann-windowed onset excerpts, [windows, lags], rows peak-normalised."""
-    win = max(8, round(WINDOW_S * fps))
+def tempogram(onset: F32, fps: float, window_s: float = WINDOW_S) -> F64:
+    """Autocorrelation of Hann-windowed onset excerpts, one every HOP_S, [windows, lags],
+    rows peak-normalised."""
+    win = max(8, round(window_s * fps))
     hop = max(1, round(HOP_S * fps))
     padded = np.pad(onset.astype(np.float64), (win // 2, win // 2))
-    starts = np.arange(0, max(1, len(padded) - win + 1), hop)
-    frames = np.zeros((len(starts), win))
-    for i, s in enumerate(starts):
-        part = padded[s : s + win]
-        frames[i, : len(part)] = part
-    frames *= np.hanning(win)[None, :]
-    spectrum = scipy.fft.rfft(frames, n=2 * win, axis=1)
+    if len(padded) < win:
+        padded = np.pad(padded, (0, win - len(padded)))
+    count = (len(padded) - win) // hop + 1
+    step = padded.strides[0]
+    excerpts = np.lib.stride_tricks.as_strided(
+        padded, shape=(count, win), strides=(hop * step, step), writeable=False
+    )
+    spectrum = scipy.fft.rfft(excerpts * np.hanning(win)[None, :], n=2 * win, axis=1)
     ac = scipy.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :win]
     norm = np.maximum(ac[:, :1], 1e-12)
     out: F64 = ac / norm
     return out
+
+
+def rhythm_pattern(onset: F32, fps: float) -> tuple[F64, F64]:
+    """(times s, [rows, RHYTHM_BINS]): each second's short-window onset autocorrelation pooled
+    into log-spaced lag bins from 0.15 to 1.6 s.
+
+    It describes the groove (tempo and subdivision) around each second, which changes where
+    one recording or section gives way to another even when timbre and harmony do not.
+    """
+    ac = tempogram(onset, fps, RHYTHM_WINDOW_S)
+    win = ac.shape[1]
+    edges = np.round(np.geomspace(0.15 * fps, min(1.6 * fps, win - 1), RHYTHM_BINS + 1))
+    edges = np.maximum.accumulate(np.maximum(edges.astype(np.int64), 1))
+    pooled = np.stack(
+        [ac[:, a : max(b, a + 1)].max(axis=1) for a, b in itertools.pairwise(edges)],
+        axis=1,
+    )
+    times: F64 = np.arange(len(ac), dtype=np.float64) * (round(HOP_S * fps) / fps)
+    return times, pooled
 
 
 def log_prior(bpm: F64) -> F64:
@@ -71,6 +98,28 @@ def log_prior(bpm: F64) -> F64:
     # A gentle pull towards 120 BPM breaks ties between equally salient levels.
     centre = 0.5 * np.log2(bpm / 120.0) ** 2
     out: F64 = -((below / 0.5) ** 2) - ((above / 0.5) ** 2) - centre
+    return out
+
+
+def harmonic_salience(mean_ac: F64, lags: npt.NDArray[np.int64]) -> F64:
+    """Periodicity of each beat lag, backed by the bar-level lags 2x and 4x it.
+
+    A true beat period repeats at its multiples (half and whole bars), while a lag that only
+    relates to the beat by 3:4 or 2:3 (a triplet or dotted feel) does not, so the mean over
+    the multiples that fit in the tempogram separates them.
+    """
+    total = np.maximum(mean_ac[lags], 0.0)
+    count = np.ones(len(lags))
+    n = len(mean_ac)
+    for multiple in (2, 4):
+        # An integer lag is up to half a frame off the period, k times that at k periods.
+        reach = np.arange(-(multiple // 2), multiple // 2 + 1)
+        near = (multiple * lags)[:, None] + reach[None, :]
+        fits = near[:, -1] < n
+        best = np.maximum(mean_ac[np.minimum(near, n - 1)].max(axis=1), 0.0)
+        total[fits] += best[fits]
+        count[fits] += 1
+    out: F64 = total / count
     return out
 
 
@@ -95,6 +144,7 @@ def estimate_tempo(onset: F32, fps: float) -> TempoEstimate:
     if not peaks:
         return TempoEstimate(0.0, 0.0, np.zeros(n))
     best = max(peaks, key=lambda i: score[i])
+    best = _resolve_non_octave(mean_ac, lags, peaks, best, bpm_of_lag)
     lag = _refine_period(onset, _refine_peak(mean_ac, int(lags[best])))
     bpm = 60.0 * fps / lag
     # Confidence: how far the periodicity stands above the autocorrelation's typical level.
@@ -103,6 +153,26 @@ def estimate_tempo(onset: F32, fps: float) -> TempoEstimate:
     duration_factor = min(1.0, n / fps / 10.0)
     confidence = float(np.clip(contrast / 0.25, 0.0, 1.0)) * duration_factor
     return TempoEstimate(bpm, confidence, _local_period(gram, lag, n, fps))
+
+
+def _resolve_non_octave(
+    mean_ac: F64, lags: npt.NDArray[np.int64], peaks: list[int], best: int, bpm_of_lag: F64
+) -> int:
+    """Among the best peak and peaks at 2:3, 3:4, 4:3 or 3:2 of it, the one whose multiples
+    (bar-level lags) back it most, weighed by the tempo prior.
+
+    A dotted or triplet feel (3-3-2 patterns, 12/8) can make such a lag the strongest single
+    peak; only the beat period itself also repeats at half and whole bars.
+    """
+    support = np.log(harmonic_salience(mean_ac, lags) + 1e-6) + log_prior(bpm_of_lag)
+    choice = best
+    for ratio in (2 / 3, 3 / 4, 4 / 3, 3 / 2):
+        target = lags[best] * ratio
+        near = [i for i in peaks if abs(lags[i] - target) <= max(1.0, 0.03 * target)]
+        for i in near:
+            if support[i] > support[choice] + NON_OCTAVE_MARGIN:
+                choice = i
+    return choice
 
 
 def _refine_peak(values: F64, index: int) -> float:
@@ -130,8 +200,10 @@ def _refine_period(onset: F32, lag: float) -> float:
         centre = k * best
         if centre + 3 > n / 2:
             break
-        lo = int(np.floor(centre - 0.5 * best / 2))
-        hi = int(np.ceil(centre + 0.5 * best / 2))
+        # Close to k periods only: a wider search hops onto peaks of other subdivisions.
+        reach = max(1.5, 0.03 * centre)
+        lo = int(np.floor(centre - reach))
+        hi = int(np.ceil(centre + reach))
         i = lo + int(np.argmax(ac[lo : hi + 1]))
         if ac[i] < 0.2:
             break
@@ -145,10 +217,12 @@ def _local_period(gram: F64, lag: float, n: int, fps: float) -> F64:
     hi = min(gram.shape[1] - 2, int(np.ceil(lag * 1.15)))
     periods = np.full(len(gram), lag)
     if hi > lo:
-        for i, row in enumerate(gram):
-            k = lo + int(np.argmax(row[lo : hi + 1]))
-            if row[k] > 0.1:
-                periods[i] = _refine_peak(row, k)
+        rows = np.arange(len(gram))
+        k = lo + np.argmax(gram[:, lo : hi + 1], axis=1)
+        a, b, c = gram[rows, k - 1], gram[rows, k], gram[rows, k + 1]
+        denom = a - 2 * b + c
+        offset = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+        periods = np.where(b > 0.1, k + offset, lag)
     periods = scipy.ndimage.median_filter(periods, size=5, mode="nearest")
     # Within 3% of the global period the coarse rows add only noise.
     periods = np.where(np.abs(periods / lag - 1.0) < 0.03, lag, periods)
