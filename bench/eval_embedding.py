@@ -1,0 +1,319 @@
+"""Evaluates the Segue embedding model beside its peers, on held-out tracks, in one run.
+
+    python bench/eval_embedding.py            # `make eval`; needs `make data` first
+
+Tracks: the evaluation side of training.catalog.split() (never trained on).
+Tasks (cosine similarity everywhere):
+- triplets: same track (two non-overlapping 10 s clips of one song vs a clip of another),
+  same source (two songs of one soundtrack/pack vs a song of another), same mood and same style
+  (immich labels); accuracy = share of triplets where the anchor is closer to the positive.
+- next segment: cuts inside songs every 20 s; query = the 10 s before a cut, gallery = the 10 s
+  after every cut; recall@1, recall@10, MRR. Segue answers with its transition vectors (exit of
+  the query's last window vs entry of the gallery clip's first window); peers with their clip
+  embeddings.
+Methods: Segue (models/segue_stream.onnx through ONNX Runtime), bliss-audio (23 features,
+z-scored), MECOMP's ONNX model (when ../shared is present), log-mel mean+std (z-scored), random.
+Results: bench/results/embedding_eval.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import soundfile as sf
+from numpy.typing import NDArray
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.catalog import Track, load_audio, load_catalog, split  # noqa: E402
+from training.machine import describe  # noqa: E402
+
+SR = 22050
+CLIP_S = 10
+CUT_SPACING_S = 20
+MAX_CLIPS_PER_TRACK = 6
+N_TRIPLETS = 1000
+MECOMP = ROOT.parent / "shared" / "peers" / "mecomp_audio_embedding_model.onnx"
+
+Vecs = NDArray[np.float32]
+
+
+@dataclass
+class Clip:
+    track: Track
+    start_s: int
+    audio: NDArray[np.float32]
+
+
+# ---------------------------------------------------------------- methods
+# Each method maps a list of 10 s clips to (clip vectors, query vectors, gallery vectors).
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def segue(model_dir: Path) -> Callable[[list[Clip]], tuple[Vecs, Vecs, Vecs]]:
+    sess = _session(model_dir / "segue_stream.onnx")
+    state_dim = int(sess.get_modelmeta().custom_metadata_map["segue.state_dim"])
+
+    def run(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+        feel, query, gallery = [], [], []
+        for i in range(0, len(clips), 32):
+            pcm = np.stack([c.audio for c in clips[i : i + 32]])
+            state = np.zeros((len(pcm), state_dim), np.float32)
+            _, entry, exit_, f, _, _ = sess.run(None, {"pcm": pcm, "state": state})
+            feel.append(f)
+            query.append(exit_[:, -1])
+            gallery.append(entry[:, 0])
+        return np.concatenate(feel), np.concatenate(query), np.concatenate(gallery)
+
+    return run
+
+
+def mecomp(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+    sess = _session(MECOMP)
+    out = [
+        sess.run(None, {"audio": np.stack([c.audio for c in clips[i : i + 16]])})[0]
+        for i in range(0, len(clips), 16)
+    ]
+    v = np.concatenate(out)
+    return v, v, v
+
+
+def _zscore(x: NDArray[np.float64]) -> Vecs:
+    z: Vecs = ((x - x.mean(0)) / (x.std(0) + 1e-9)).astype(np.float32)
+    return z
+
+
+def logmel_stats(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+    import librosa
+
+    feats = []
+    for c in clips:
+        mel = librosa.feature.melspectrogram(
+            y=c.audio, sr=SR, n_fft=2048, hop_length=512, n_mels=64
+        )
+        logmel = np.log(mel + 1e-8)
+        feats.append(np.concatenate([logmel.mean(1), logmel.std(1)]))
+    v = _zscore(np.array(feats))
+    return v, v, v
+
+
+def bliss(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+    from bliss_audio import Song
+
+    feats = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, c in enumerate(clips):
+            path = Path(tmp) / f"{i}.wav"
+            sf.write(path, c.audio, SR, subtype="FLOAT")
+            feats.append(np.asarray(Song(str(path)).analysis, dtype=np.float64))
+    v = _zscore(np.array(feats))
+    return v, v, v
+
+
+def random_vectors(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+    v = np.random.default_rng(0).standard_normal((len(clips), 32)).astype(np.float32)
+    return v, v, v
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def _unit(v: Vecs) -> Vecs:
+    u: Vecs = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+    return u
+
+
+def triplets(clips: list[Clip], rng: np.random.Generator) -> dict[str, NDArray[np.int64]]:
+    """Index triplets (anchor, positive, negative) into clips for each triplet task."""
+    by_track: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        by_track.setdefault(c.track.id, []).append(i)
+    tracks = {c.track.id: c.track for c in clips}
+    out: dict[str, NDArray[np.int64]] = {}
+
+    multi = [t for t, idx in by_track.items() if len(idx) >= 2]
+    rows = []
+    for _ in range(N_TRIPLETS):
+        a_t = multi[rng.integers(len(multi))]
+        a, p = rng.choice(by_track[a_t], 2, replace=False)
+        n_t = a_t
+        while n_t == a_t:
+            n_t = list(by_track)[rng.integers(len(by_track))]
+        rows.append((a, p, rng.choice(by_track[n_t])))
+    out["same_track"] = np.array(rows)
+
+    def label_triplets(key: str, allowed: Callable[[Track], bool]) -> NDArray[np.int64]:
+        labelled = [t for t in tracks.values() if allowed(t)]
+        groups: dict[str, list[str]] = {}
+        for t in labelled:
+            groups.setdefault(str(getattr(t, key)), []).append(t.id)
+        anchors = [t for t in labelled if len(groups[str(getattr(t, key))]) >= 2]
+        if not anchors or len(groups) < 2:
+            return np.zeros((0, 3), dtype=np.int64)
+        rows = []
+        for _ in range(N_TRIPLETS):
+            a_t = anchors[rng.integers(len(anchors))]
+            label = str(getattr(a_t, key))
+            p_t = a_t.id
+            while p_t == a_t.id:
+                p_t = groups[label][rng.integers(len(groups[label]))]
+            others = [t.id for t in labelled if str(getattr(t, key)) != label]
+            n_t = others[rng.integers(len(others))]
+            rows.append(
+                (rng.choice(by_track[a_t.id]), rng.choice(by_track[p_t]), rng.choice(by_track[n_t]))
+            )
+        return np.array(rows)
+
+    out["same_source"] = label_triplets("source", lambda t: t.source != "librosa")
+    out["same_mood"] = label_triplets("mood", lambda t: t.mood is not None)
+    out["same_style"] = label_triplets("style", lambda t: t.style is not None)
+    return out
+
+
+def triplet_accuracy(v: Vecs, rows: NDArray[np.int64]) -> float | None:
+    if len(rows) == 0:
+        return None
+    u = _unit(v)
+    pos = (u[rows[:, 0]] * u[rows[:, 1]]).sum(1)
+    neg = (u[rows[:, 0]] * u[rows[:, 2]]).sum(1)
+    return float((pos > neg).mean())
+
+
+def retrieval(query: Vecs, gallery: Vecs) -> dict[str, float]:
+    sim = _unit(query) @ _unit(gallery).T
+    rank = (sim > np.diag(sim)[:, None]).sum(1)
+    return {
+        "recall@1": float((rank < 1).mean()),
+        "recall@10": float((rank < 10).mean()),
+        "mrr": float((1.0 / (rank + 1)).mean()),
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def _clip(track: Track, audio: NDArray[np.float16], start_s: int) -> Clip:
+    a = np.asarray(audio[start_s * SR : (start_s + CLIP_S) * SR], dtype=np.float32)
+    return Clip(track, start_s, a)
+
+
+def build_sets(tracks: list[Track], cache: Path) -> tuple[list[Clip], list[Clip], list[Clip]]:
+    triplet_clips, before, after = [], [], []
+    for t in tracks:
+        audio = load_audio(t, cache)
+        n_clips = min(MAX_CLIPS_PER_TRACK, int(t.seconds) // CLIP_S)
+        triplet_clips += [_clip(t, audio, i * CLIP_S) for i in range(n_clips)]
+        cut = CLIP_S
+        while cut + CLIP_S <= t.seconds:
+            before.append(_clip(t, audio, cut - CLIP_S))
+            after.append(_clip(t, audio, cut))
+            cut += CUT_SPACING_S
+    return triplet_clips, before, after
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=ROOT / "data")
+    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedding_eval")
+    p.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
+    a = p.parse_args()
+
+    _, eval_tracks = split(load_catalog(a.data / "catalog.json"))
+    eval_tracks = [t for t in eval_tracks if t.seconds >= 2 * CLIP_S]
+    triplet_clips, before, after = build_sets(eval_tracks, a.data / "cache")
+    rows = triplets(triplet_clips, np.random.default_rng(7))
+
+    methods: dict[str, Callable[[list[Clip]], tuple[Vecs, Vecs, Vecs]]] = {
+        "segue": segue(a.models),
+        "mecomp": mecomp,
+        "bliss": bliss,
+        "logmel_mean_std": logmel_stats,
+        "random": random_vectors,
+    }
+    if not MECOMP.exists():
+        del methods["mecomp"]
+    results: dict[str, dict[str, float | None]] = {}
+    for name, fn in methods.items():
+        if name in a.skip:
+            continue
+        t0 = time.time()
+        clip_vecs, _, _ = fn(triplet_clips)
+        # Before and after clips go through together so z-scoring treats both sides alike.
+        _, q_all, g_all = fn(before + after)
+        q, g = q_all[: len(before)], g_all[len(before) :]
+        res: dict[str, float | None] = {k: triplet_accuracy(clip_vecs, r) for k, r in rows.items()}
+        res.update(retrieval(q, g))
+        res["seconds"] = round(time.time() - t0, 1)
+        results[name] = res
+        print(name, json.dumps(res), flush=True)
+
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": describe(),
+        "model_version": ort.InferenceSession(
+            str(a.models / "segue_stream.onnx"), providers=["CPUExecutionProvider"]
+        )
+        .get_modelmeta()
+        .custom_metadata_map.get("segue.version", "?"),
+        "eval_tracks": len(eval_tracks),
+        "triplet_clips": len(triplet_clips),
+        "triplets": {k: len(v) for k, v in rows.items()},
+        "cuts": len(before),
+        "labelled_tracks": {
+            key: len({c.track.id for c in triplet_clips if getattr(c.track, key) is not None})
+            for key in ("mood", "style")
+        },
+        "sources": sorted({t.source for t in eval_tracks}),
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    a.out.with_suffix(".md").write_text(render(meta, results))
+    print(f"wrote {a.out.with_suffix('.md')}")
+
+
+def render(meta: dict[str, object], results: dict[str, dict[str, float | None]]) -> str:
+    cols = ["same_track", "same_source", "same_mood", "same_style", "recall@1", "recall@10", "mrr"]
+    lines = [
+        "# Embedding evaluation",
+        "",
+        f"Date: {meta['date']}. Machine: {meta['machine']}.",
+        f"Segue model version: {meta['model_version']}.",
+        f"Held-out tracks: {meta['eval_tracks']} ({', '.join(map(str, meta['sources']))}"  # type: ignore[call-overload]
+        f"); triplet clips: {meta['triplet_clips']}; triplets per task: {meta['triplets']}; "
+        f"next-segment cuts (= gallery size): {meta['cuts']}; held-out tracks with mood/style "
+        f"labels: {meta['labelled_tracks']} (mood and style triplets are drawn from these few "
+        "tracks only, so they are noisy).",
+        "",
+        "Triplet columns: accuracy (anchor closer to positive than negative). Next-segment: "
+        "query = 10 s before a cut, gallery = 10 s after every cut.",
+        "",
+        "| method | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
+    for name, res in results.items():
+        cells = [("n/a" if res.get(c) is None else f"{res[c]:.3f}") for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

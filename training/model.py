@@ -1,0 +1,144 @@
+"""SegueNet: log-mel front end -> per-window conv encoder -> GRU over windows -> heads.
+
+Everything is per 1 s window or causal over windows, and all song-level memory is one flat
+`state` vector, so running the model chunk by chunk (whole windows, state threaded through) is
+the same computation as one offline pass.
+
+State layout (STATE_DIM floats): [GRU hidden | pool max (heads) | pool sum-exp (heads) |
+pool weighted sum (heads * value_dim)]. All zeros is the state of a new song.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from training.frontend import FRAMES_PER_WINDOW, N_MELS, WINDOW_SAMPLES, LogMelFrontEnd
+
+HIDDEN = 128
+EMBEDDING_DIM = 64
+TRANSITION_DIM = 64
+FEEL_DIM = 32
+POOL_HEADS = 4
+POOL_VALUE_DIM = 16
+# Attention scores are squashed into [-SCORE_RANGE, SCORE_RANGE] so that exp() never underflows
+# against the running max, which starts at 0 for an all-zeros state.
+SCORE_RANGE = 5.0
+STATE_DIM = HIDDEN + 2 * POOL_HEADS + POOL_HEADS * POOL_VALUE_DIM
+
+
+@dataclass
+class Outputs:
+    embedding: torch.Tensor  # [B, W, EMBEDDING_DIM]
+    entry: torch.Tensor  # [B, W, TRANSITION_DIM]
+    exit: torch.Tensor  # [B, W, TRANSITION_DIM]
+    feel: torch.Tensor  # [B, FEEL_DIM]
+    frames: torch.Tensor  # [B, W * FRAMES_PER_WINDOW, N_MELS]
+    state: torch.Tensor  # [B, STATE_DIM]
+
+
+def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm1d(c_out),
+        nn.ReLU(),
+    )
+
+
+class WindowEncoder(nn.Module):
+    """Log-mel frames of one window [N, FRAMES_PER_WINDOW, N_MELS] -> content vector [N, HIDDEN]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Log-mel of music sits around -12 +- 4; start the input near unit scale.
+        self.in_shift = nn.Parameter(torch.full((N_MELS, 1), 12.0))
+        self.in_scale = nn.Parameter(torch.full((N_MELS, 1), 0.25))
+        self.convs = nn.Sequential(_conv(N_MELS, 64, 1), _conv(64, 96, 2), _conv(96, 128, 2))
+        # Conv features (mean, max over time) plus the raw log-mel mean/std of the window.
+        self.proj = nn.Linear(2 * 128 + 2 * N_MELS, HIDDEN)
+        self.norm = nn.LayerNorm(HIDDEN)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = (frames.transpose(1, 2) + self.in_shift) * self.in_scale
+        y = self.convs(x)
+        mean = x.mean(dim=2)
+        std = (x - mean.unsqueeze(2)).square().mean(dim=2).clamp_min(1e-6).sqrt()
+        pooled = torch.cat([y.mean(dim=2), y.amax(dim=2), mean, std], dim=1)
+        return torch.relu(self.norm(self.proj(pooled)))
+
+
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, d_out))
+
+
+class SegueNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.frontend = LogMelFrontEnd()
+        self.encoder = WindowEncoder()
+        self.gru = nn.GRU(HIDDEN, HIDDEN, batch_first=True)
+        self.embedding_head = nn.Linear(HIDDEN, EMBEDDING_DIM)
+        self.entry_head = _mlp(HIDDEN, TRANSITION_DIM)
+        self.exit_head = _mlp(2 * HIDDEN, TRANSITION_DIM)
+        self.pool_score = nn.Linear(2 * HIDDEN, POOL_HEADS)
+        self.pool_value = nn.Linear(2 * HIDDEN, POOL_HEADS * POOL_VALUE_DIM)
+        self.feel_head = nn.Linear(POOL_HEADS * POOL_VALUE_DIM, FEEL_DIM)
+
+    def encode_windows(self, pcm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pcm [B, W*WINDOW_SAMPLES] -> (log-mel frames [B, W*F, M], content [B, W, HIDDEN])."""
+        frames = self.frontend(pcm)
+        return frames, self.encode_frames(frames)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """log-mel frames [B, W*F, M] -> per-window content [B, W, HIDDEN]."""
+        per_window = frames.reshape(-1, FRAMES_PER_WINDOW, N_MELS)
+        content: torch.Tensor = self.encoder(per_window).reshape(frames.shape[0], -1, HIDDEN)
+        return content
+
+    def forward(self, pcm: torch.Tensor, state: torch.Tensor) -> Outputs:
+        frames, content = self.encode_windows(pcm)
+        return self.heads(frames, content, state)
+
+    def heads(self, frames: torch.Tensor, content: torch.Tensor, state: torch.Tensor) -> Outputs:
+        batch = content.shape[0]
+        h0 = state[:, :HIDDEN]
+        o = HIDDEN
+        run_max = state[:, o : o + POOL_HEADS]
+        run_sum = state[:, o + POOL_HEADS : o + 2 * POOL_HEADS]
+        run_acc = state[:, o + 2 * POOL_HEADS :].reshape(batch, POOL_HEADS, POOL_VALUE_DIM)
+
+        context, h_last = self.gru(content, h0.unsqueeze(0).contiguous())
+        both = torch.cat([content, context], dim=2)
+
+        # Streamable attention pooling (log-sum-exp with a running max).
+        scores = SCORE_RANGE * torch.tanh(self.pool_score(both) / SCORE_RANGE)  # [B, W, H]
+        values = self.pool_value(both).reshape(batch, -1, POOL_HEADS, POOL_VALUE_DIM)
+        new_max = torch.maximum(run_max, scores.amax(dim=1))
+        carry = torch.exp(run_max - new_max)
+        weights = torch.exp(scores - new_max.unsqueeze(1))  # [B, W, H]
+        new_sum = run_sum * carry + weights.sum(dim=1)
+        new_acc = run_acc * carry.unsqueeze(2) + (weights.unsqueeze(3) * values).sum(dim=1)
+        pooled = (new_acc / new_sum.unsqueeze(2)).reshape(batch, POOL_HEADS * POOL_VALUE_DIM)
+
+        new_state = torch.cat(
+            [h_last.squeeze(0), new_max, new_sum, new_acc.reshape(batch, -1)], dim=1
+        )
+        return Outputs(
+            embedding=F.normalize(self.embedding_head(context), dim=-1),
+            entry=F.normalize(self.entry_head(content), dim=-1),
+            exit=F.normalize(self.exit_head(both), dim=-1),
+            feel=F.normalize(self.feel_head(pooled), dim=-1),
+            frames=frames,
+            state=new_state,
+        )
+
+
+def zero_state(batch: int) -> torch.Tensor:
+    return torch.zeros(batch, STATE_DIM)
+
+
+def windows_in(samples: int) -> int:
+    return samples // WINDOW_SAMPLES

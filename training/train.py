@@ -1,0 +1,310 @@
+"""Trains SegueNet and exports the two ONNX graphs. Read top to bottom.
+
+    python -m training.train                             # the shipped model (`make train`)
+    python -m training.train --steps 50 --out /tmp/m     # a quick look
+
+The shipped model is this script's defaults: about 6 min on an idle 2-core CPU (1.2 s per
+step), 19 min on a busy shared one.
+
+Data: data/catalog.json + data/cache/*.npy from scripts/fetch_data.py; only the training side
+of training.catalog.split() is ever read here.
+
+Each step samples `batch_tracks` training tracks and two random crops of `crop_windows`
+one-second windows from each, augments every crop independently (speed on the waveform; EQ,
+noise and gain on the log-mel frames), runs the model on the crops from a zero state and
+optimises these objectives:
+
+1. next segment (InfoNCE): the exit vector at window i must pick out the entry vector at
+   window i+1 among the entries of every window in the batch (other songs, and the same song
+   at other times);
+2. same song: the feel vectors of different 10 s halves and crops of one track are positives
+   against other tracks' (supervised contrastive), likewise the per-window context embedding;
+3. labels: feel vectors of tracks sharing a source (soundtrack/pack), mood or style are
+   positives (weaker weights).
+All with cosine similarity over L2-normalised vectors, as they are used at serving time.
+A seeded run is deterministic (same seed -> same weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from training.augment import MAX_SPEED_CHANGE, augment_frames, read_crop
+from training.catalog import Track, load_audio, load_catalog, split
+from training.export import export_all
+from training.frontend import WINDOW_SAMPLES
+from training.model import SegueNet, zero_state
+
+
+@dataclass
+class Config:
+    data: Path = Path("data")
+    out: Path = Path("models")
+    checkpoint: Path = Path("data/checkpoints/segue.pt")
+    seed: int = 1234
+    steps: int = 300
+    batch_tracks: int = 24
+    # Tracks drawn from the labelled (mood/style) immich pack in every batch.
+    labelled_per_batch: int = 6
+    crop_windows: int = 20
+    feel_windows: int = 10
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.1
+    # Entries this many windows around the true next window, and those of the track's other
+    # crop, are not used as negatives (-1: every other entry is a negative).
+    # The shipped model trained with -1; 3 is untried (see models/README.md).
+    next_ignore_radius: int = -1
+    w_next: float = 1.0
+    w_same_song: float = 1.0
+    w_context: float = 0.5
+    w_source: float = 0.3
+    w_mood: float = 0.3
+    w_style: float = 0.3
+    threads: int = 2
+    log_every: int = 25
+
+
+# ---------------------------------------------------------------- losses
+
+
+def info_nce(
+    query: torch.Tensor,
+    gallery: torch.Tensor,
+    target: torch.Tensor,
+    t: float,
+    ignore: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of picking gallery[target[i]] for query[i] by cosine similarity;
+    gallery items where ignore[i] is True are neither positives nor negatives."""
+    logits = query @ gallery.T / t
+    if ignore is not None:
+        logits = logits.masked_fill(ignore, float("-inf"))
+    return F.cross_entropy(logits, target)
+
+
+def sup_con(z: torch.Tensor, labels: torch.Tensor, t: float) -> torch.Tensor:
+    """Supervised contrastive loss; label -1 means unlabelled (never a positive or anchor)."""
+    sim = z @ z.T / t
+    eye = torch.eye(len(z), dtype=torch.bool)
+    sim = sim.masked_fill(eye, float("-inf"))
+    pos = (labels[:, None] == labels[None, :]) & ~eye & (labels[:, None] >= 0)
+    anchors = pos.any(dim=1)
+    if not anchors.any():
+        return z.sum() * 0.0
+    log_prob = sim.log_softmax(dim=1).masked_fill(~pos, 0.0)
+    per_anchor = -log_prob.sum(dim=1) / pos.sum(dim=1).clamp_min(1)
+    return per_anchor[anchors].mean()
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _label_ids(tracks: list[Track], key: str, skip_librosa: bool = False) -> dict[str, int]:
+    values = sorted({getattr(t, key) for t in tracks if getattr(t, key) is not None})
+    if skip_librosa:
+        values = [v for v in values if v != "librosa"]
+    return {v: i for i, v in enumerate(values)}
+
+
+def sample_batch(
+    tracks: list[Track],
+    audio: dict[str, np.ndarray],
+    cfg: Config,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, list[Track]]:
+    """[2 * batch_tracks, crop_windows * WINDOW_SAMPLES] speed-changed crops (pairs adjacent)."""
+    labelled = [t for t in tracks if t.mood is not None]
+    others = [t for t in tracks if t.mood is None]
+    n_lab = min(cfg.labelled_per_batch, len(labelled))
+    n_other = min(cfg.batch_tracks - n_lab, len(others))
+    chosen = [labelled[i] for i in rng.choice(len(labelled), n_lab, replace=False)] if n_lab else []
+    chosen += (
+        [others[i] for i in rng.choice(len(others), n_other, replace=False)] if n_other else []
+    )
+    length = cfg.crop_windows * WINDOW_SAMPLES
+    crops = []
+    for t in chosen:
+        a = audio[t.id]
+        for _ in range(2):
+            speed = 1.0 + float(rng.uniform(-MAX_SPEED_CHANGE, MAX_SPEED_CHANGE))
+            need = int(np.ceil(length * speed)) + 2
+            start = int(rng.integers(0, len(a) - need + 1))
+            crops.append(read_crop(a, start, length, speed))
+    return torch.stack(crops), chosen
+
+
+def usable(tracks: list[Track], cfg: Config) -> list[Track]:
+    min_s = cfg.crop_windows * (1.0 + MAX_SPEED_CHANGE) + 1.0
+    return [t for t in tracks if t.seconds >= min_s]
+
+
+# ---------------------------------------------------------------- one step
+
+
+def losses(
+    net: SegueNet,
+    frames: torch.Tensor,
+    chosen: list[Track],
+    ids: dict[str, dict[str, int]],
+    cfg: Config,
+) -> dict[str, torch.Tensor]:
+    n = frames.shape[0]
+    w = cfg.crop_windows
+    content = net.encode_frames(frames)
+    out = net.heads(frames, content, zero_state(n))
+
+    # 1. Next segment: exit at i vs entry at i+1 of the same crop, all entries as the gallery.
+    # Near-duplicates of the answer are ignored, not pushed away: the entries a few windows
+    # around it, and the other crop of the same track (the two crops may overlap in time).
+    q_idx = torch.arange(1, w - 1)
+    query = out.exit[:, q_idx].reshape(-1, out.exit.shape[-1])
+    gallery = out.entry.reshape(-1, out.entry.shape[-1])
+    target = (torch.arange(n)[:, None] * w + q_idx[None, :] + 1).reshape(-1)
+    q_crop, q_win = target // w, target % w
+    g_crop, g_win = torch.arange(n * w) // w, torch.arange(n * w) % w
+    near = (q_crop[:, None] == g_crop[None, :]) & (
+        (q_win[:, None] - g_win[None, :]).abs() <= cfg.next_ignore_radius
+    )
+    sibling = (q_crop[:, None] // 2 == g_crop[None, :] // 2) & (q_crop[:, None] != g_crop[None, :])
+    ignore = (near | sibling) & (torch.arange(n * w)[None, :] != target[:, None])
+    if cfg.next_ignore_radius < 0:
+        ignore = torch.zeros_like(ignore)
+    next_loss = 0.5 * (
+        info_nce(query, gallery, target, cfg.temperature, ignore)
+        # Reverse direction: entry -> exits; exit m stands for its true next window target[m].
+        + info_nce(
+            gallery[target], query, torch.arange(len(target)), cfg.temperature, ignore[:, target]
+        )
+    )
+
+    # 2. Same song: feel of each 10 s half of each crop, computed from a zero state.
+    fw = cfg.feel_windows
+    halves = [content[:, i : i + fw] for i in range(0, w - fw + 1, fw)]
+    feels = torch.cat([net.heads(frames, h, zero_state(n)).feel for h in halves])
+    track_of = torch.arange(n).div(2, rounding_mode="floor").repeat(len(halves))
+    same_song = sup_con(feels, track_of, cfg.temperature)
+    ctx = out.embedding[:, fw - 1 :: fw].transpose(0, 1).reshape(-1, out.embedding.shape[-1])
+    context = sup_con(ctx, track_of, cfg.temperature)
+
+    # 3. Labels on the feel vector (track-level positives of other tracks only).
+    def label_loss(key: str) -> torch.Tensor:
+        per_track = [ids[key].get(str(getattr(t, key)), -1) for t in chosen]
+        lab = torch.tensor(per_track).repeat_interleave(2).repeat(len(halves))
+        # Same-track pairs are covered above; keep one view per track for label positives.
+        first = torch.zeros(len(lab), dtype=torch.bool)
+        first[:n:2] = True
+        return sup_con(feels[first], lab[first], cfg.temperature)
+
+    return {
+        "next": next_loss,
+        "same_song": same_song,
+        "context": context,
+        "source": label_loss("source"),
+        "mood": label_loss("mood"),
+        "style": label_loss("style"),
+    }
+
+
+# ---------------------------------------------------------------- training loop
+
+
+def train(cfg: Config) -> SegueNet:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(cfg.seed)
+
+    catalog = load_catalog(cfg.data / "catalog.json")
+    train_tracks, _ = split(catalog)
+    train_tracks = usable(train_tracks, cfg)
+    if not train_tracks:
+        raise SystemExit("no usable training tracks: run `make data` first")
+    audio = {t.id: load_audio(t, cfg.data / "cache") for t in train_tracks}
+    ids = {
+        "source": _label_ids(train_tracks, "source", skip_librosa=True),
+        "mood": _label_ids(train_tracks, "mood"),
+        "style": _label_ids(train_tracks, "style"),
+    }
+    hours = sum(t.seconds for t in train_tracks) / 3600
+    print(f"training on {len(train_tracks)} tracks ({hours:.2f} h), {cfg.steps} steps")
+
+    net = SegueNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = {
+        "next": cfg.w_next,
+        "same_song": cfg.w_same_song,
+        "context": cfg.w_context,
+        "source": cfg.w_source,
+        "mood": cfg.w_mood,
+        "style": cfg.w_style,
+    }
+    warmup = max(1, cfg.steps // 20)
+    t0 = time.time()
+    running: dict[str, float] = {}
+    for step in range(cfg.steps):
+        # Linear warm-up, then cosine decay to 5% of the peak rate.
+        frac = step / max(1, cfg.steps - 1)
+        lr = (
+            cfg.lr
+            * min(1.0, (step + 1) / warmup)
+            * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
+        )
+        for g in opt.param_groups:
+            g["lr"] = lr
+        net.train()
+        pcm, chosen = sample_batch(train_tracks, audio, cfg, rng)
+        with torch.no_grad():
+            frames = augment_frames(net.frontend(pcm), rng)
+        parts = losses(net, frames, chosen, ids, cfg)
+        loss = torch.stack([weights[k] * v for k, v in parts.items()]).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        for k, v in parts.items():
+            x = float(v.detach())
+            running[k] = 0.9 * running.get(k, x) + 0.1 * x
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            desc = " ".join(f"{k}={v:.3f}" for k, v in running.items())
+            print(
+                f"step {step + 1}/{cfg.steps} lr={lr:.2e} {desc} ({time.time() - t0:.0f}s)",
+                flush=True,
+            )
+    net.eval()
+    return net
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Train SegueNet and export the ONNX graphs.")
+    defaults = Config()
+    for field, value in asdict(defaults).items():
+        p.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    cfg = Config(**vars(p.parse_args()))
+    start = time.time()
+    net = train(cfg)
+    cfg.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"model": net.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()}},
+        cfg.checkpoint,
+    )
+    version = export_all(net, cfg.out)
+    summary = {
+        "version": version,
+        "train_seconds": round(time.time() - start, 1),
+        "steps": cfg.steps,
+        "seed": cfg.seed,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
