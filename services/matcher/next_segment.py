@@ -1,0 +1,255 @@
+"""NextSegment: where to leave a song, and which segments of other songs to move into.
+
+Candidates are the `limit` segments nearest to the exit vector by their entry vector
+(Qdrant's HNSW search, over-fetched, with the user's filter), re-scored in numpy with the other
+components, then reduced to the best segment per song unless several per song are allowed.
+
+Conditions that hold for nearly every point (live, not the song being left, same model
+version) are checked in Python on the over-fetched hits instead of in Qdrant: a filter that
+rejects almost nothing only slows graph traversal down. Song points have no entry vector, so
+an entry search never returns them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segue.v1 import matcher_pb2
+from services.matcher import scoring
+from services.matcher.conditions import Condition
+from services.matcher.errors import InvalidArgumentError
+from services.matcher.filters import build_filter, check_camelot
+from services.matcher.library import SongLibrary, SongRecord
+from services.matcher.payload import LIVE, tempo_from_payload
+from services.matcher.store import ENTRY, EXIT
+from services.matcher.validation import check_vector
+
+# Payload fields scoring and grouping need; the rest is fetched for the final results only.
+CANDIDATE_FIELDS = (
+    "song_id", "generation", "state", "model_version", "segment_index", "start_s", "end_s",
+    "tempo_bpm", "camelot", "energy",
+)  # fmt: skip
+DEFAULT_K = 10
+MAX_K = 100
+MAX_CANDIDATES = 2000
+
+
+@dataclass(frozen=True)
+class Source:
+    """What is known about the music being left."""
+
+    exit: list[float]
+    feel: list[float] | None = None
+    tempo_bpm: float | None = None
+    camelot: str | None = None
+    energy: float | None = None
+    song_id: str | None = None
+    model_version: str | None = None
+    exit_time_s: float = 0.0
+    exit_segment: int | None = None
+
+
+@dataclass
+class ScoredCandidate:
+    point_id: str
+    song_id: str
+    segment_index: int
+    start_s: float
+    end_s: float
+    score: float
+    components: np.ndarray[Any, np.dtype[np.float64]]
+    weighted: np.ndarray[Any, np.dtype[np.float64]]
+    payload: dict[str, Any] = field(repr=False)
+
+    def breakdown(self) -> matcher_pb2.ScoreBreakdown:
+        return scoring.breakdown(self.components, self.weighted)
+
+
+def exit_segment_index(song: SongRecord, time_s: float | None) -> int:
+    """The segment whose end is nearest to `time_s`; the last one when None (song end)."""
+    segments = song.segments
+    if time_s is None:
+        return len(segments) - 1
+    ends = [float(s[1]) for s in segments]
+    return min(range(len(ends)), key=lambda i: (abs(ends[i] - time_s), i))
+
+
+def source_from_song(library: SongLibrary, song: SongRecord, exit_index: int) -> Source:
+    segment = library.segment(song, exit_index, vectors=(EXIT,))
+    payload = song.payload
+    return Source(
+        exit=segment.vectors[EXIT],
+        feel=song.feel,
+        tempo_bpm=tempo_from_payload(payload),
+        camelot=payload.get("camelot") or None,
+        energy=float(segment.payload.get("energy", 0.0)),
+        song_id=song.song_id,
+        model_version=payload.get("model_version") or None,
+        exit_time_s=float(segment.payload["end_s"]),
+        exit_segment=exit_index,
+    )
+
+
+def resolve_source(library: SongLibrary, request: matcher_pb2.NextSegmentRequest) -> Source:
+    kind = request.WhichOneof("from")
+    if kind == "position":
+        position = request.position
+        song = library.song(position.song_id, with_feel=True)
+        at = position.WhichOneof("at")
+        if at == "time_s":
+            if not math.isfinite(position.time_s) or position.time_s < 0:
+                raise InvalidArgumentError("position.time_s", "must be a non-negative number")
+            index = exit_segment_index(song, position.time_s)
+        else:
+            index = exit_segment_index(song, None)
+        return source_from_song(library, song, index)
+    if kind == "vectors":
+        raw = request.vectors
+        dims = library.store.dims
+        check_vector(raw.exit, dims.transition, "vectors.exit")
+        if raw.feel:
+            check_vector(raw.feel, dims.feel, "vectors.feel")
+        if not math.isfinite(raw.tempo_bpm) or raw.tempo_bpm < 0:
+            raise InvalidArgumentError("vectors.tempo_bpm", "must be a non-negative number")
+        camelot = (
+            check_camelot(raw.key.camelot, "vectors.key.camelot")
+            if raw.HasField("key") and raw.key.camelot
+            else None
+        )
+        if not math.isfinite(raw.energy) or not 0 <= raw.energy <= 1:
+            raise InvalidArgumentError("vectors.energy", "must be within [0, 1]")
+        return Source(
+            exit=list(raw.exit),
+            feel=list(raw.feel) or None,
+            tempo_bpm=raw.tempo_bpm or None,
+            camelot=camelot,
+            energy=raw.energy if raw.energy > 0 else None,
+        )
+    raise InvalidArgumentError("from", "set position or vectors")
+
+
+def check_k(k: int) -> int:
+    if k == 0:
+        return DEFAULT_K
+    if k > MAX_K:
+        raise InvalidArgumentError("k", f"must be 1 to {MAX_K}, got {k}")
+    return k
+
+
+@dataclass
+class NextSegmentFinder:
+    """Runs candidate search and re-scoring on a library."""
+
+    library: SongLibrary
+    overfetch: int = 5
+    min_candidates: int = 50
+
+    def candidate_limit(self, k: int, allow_multiple: bool) -> int:
+        per_result = 2 if allow_multiple else self.overfetch
+        return min(MAX_CANDIDATES, max(self.min_candidates, k * per_result))
+
+    @staticmethod
+    def _servable(payload: dict[str, Any], source: Source) -> bool:
+        """Live segments of other songs from the same model version."""
+        if payload.get("state") != LIVE or payload.get("song_id") == source.song_id:
+            return False
+        return source.model_version is None or payload.get("model_version") == (
+            source.model_version
+        )
+
+    def find(
+        self,
+        source: Source,
+        *,
+        k: int,
+        weights: scoring.Weights,
+        user_filter: Condition | None = None,
+        allow_multiple: bool = False,
+        target_energy: float | None = None,
+        limit: int | None = None,
+        full_payload: bool = True,
+    ) -> list[ScoredCandidate]:
+        """The k best candidates; `full_payload` also reads their metadata for display."""
+        found = self.library.store.search(
+            ENTRY,
+            source.exit,
+            user_filter,
+            limit or self.candidate_limit(k, allow_multiple),
+            with_payload=CANDIDATE_FIELDS,
+        )
+        hits = [h for h in found if self._servable(h.payload, source)]
+        if not hits:
+            return []
+        payloads = [h.payload for h in hits]
+        n = len(hits)
+        components = np.empty((n, len(scoring.COMPONENTS)), dtype=np.float64)
+        components[:, 0] = scoring.cosine_component(np.array([h.score for h in hits]))
+        if source.feel is not None:
+            song_feels = self.library.feels(
+                {(str(p["song_id"]), str(p["generation"])) for p in payloads}
+            )
+            zero = [0.0] * len(source.feel)
+            feels = np.array(
+                [song_feels.get(str(p["song_id"]), zero) for p in payloads], dtype=np.float64
+            )
+            query = np.asarray(source.feel, dtype=np.float64)
+            norms = np.linalg.norm(feels, axis=1) * np.linalg.norm(query)
+            components[:, 1] = scoring.cosine_component(feels @ query / np.maximum(norms, 1e-12))
+        else:
+            components[:, 1] = scoring.NEUTRAL
+        tempos = np.array([p.get("tempo_bpm", math.nan) for p in payloads], dtype=np.float64)
+        components[:, 2] = scoring.tempo_component(source.tempo_bpm, tempos)
+        components[:, 3] = scoring.key_component(
+            source.camelot, [p.get("camelot") for p in payloads]
+        )
+        energy_ref = target_energy if target_energy is not None else source.energy
+        components[:, 4] = scoring.energy_component(
+            energy_ref, np.array([p.get("energy", math.nan) for p in payloads], dtype=np.float64)
+        )
+        weighted, total = scoring.combine(components, weights)
+        order = np.argsort(-total, kind="stable")
+        out: list[ScoredCandidate] = []
+        seen: set[str] = set()
+        for i in order:
+            payload = payloads[i]
+            song_id = str(payload["song_id"])
+            if not allow_multiple:
+                if song_id in seen:
+                    continue
+                seen.add(song_id)
+            out.append(
+                ScoredCandidate(
+                    point_id=hits[i].id,
+                    song_id=song_id,
+                    segment_index=int(payload["segment_index"]),
+                    start_s=float(payload["start_s"]),
+                    end_s=float(payload["end_s"]),
+                    score=float(total[i]),
+                    components=components[i],
+                    weighted=weighted[i],
+                    payload=payload,
+                )
+            )
+            if len(out) == k:
+                break
+        if full_payload and out:
+            full = {r.id: r.payload for r in self.library.store.retrieve([c.point_id for c in out])}
+            for c in out:
+                c.payload = full.get(c.point_id, c.payload)
+        return out
+
+
+def user_filter_for(
+    spec: matcher_pb2.Filter, source: Source, required: Sequence[str] = ()
+) -> Condition | None:
+    return build_filter(
+        spec,
+        source_tempo_bpm=source.tempo_bpm,
+        source_camelot=source.camelot,
+        required_song_ids=required,
+    )

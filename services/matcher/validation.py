@@ -1,0 +1,63 @@
+"""Checks on what clients send, raising InvalidArgumentError that names the field."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from segue.structure.camelot import parse_camelot
+from segue.v1 import common_pb2
+from services.matcher.errors import InvalidArgumentError
+from services.matcher.store import VectorDims
+
+MAX_SONG_ID_LENGTH = 512
+
+
+def check_song_id(song_id: str, field: str = "song_id") -> None:
+    if not song_id:
+        raise InvalidArgumentError(field, "is required")
+    if len(song_id) > MAX_SONG_ID_LENGTH:
+        raise InvalidArgumentError(field, f"longer than {MAX_SONG_ID_LENGTH} characters")
+
+
+def check_vector(values: Sequence[float], dim: int, field: str) -> None:
+    if len(values) != dim:
+        raise InvalidArgumentError(field, f"has {len(values)} values, expected {dim}")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise InvalidArgumentError(field, "contains NaN or infinity")
+    if not array.any():
+        raise InvalidArgumentError(field, "is all zeros (no direction to compare)")
+
+
+def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> None:
+    """A SongAnalysis is storable: ids, vector sizes, ordered segments."""
+    check_song_id(analysis.song_id, "analysis.song_id")
+    check_vector(analysis.feel, dims.feel, "analysis.feel")
+    if not analysis.segments:
+        raise InvalidArgumentError("analysis.segments", "a song needs at least one segment")
+    previous_start = -math.inf
+    for position, segment in enumerate(analysis.segments):
+        field = f"analysis.segments[{position}]"
+        if segment.index != position:
+            raise InvalidArgumentError(f"{field}.index", f"is {segment.index}, expected {position}")
+        if not (math.isfinite(segment.start_s) and math.isfinite(segment.end_s)):
+            raise InvalidArgumentError(field, "times must be finite")
+        if not 0 <= segment.start_s < segment.end_s:
+            raise InvalidArgumentError(field, "needs 0 <= start_s < end_s")
+        if segment.start_s < previous_start:
+            raise InvalidArgumentError(field, "segments must be in time order")
+        previous_start = segment.start_s
+        check_vector(segment.entry, dims.transition, f"{field}.entry")
+        check_vector(segment.exit, dims.transition, f"{field}.exit")
+    if analysis.HasField("key") and analysis.key.camelot:
+        try:
+            parse_camelot(analysis.key.camelot)
+        except ValueError as e:
+            raise InvalidArgumentError("analysis.key.camelot", str(e)) from e
+    if analysis.HasField("tempo") and not (
+        math.isfinite(analysis.tempo.bpm) and analysis.tempo.bpm >= 0
+    ):
+        raise InvalidArgumentError("analysis.tempo.bpm", "must be a non-negative number")
