@@ -119,12 +119,13 @@ def validate_format(fmt: common_pb2.AudioFormat) -> None:
         raise ValueError(f"unsupported channels {fmt.channels}; use 1 to {MAX_CHANNELS}")
 
 
-def pcm_to_mono(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
-    """Raw interleaved PCM to mono float32; ValueError on partial frames or NaN/Inf."""
+def pcm_to_frames(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
+    """Raw interleaved PCM to float32 [frames, channels]; ValueError on partial frames or
+    NaN/Inf samples, with a message that says which."""
     size = frame_bytes(fmt)
     if len(pcm) % size:
         raise ValueError(
-            f"chunk of {len(pcm)} bytes is not a whole number of {size}-byte frames "
+            f"{len(pcm)} bytes is not a whole number of {size}-byte frames "
             f"({fmt.channels} channel(s) of {BYTES_PER_SAMPLE[fmt.sample_format]} bytes)"
         )
     if fmt.sample_format == common_pb2.SAMPLE_FORMAT_S16LE:
@@ -133,10 +134,23 @@ def pcm_to_mono(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
         samples = np.frombuffer(pcm, dtype="<f4").astype(np.float32)
         if not np.isfinite(samples).all():
             bad = int(np.flatnonzero(~np.isfinite(samples))[0]) // fmt.channels
-            raise ValueError(f"chunk holds NaN or Inf samples (first at frame {bad})")
+            raise ValueError(f"NaN or Inf samples (first at frame {bad})")
+    frames: FloatArray = samples.reshape(-1, fmt.channels)
+    return frames
+
+
+def pcm_to_mono(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
+    """Raw interleaved PCM to mono float32; ValueError on partial frames or NaN/Inf."""
+    try:
+        frames = pcm_to_frames(pcm, fmt)
+    except ValueError as e:
+        detail = str(e)
+        raise ValueError(
+            f"chunk of {detail}" if "bytes is not" in detail else f"chunk holds {detail}"
+        ) from None
     if fmt.channels == 1:
-        return samples
-    mono: FloatArray = samples.reshape(-1, fmt.channels).mean(axis=1, dtype=np.float32)
+        return frames[:, 0]
+    mono: FloatArray = frames.mean(axis=1, dtype=np.float32)
     return mono
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segue.audio import decode
+from segue.loudness import gain_to_target, integrated_lufs
 from segue.v1 import common_pb2, matcher_pb2, mixer_pb2
 
 from . import beatgrid
@@ -42,7 +43,6 @@ from .beatgrid import BeatGrid
 from .errors import MixInputError
 from .excerpt import Excerpt
 from .limiter import limit, true_peak_dbtp
-from .loudness import gain_to_target, integrated_lufs
 from .quality import loudness_step_lu, spectral_continuity
 from .render import ENVELOPE_RATE_HZ, Params, Plan, Style, mix_transition, plan_transition
 

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import resample_poly
 
-from segue.audio import BYTES_PER_SAMPLE, DecodeError, decode, frame_bytes, validate_format
+from segue.audio import DecodeError, decode, pcm_to_frames, validate_format
 from segue.v1 import common_pb2, mixer_pb2
 
 from .errors import MixInputError, MixLimitError
@@ -101,19 +101,10 @@ def decode_excerpt(buffer: ExcerptBuffer, rate_hz: int, max_s: float) -> Excerpt
 
 
 def _pcm_to_stereo(name: str, data: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
-    size = frame_bytes(fmt)
-    if len(data) % size:
-        raise MixInputError(
-            f"{name} excerpt: {len(data)} bytes is not a whole number of {size}-byte frames "
-            f"({fmt.channels} channel(s) of {BYTES_PER_SAMPLE[fmt.sample_format]} bytes)"
-        )
-    if fmt.sample_format == common_pb2.SAMPLE_FORMAT_S16LE:
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    else:
-        samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
-        if not np.isfinite(samples).all():
-            raise MixInputError(f"{name} excerpt holds NaN or Inf samples")
-    frames = samples.reshape(-1, fmt.channels).T
+    try:
+        frames = pcm_to_frames(data, fmt).T
+    except ValueError as e:
+        raise MixInputError(f"{name} excerpt: {e}") from None
     if fmt.channels == OUTPUT_CHANNELS:
         return frames
     # Mono is centred; more than two channels are folded down to their mean.

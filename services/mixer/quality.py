@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import correlate, stft
 
-from .loudness import short_term_lufs
+from segue.loudness import short_term_lufs
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from segue.loudness import gain_to_target, integrated_lufs
 from segue.structure.camelot import keys_compatible
 from segue.v1 import common_pb2, mixer_pb2
 
@@ -26,7 +27,6 @@ from .eq import highpass_sweep, low_band
 from .errors import MixInputError
 from .excerpt import Excerpt
 from .limiter import limit, true_peak_dbtp
-from .loudness import gain_to_target, integrated_lufs
 from .quality import (
     beat_alignment_error_ms,
     loudness_step_lu,

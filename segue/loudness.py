@@ -1,4 +1,4 @@
-"""Loudness per ITU-R BS.1770 (pyloudnorm): integrated and short-term."""
+"""Loudness per ITU-R BS.1770 with pyloudnorm's filters: integrated and short-term."""
 
 from __future__ import annotations
 
