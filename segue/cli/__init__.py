@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that define sub-commands, in the order `segue --help` lists them.
-COMMAND_MODULES = ("analyze", "index", "next", "similar", "playlist", "mix", "load", "serve")
+COMMAND_MODULES = ("analyze", "index", "next", "similar", "playlist", "mix", "load")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"segue.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"segue.cli.{name}":
-                continue  # command not shipped in this build
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"segue.cli.{name}").add_parser(sub)
     return parser
 
 
