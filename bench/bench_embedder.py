@@ -1,29 +1,49 @@
 """Embedder benchmark: per-chunk latency and aggregate speed at 1-64 concurrent streams.
 
 A real server (`python -m services.embedder`) runs as a subprocess; N concurrent clients on
-loopback each stream songs in 1 s chunks, closed-loop (send a chunk, wait for its window), so
-the latency is that of one chunk under N-way load and the throughput is what the server
-sustains. For context it also measures, on the same audio: ffmpeg's decode speed (the physical
-floor of any pipeline that starts from files) and the peer model (MECOMP's ONNX embedder,
-offline whole-song, batch 1) when ../shared/peers has it.
+loopback (in this process, on the same cores) each stream songs in 1 s chunks.
 
-    .venv/bin/python bench/bench_embedder.py [--streams 1 8 32 64] [--seconds 30] [--gpu]
+- Closed loop (the throughput test): each stream sends a chunk, waits for its window, sends
+  the next. Latency is that of one chunk under N-way load, throughput is what the server
+  sustains, and by Little's law mean latency = N / throughput.
+- Paced (the latency test): N streams together offer a fixed aggregate rate (e.g. 1000x real
+  time at 32 streams = one chunk per stream every 32 ms, phases spread); latency is then
+  measured at that load instead of at saturation.
 
-Writes bench/results/embedder_<date>.md and .json.
+Each closed-loop level also reports the CPU time the server and the client used per window,
+and the server's mean batch size (from its Prometheus metrics). For context, measured in the
+same run: where the server's time goes per window (model, bookkeeping, checkpoints, the
+end-of-song analysis; timed in-process on the same audio, the rest being gRPC, asyncio and
+the batcher), the transport floor (a gRPC echo server in its own process, same message sizes,
+same client), ffmpeg's decode speed (the floor of any pipeline starting from files) and the
+peer model (MECOMP's ONNX embedder, ../shared/peers) beside ours, model only.
+
+    nice .venv/bin/python bench/bench_embedder.py [--streams 1 8 32 64] [--seconds 30]
+        [--repeats 3] [--paced 1000] [--gpu]
+
+Writes bench/results/embedder_<date>.md and .json (medians over the repeats).
 """
 
 from __future__ import annotations
+
+import os
+
+# Before numpy loads: the same single-threaded BLAS as the server's (see services/embedder).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import platform
+import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +62,10 @@ RATE = 22050
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 SHARED = REPO.parent / "shared"
 PEER = SHARED / "peers" / "mecomp_audio_embedding_model.onnx"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ECHO_METHOD = "/bench.Echo/Echo"
+# An AnalyzeResponse with one window of 64 + 64 + 64 floats is about this size.
+ECHO_REPLY_BYTES = 800
 
 
 def music_files() -> list[Path]:
@@ -59,25 +83,94 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---- servers ----------------------------------------------------------------------------
+
+
+def start_server(port: int, metrics_port: int, extra_env: dict[str, str]
+                 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SEGUE_GRPC_HOST": "127.0.0.1", "SEGUE_GRPC_PORT": str(port),
-           "SEGUE_METRICS_PORT": "0", "SEGUE_LOG_LEVEL": "warning", "SEGUE_MAX_SONG_S": "36000",
-           "SEGUE_MAX_CONCURRENT_STREAMS": "2048", **extra_env}
+           "SEGUE_METRICS_PORT": str(metrics_port), "SEGUE_LOG_LEVEL": "warning",
+           "SEGUE_MAX_SONG_S": "36000", "SEGUE_MAX_CONCURRENT_STREAMS": "2048", **extra_env}
     return subprocess.Popen([sys.executable, "-m", "services.embedder"], cwd=REPO, env=env,
                             stderr=subprocess.DEVNULL)
 
 
-async def one_stream(stub: Any, song_id: str, audio: FloatArray,
-                     latencies: list[float]) -> float:
-    """Streams `audio` in 1 s chunks, each sent after the previous one's window came back."""
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+async def serve_echo(port: int) -> None:
+    """The transport floor: a bidi stream that answers each message with ~one window's bytes."""
+
+    async def echo(requests: Any, context: Any) -> Any:
+        async for message in requests:
+            yield message[:ECHO_REPLY_BYTES]
+
+    handler = grpc.method_handlers_generic_handler("bench.Echo", {
+        "Echo": grpc.stream_stream_rpc_method_handler(echo, _identity, _identity)})
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 << 20)])
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def start_echo_server(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)], cwd=REPO,
+                            stderr=subprocess.DEVNULL)
+
+
+def scrape(metrics_port: int) -> dict[str, float]:
+    """Sums and counts of the embedder's batch histograms."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+    wanted = ("segue_embedder_batch_size_sum", "segue_embedder_batch_size_count",
+              "segue_embedder_queue_delay_seconds_sum", "segue_embedder_queue_delay_seconds_count")
+    values: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            values[name] = float(value)
+    return values
+
+
+async def wait_ready(address: str) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 60)
+
+
+# ---- clients ----------------------------------------------------------------------------
+
+Schedule = Callable[[int], float] | None  # chunk index -> when to send it (perf_counter)
+
+
+async def one_stream(stub: Any, song_id: str, chunks: list[bytes], latencies: list[float],
+                     schedule: Schedule = None) -> float:
+    """Streams `chunks` (1 s each), each sent after the previous one's window came back and,
+    when paced, not before its scheduled time."""
     call = stub.Analyze()
     fmt = common_pb2.AudioFormat(sample_rate_hz=RATE, channels=1,
                                  sample_format=common_pb2.SAMPLE_FORMAT_F32LE)
     await call.write(embedder_pb2.AnalyzeRequest(config=embedder_pb2.StreamConfig(
         song_id=song_id, format=fmt, checkpoint_interval_s=5.0)))
-    chunks = [mono_to_pcm(audio[i : i + RATE], common_pb2.SAMPLE_FORMAT_F32LE)
-              for i in range(0, audio.size - RATE + 1, RATE)]
-    for pcm in chunks:
+    for k, pcm in enumerate(chunks):
+        if schedule is not None:
+            delay = schedule(k) - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
         sent = time.perf_counter()
         await call.write(embedder_pb2.AnalyzeRequest(chunk=embedder_pb2.AudioChunk(pcm=pcm)))
         while True:
@@ -89,36 +182,187 @@ async def one_stream(stub: Any, song_id: str, audio: FloatArray,
     await call.done_writing()
     while await call.read() is not _EOF:
         pass
-    return len(chunks) * 1.0
+    return float(len(chunks))
 
 
-async def run_level(address: str, streams: int, songs: list[FloatArray],
-                    seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
+async def echo_stream(stub: Any, chunks: list[bytes], latencies: list[float]) -> float:
+    call = stub()
+    for pcm in chunks:
+        sent = time.perf_counter()
+        await call.write(pcm)
+        await call.read()
+        latencies.append(time.perf_counter() - sent)
+    await call.done_writing()
+    return float(len(chunks))
+
+
+def song_chunks(songs: list[FloatArray], streams: int, seconds: float) -> list[list[bytes]]:
+    length = int(seconds * RATE)
+    out = []
+    for i in range(streams):
+        clip = songs[i % len(songs)][:length]
+        out.append([mono_to_pcm(clip[j : j + RATE], common_pb2.SAMPLE_FORMAT_F32LE)
+                    for j in range(0, clip.size - RATE + 1, RATE)])
+    return out
+
+
+def _summary(latencies: list[float], audio_s: float, wall: float) -> dict[str, float]:
+    lat_ms = np.asarray(latencies) * 1000
+    return {
+        "chunks": len(latencies),
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "p50_ms": float(np.percentile(lat_ms, 50)),
+        "p99_ms": float(np.percentile(lat_ms, 99)),
+        "x_realtime": audio_s / wall,
+    }
+
+
+async def run_level(address: str, streams: int, songs: list[FloatArray], seconds: float, *,
+                    server_pid: int, metrics_port: int | None = None,
+                    paced_x: float | None = None) -> dict[str, Any]:
+    """One closed-loop (or, with paced_x, paced) run of `streams` concurrent songs."""
     options = [("grpc.max_receive_message_length", 8 << 20)]
     # A few channels, like a few client processes, rather than one HTTP/2 connection.
     channels = [grpc.aio.insecure_channel(address, options=options)
                 for _ in range(min(4, streams))]
     stubs = [embedder_pb2_grpc.EmbedderStub(c) for c in channels]
-    length = int(seconds * RATE)
-    clips = [songs[i % len(songs)][:length] for i in range(streams)]
-    # Warm-up: one short stream per channel.
-    await asyncio.gather(*(one_stream(s, "warm", songs[0][: RATE * 3], []) for s in stubs))
+    chunks = song_chunks(songs, streams, seconds)
+    warm = song_chunks(songs, 1, 3.0)[0]
+    await asyncio.gather(*(one_stream(s, "warm", warm, []) for s in stubs))
+    latencies: list[float] = []
+    before = scrape(metrics_port) if metrics_port else {}
+    load = load_average()
+    server_cpu, client_cpu = process_cpu_s(server_pid), own_cpu_s()
     started = time.perf_counter()
-    audio_s = await asyncio.gather(*(one_stream(stubs[i % len(stubs)], f"s{i}", clip, latencies)
-                                     for i, clip in enumerate(clips)))
+
+    def schedule_for(i: int) -> Schedule:
+        if paced_x is None:
+            return None
+        period = streams / paced_x  # each stream's chunk interval for that aggregate rate
+        first = started + period * i / streams
+        return lambda k: first + k * period
+
+    audio_s = await asyncio.gather(*(
+        one_stream(stubs[i % len(stubs)], f"s{i}", c, latencies, schedule_for(i))
+        for i, c in enumerate(chunks)))
     wall = time.perf_counter() - started
+    server_cpu = process_cpu_s(server_pid) - server_cpu
+    client_cpu = own_cpu_s() - client_cpu
+    after = scrape(metrics_port) if metrics_port else {}
     for c in channels:
         await c.close(None)
-    lat_ms = np.asarray(latencies) * 1000
+    result: dict[str, Any] = {"streams": streams, **_summary(latencies, sum(audio_s), wall),
+                              "load_avg_1m": load}
+    windows = len(latencies)
+    result["server_cpu_ms_per_window"] = 1000 * server_cpu / windows
+    result["client_cpu_ms_per_window"] = 1000 * client_cpu / windows
+    if paced_x is not None:
+        result["offered_x_realtime"] = paced_x
+    if before and after:
+        runs = after["segue_embedder_batch_size_count"] - before["segue_embedder_batch_size_count"]
+        total = after["segue_embedder_batch_size_sum"] - before["segue_embedder_batch_size_sum"]
+        waits = (after["segue_embedder_queue_delay_seconds_sum"]
+                 - before["segue_embedder_queue_delay_seconds_sum"])
+        count = (after["segue_embedder_queue_delay_seconds_count"]
+                 - before["segue_embedder_queue_delay_seconds_count"])
+        result["mean_batch_windows"] = total / runs if runs else 0.0
+        result["mean_queue_delay_ms"] = 1000 * waits / count if count else 0.0
+    return result
+
+
+async def run_echo_level(address: str, streams: int, chunks_per_stream: int, *,
+                         server_pid: int) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(address,
+                                          options=[("grpc.max_receive_message_length", 8 << 20)])
+                for _ in range(min(4, streams))]
+    stubs = [c.stream_stream(ECHO_METHOD, request_serializer=_identity,
+                             response_deserializer=_identity) for c in channels]
+    payload = mono_to_pcm(np.zeros(RATE, np.float32), common_pb2.SAMPLE_FORMAT_F32LE)
+    await asyncio.gather(*(echo_stream(s, [payload] * 3, []) for s in stubs))
+    latencies: list[float] = []
+    server_cpu, client_cpu = process_cpu_s(server_pid), own_cpu_s()
+    started = time.perf_counter()
+    sent = await asyncio.gather(*(echo_stream(stubs[i % len(stubs)],
+                                              [payload] * chunks_per_stream, latencies)
+                                  for i in range(streams)))
+    wall = time.perf_counter() - started
+    server_cpu = process_cpu_s(server_pid) - server_cpu
+    client_cpu = own_cpu_s() - client_cpu
+    for c in channels:
+        await c.close(None)
+    result = {"streams": streams, **_summary(latencies, sum(sent), wall)}
+    result["messages_per_s"] = result.pop("x_realtime")
+    result["server_cpu_ms_per_message"] = 1000 * server_cpu / len(latencies)
+    result["client_cpu_ms_per_message"] = 1000 * client_cpu / len(latencies)
+    return result
+
+
+# ---- in-process context -----------------------------------------------------------------
+
+
+def _best_ms(fn: Callable[[], object], repeats: int = 15) -> float:
+    """Median wall time of `fn` after one warm-up call, in milliseconds."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def breakdown(song: FloatArray, seconds: float) -> dict[str, float]:
+    """Per-window costs of the serving path's parts, timed in-process on one song."""
+    from services.embedder.analysis import build_analysis
+    from services.embedder.model import StreamModel
+    from services.embedder.resume_token import TokenCodec, TokenContents
+    from services.embedder.stream_state import SongStream, StreamSettings
+
+    model = StreamModel(REPO / "models" / "segue_stream.onnx", provider="cpu")
+    spec = model.spec
+    fmt = common_pb2.AudioFormat(sample_rate_hz=RATE, channels=1,
+                                 sample_format=common_pb2.SAMPLE_FORMAT_F32LE)
+    audio = song[: int(seconds * RATE)]
+    reference = SongStream(spec, "bench", fmt, StreamSettings())
+    windows = reference.push(audio) + reference.finish()
+    outputs = []
+    for w in windows:
+        out = model.run(w.pcm[None, :], reference.state[None, :])
+        reference.state = out.state[0].copy()
+        outputs.append(out)
+    passes = []
+    for _ in range(5):  # the median pass: one pass is at the mercy of the other jobs
+        stream = SongStream(spec, "bench", fmt, StreamSettings())
+        stream.push(audio)
+        stream.finish()
+        started = time.perf_counter()
+        for w, out in zip(windows, outputs, strict=True):
+            stream.commit(w, out)
+        passes.append(1000 * (time.perf_counter() - started) / len(windows))
+    commit_ms = statistics.median(passes)
+    codec = TokenCodec(b"bench-key")
+
+    def checkpoint() -> bytes:
+        return codec.encode(TokenContents("bench", spec.name, spec.version, spec.sha256,
+                                          stream.snapshot()))
+
+    batch = np.stack([w.pcm for w in windows[:32]])
+    states = np.zeros((len(batch), spec.state_dim), np.float32)
+    checkpoint_ms = _best_ms(checkpoint)
+    analysis_ms = _best_ms(lambda: build_analysis(stream), 5)
+    per_song = len(windows)
     return {
-        "streams": streams,
-        "chunks": len(latencies),
-        "audio_s": float(sum(audio_s)),
-        "wall_s": wall,
-        "p50_ms": float(np.percentile(lat_ms, 50)),
-        "p99_ms": float(np.percentile(lat_ms, 99)),
-        "x_realtime": float(sum(audio_s) / wall),
+        "song_windows": per_song,
+        "model_ms_per_window_batch1": _best_ms(lambda: model.run(batch[:1], states[:1]), 50),
+        "model_ms_per_window_batch8": _best_ms(lambda: model.run(batch[:8], states[:8])) / 8,
+        "model_ms_per_window_batch32": _best_ms(lambda: model.run(batch, states)) / len(batch),
+        "bookkeeping_ms_per_window": commit_ms,
+        "checkpoint_ms_each": checkpoint_ms,
+        "checkpoint_ms_per_window": checkpoint_ms / (5.0 / spec.window_s),
+        "structure_to_bytes_ms_each": _best_ms(stream.structure.to_bytes),
+        "analysis_ms_per_song": analysis_ms,
+        "analysis_ms_per_window": analysis_ms / per_song,
     }
 
 
@@ -132,23 +376,50 @@ def ffmpeg_speed(files: list[Path]) -> dict[str, float]:
     return {"audio_s": audio_s, "wall_s": sum(times), "x_realtime": audio_s / sum(times)}
 
 
-def peer_speed(songs: list[FloatArray]) -> dict[str, float] | None:
+def model_speeds(songs: list[FloatArray]) -> dict[str, float] | None:
+    """Whole-song, batch 1, 1 thread, model only: the peer's and ours, in the same run."""
     if not PEER.is_file():
         return None
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(PEER), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    session.run(None, {name: songs[0][None, : RATE * 3]})
-    walls = []
-    for song in songs:
-        started = time.perf_counter()
-        session.run(None, {name: song[None, :]})
-        walls.append(time.perf_counter() - started)
-    audio_s = sum(s.size for s in songs) / RATE
-    return {"audio_s": audio_s, "wall_s": sum(walls), "x_realtime": audio_s / sum(walls)}
+    options.inter_op_num_threads = 1
+    peer = ort.InferenceSession(str(PEER), options, providers=["CPUExecutionProvider"])
+    ours = ort.InferenceSession(str(REPO / "models" / "segue_stream.onnx"), options,
+                                providers=["CPUExecutionProvider"])
+    state_dim = int(ours.get_modelmeta().custom_metadata_map["segue.state_dim"])
+    window = int(ours.get_modelmeta().custom_metadata_map["segue.window_samples"])
+    peer_input = peer.get_inputs()[0].name
+
+    def run_peer(song: FloatArray) -> object:
+        return peer.run(None, {peer_input: song[None, :]})
+
+    def run_ours(song: FloatArray) -> object:
+        whole = song[: song.size // window * window]
+        return ours.run(None, {"pcm": whole[None, :],
+                               "state": np.zeros((1, state_dim), np.float32)})
+
+    result = {}
+    for name, fn in (("peer", run_peer), ("ours", run_ours)):
+        fn(songs[0][: RATE * 3])
+        walls = []
+        for song in songs:
+            started = time.perf_counter()
+            fn(song)
+            walls.append(time.perf_counter() - started)
+        audio_s = sum(s.size for s in songs) / RATE
+        result[f"{name}_x_realtime"] = audio_s / sum(walls)
+    result["ours_over_peer"] = result["ours_x_realtime"] / result["peer_x_realtime"]
+    return result
+
+
+def _shown(path: Path) -> str:
+    """A path as seen from the checkout (../shared/...) when it lies beside it."""
+    try:
+        return str(Path("..") / path.relative_to(REPO.parent))
+    except ValueError:
+        return str(path)
 
 
 def machine() -> str:
@@ -163,34 +434,139 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
+# ---- report -----------------------------------------------------------------------------
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every numeric field over repeated runs, with the p99 range kept beside."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, int | float):
+            out[key] = statistics.median(r[key] for r in runs)
+        else:
+            out[key] = value
+    out["repeats"] = len(runs)
+    out["p99_ms_range"] = [min(r["p99_ms"] for r in runs), max(r["p99_ms"] for r in runs)]
+    out["x_realtime_range" if "x_realtime" in out else "messages_per_s_range"] = [
+        min(r.get("x_realtime", r.get("messages_per_s", 0.0)) for r in runs),
+        max(r.get("x_realtime", r.get("messages_per_s", 0.0)) for r in runs)]
+    return out
+
+
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"embedder_{report['date']}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    peer = report["peer"]
+    models = report["models"]
     lines = [
         f"# Embedder benchmark, {report['date']}",
         "",
-        f"Machine: {report['machine']}. {report['note']}",
-        f"Model: {report['model']} on {report['provider']}. Audio: {report['audio']}.",
-        "Each stream sends 1 s chunks closed-loop (next chunk after the previous window came "
-        "back); latency = chunk sent -> its window received, on loopback gRPC; the client runs "
-        "on the same cores as the server.",
+        f"Machine: {report['machine']}; load average {report['load_before']:.1f} before the "
+        f"run, {report['load_after']:.1f} after (other jobs share the cores). {report['note']}",
+        f"Model: {report['model']} on {report['provider']}. Audio: {report['audio']}, "
+        f"{report['seconds_per_stream']:g} s per stream in 1 s chunks (22050 Hz f32), "
+        "checkpoints every 5 s. Client and server on the same cores, loopback gRPC. "
+        f"Medians of {report['repeats']} repetitions (p99 and speed ranges in brackets).",
         "",
-        "| streams | chunks | p50 ms | p99 ms | aggregate x real time |"
-        + (" x peer |" if peer else ""),
-        "|---:|---:|---:|---:|---:|" + ("---:|" if peer else ""),
+        "## Closed loop (each stream sends its next chunk when the previous window is back)",
+        "",
+        "| streams | p50 ms | p99 ms | x real time | x peer model | server CPU ms/window "
+        "| client CPU ms/window | mean batch | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    peer_x = models["peer_x_realtime"] if models else None
     for r in report["levels"]:
-        ratio = f" {r['x_realtime'] / peer['x_realtime']:.2f} |" if peer else ""
-        lines.append(f"| {r['streams']} | {r['chunks']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-                     f"| {r['x_realtime']:.0f} |{ratio}")
+        lo, hi = r["p99_ms_range"]
+        xlo, xhi = r["x_realtime_range"]
+        ratio = f"{r['x_realtime'] / peer_x:.2f}" if peer_x else "-"
+        lines.append(
+            f"| {r['streams']} | {r['p50_ms']:.2f} | {r['p99_ms']:.1f} [{lo:.0f}-{hi:.0f}] "
+            f"| {r['x_realtime']:.0f} [{xlo:.0f}-{xhi:.0f}] | {ratio} "
+            f"| {r['server_cpu_ms_per_window']:.2f} "
+            f"| {r['client_cpu_ms_per_window']:.2f} | {r.get('mean_batch_windows', 0):.1f} "
+            f"| {r['load_avg_1m']:.1f} |")
+    echo_at_32 = next((e for e in report["transport"] if e["streams"] == 32), None)
+    lines += ["", "x peer model: the served aggregate speed over the peer model's own in-process "
+              "speed (below). By Little's law a closed loop's mean latency is streams / "
+              "throughput, so p99 <= 10 ms at 32 closed-loop streams needs well over 3200 "
+              "windows/s"
+              + (f" (the bare gRPC echo server below, with no work per message, has a p99 of "
+                 f"{echo_at_32['p99_ms']:.0f} ms at 32 closed-loop streams in this run)"
+                 if echo_at_32 else "")
+              + "; latency is therefore also measured paced, at a fixed offered load."]
+    if report["paced"]:
+        lines += ["", "## Paced (streams together offer a fixed rate; latency at that load)", "",
+                  "| streams | offered x real time | achieved | p50 ms | p99 ms |",
+                  "|---:|---:|---:|---:|---:|"]
+        for r in report["paced"]:
+            lo, hi = r["p99_ms_range"]
+            lines.append(f"| {r['streams']} | {r['offered_x_realtime']:.0f} "
+                         f"| {r['x_realtime']:.0f} | {r['p50_ms']:.2f} "
+                         f"| {r['p99_ms']:.1f} [{lo:.0f}-{hi:.0f}] |")
+    b = report["breakdown"]
+    lines += [
+        "", "## Where the server's time goes, per window (in-process timings, same audio)", "",
+        *([f"{report['breakdown_note']}.", ""] if report.get("breakdown_note") else []),
+        f"- model: {b['model_ms_per_window_batch1']:.3f} ms at batch 1, "
+        f"{b['model_ms_per_window_batch8']:.3f} at batch 8, "
+        f"{b['model_ms_per_window_batch32']:.3f} at batch 32 (1 ORT thread);",
+        f"- bookkeeping (segments, loudness, structure push, the window message): "
+        f"{b['bookkeeping_ms_per_window']:.3f} ms;",
+        f"- checkpoint: {b['checkpoint_ms_each']:.2f} ms each (of which the structure "
+        f"state's to_bytes {b['structure_to_bytes_ms_each']:.2f}), "
+        f"{b['checkpoint_ms_per_window']:.3f} ms per window at one per 5 s;",
+        f"- end-of-song analysis: {b['analysis_ms_per_song']:.1f} ms per "
+        f"{b['song_windows']}-window song, {b['analysis_ms_per_window']:.3f} ms per window;",
+    ]
+    parts = (b["model_ms_per_window_batch8"] + b["bookkeeping_ms_per_window"]
+             + b["checkpoint_ms_per_window"] + b["analysis_ms_per_window"])
+    echo = report["transport"]
+    echo32 = next((e for e in echo if e["streams"] == 32), echo[-1])
+    measured = next((r for r in report["levels"] if r["streams"] == 32), report["levels"][-1])
+    lines += [
+        f"- sum of those: {parts:.2f} ms; the server measured "
+        f"{measured['server_cpu_ms_per_window']:.2f} ms of CPU per window at "
+        f"{measured['streams']} streams, so gRPC, asyncio and the batcher take about "
+        f"{measured['server_cpu_ms_per_window'] - parts:.2f} ms (the echo server below needs "
+        f"{echo32['server_cpu_ms_per_message']:.2f} ms per message by itself).",
+        "", "## Transport floor: a gRPC echo server (same message sizes, same client)", "",
+        "| streams | messages/s | p50 ms | p99 ms | server CPU ms/msg | client CPU ms/msg |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in echo:
+        lo, hi = e["p99_ms_range"]
+        lines.append(f"| {e['streams']} | {e['messages_per_s']:.0f} | {e['p50_ms']:.2f} "
+                     f"| {e['p99_ms']:.1f} [{lo:.0f}-{hi:.0f}] "
+                     f"| {e['server_cpu_ms_per_message']:.3f} "
+                     f"| {e['client_cpu_ms_per_message']:.3f} |")
     ff = report["ffmpeg"]
     lines += ["", f"ffmpeg decode of the same files to 22050 Hz mono: {ff['x_realtime']:.0f}x "
-              "real time (one process per file, serial)."]
-    if peer:
-        lines.append(f"Peer (MECOMP audio_embedding_model.onnx, offline whole song, batch 1, "
-                     f"1 thread, in-process, no gRPC): {peer['x_realtime']:.0f}x real time.")
+              "real time (one process per file, serial, wall clock)."]
+    if models:
+        lines.append(
+            f"Model only, whole song, batch 1, 1 thread, in-process: ours "
+            f"{models['ours_x_realtime']:.0f}x real time, the peer (MECOMP "
+            f"audio_embedding_model.onnx) {models['peer_x_realtime']:.0f}x: ours is "
+            f"{models['ours_over_peer']:.2f}x the peer's speed.")
+    baseline = report.get("baseline")
+    if baseline:
+        lines += ["", f"## Before and after: {baseline['label']}", "",
+                  f"The same harness run just before against the earlier code (load "
+                  f"{baseline['load_before']:.1f} then; {report['load_before']:.1f} for this "
+                  "run). Closed loop, medians:", "",
+                  "| streams | p50 ms before / after | p99 ms before / after "
+                  "| x real time before / after | server CPU ms/window before / after |",
+                  "|---:|---:|---:|---:|---:|"]
+        before = {r["streams"]: r for r in baseline["levels"]}
+        for r in report["levels"]:
+            b0 = before.get(r["streams"])
+            if b0 is None:
+                continue
+            lines.append(
+                f"| {r['streams']} | {b0['p50_ms']:.1f} / {r['p50_ms']:.1f} "
+                f"| {b0['p99_ms']:.0f} / {r['p99_ms']:.0f} "
+                f"| {b0['x_realtime']:.0f} / {r['x_realtime']:.0f} "
+                f"| {b0['server_cpu_ms_per_window']:.2f} / {r['server_cpu_ms_per_window']:.2f} |")
     lines += ["", "Targets on the 2-core machine: p99 <= 10 ms per chunk at 32 streams; "
               ">= 1000x real time aggregate.", ""]
     if report.get("gpu_levels") is None:
@@ -202,53 +578,93 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     files = music_files()
     songs = [decode(p, RATE) for p in files]
-    port = free_port()
+    load_before = load_average()
+    port, metrics_port, echo_port = free_port(), free_port(), free_port()
     env = {"SEGUE_EXECUTION_PROVIDER": "cuda" if args.gpu else "cpu"}
-    proc = start_server(port, env)
+    proc = start_server(port, metrics_port, env)
+    echo = start_echo_server(echo_port)
     address = f"127.0.0.1:{port}"
     try:
+        await wait_ready(address)
+        await wait_ready(f"127.0.0.1:{echo_port}")
         async with grpc.aio.insecure_channel(address) as channel:
-            await asyncio.wait_for(channel.channel_ready(), 60)
             info = await embedder_pb2_grpc.EmbedderStub(channel).ModelInfo(
                 embedder_pb2.ModelInfoRequest())
-        levels = []
+        levels, paced, transport = [], [], []
         for n in args.streams:
-            result = await run_level(address, n, songs, args.seconds)
-            print(json.dumps(result), file=sys.stderr)
-            levels.append(result)
+            runs = []
+            for _ in range(args.repeats):
+                runs.append(await run_level(address, n, songs, args.seconds,
+                                            server_pid=proc.pid, metrics_port=metrics_port))
+                print(json.dumps(runs[-1]), file=sys.stderr)
+            levels.append(median_of(runs))
+        for x in args.paced:
+            runs = [await run_level(address, 32, songs, args.seconds, server_pid=proc.pid,
+                                    paced_x=x) for _ in range(args.repeats)]
+            print(json.dumps(runs[-1]), file=sys.stderr)
+            paced.append(median_of(runs))
+        for n in args.streams:
+            runs = [await run_echo_level(f"127.0.0.1:{echo_port}", n, int(args.seconds),
+                                         server_pid=echo.pid) for _ in range(args.repeats)]
+            print(json.dumps(runs[-1]), file=sys.stderr)
+            transport.append(median_of(runs))
         gpu_levels = None
         if args.gpu:
-            gpu_levels = [await run_level(address, n, songs, args.seconds) for n in (256, 1024)]
+            gpu_levels = [await run_level(address, n, songs, args.seconds, server_pid=proc.pid,
+                                          metrics_port=metrics_port) for n in (256, 1024)]
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for p in (proc, echo):
+            p.terminate()
+            p.wait(30)
     return {
         "date": dt.date.today().isoformat() if args.date is None else args.date,
         "machine": machine(),
         "note": args.note,
+        "niceness": os.nice(0),
+        "load_before": load_before,
         "model": f"{info.name} {info.version}",
         "provider": info.execution_provider,
-        "audio": f"{len(files)} files from {files[0].parent}",
+        "audio": f"{len(files)} files from {_shown(files[0].parent)}",
         "seconds_per_stream": args.seconds,
+        "repeats": args.repeats,
         "levels": levels,
+        "paced": paced,
+        "transport": transport,
         "gpu_levels": gpu_levels,
+        "breakdown": breakdown(max(songs, key=len), args.seconds),
         "ffmpeg": ffmpeg_speed(files),
-        "peer": peer_speed(songs),
+        "models": model_speeds(songs),
+        "load_after": load_average(),
     }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per stream")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per level (medians)")
+    parser.add_argument("--paced", type=float, nargs="*", default=[32.0, 500.0, 1000.0],
+                        help="aggregate x real time offered by 32 paced streams")
     parser.add_argument("--gpu", action="store_true",
                         help="serve on CUDA and add 256 and 1024 streams")
     parser.add_argument("--date", default=None, help="date in the report name (default today)")
-    parser.add_argument("--note", default="Shared machine: other jobs ran at the same time, so "
-                        "figures are noisy.")
+    parser.add_argument("--note", default="Shared, noisy machine: figures vary run to run.")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="JSON of an earlier run (e.g. of the previous code) to compare with")
+    parser.add_argument("--baseline-label", default="previous code",
+                        help="what the baseline run measured")
+    parser.add_argument("--echo-server", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo_server is not None:
+        asyncio.run(serve_echo(args.echo_server))
+        return 0
     report = asyncio.run(bench(args))
+    if args.baseline is not None:
+        baseline = json.loads(args.baseline.read_text())
+        report["baseline"] = {"label": args.baseline_label, "levels": baseline["levels"],
+                              "load_before": baseline["load_before"],
+                              "breakdown": baseline["breakdown"]}
     stem = write_report(report, args.out)
     print(stem.with_suffix(".md").read_text())
     return 0

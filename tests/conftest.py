@@ -17,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-# Other engineers run tests on the same 2 cores: keep native thread pools small.
+# Other engineers run tests on the same 2 cores: keep native thread pools small (OpenBLAS
+# threads spin on small per-window products and starve everything else).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from segue.audio import decode
 from segue.server import RunningServer

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -29,8 +30,9 @@ GOOD_FORMAT = common_pb2.AudioFormat(sample_rate_hz=22050, channels=1, sample_fo
 INVALID, PRECONDITION = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION
 
 
-def config(song_id: str = "bad", fmt: common_pb2.AudioFormat = GOOD_FORMAT,
-           token: bytes = b"") -> Req:
+def config(
+    song_id: str = "bad", fmt: common_pb2.AudioFormat = GOOD_FORMAT, token: bytes = b""
+) -> Req:
     return Req(config=embedder_pb2.StreamConfig(song_id=song_id, format=fmt, resume_token=token))
 
 
@@ -45,9 +47,15 @@ SECOND = np.zeros(22050, dtype=np.float32).tobytes()
 def _token(stream_model: StreamModel, key: str, sha: str | None = None) -> bytes:
     stream = SongStream(stream_model.spec, "bad", GOOD_FORMAT)
     spec = stream_model.spec
-    return TokenCodec(key.encode()).encode(TokenContents(
-        song_id="bad", model_name=spec.name, model_version="0.0.1-old" if sha else spec.version,
-        model_sha256=sha or spec.sha256, arrays=stream.snapshot()))
+    return TokenCodec(key.encode()).encode(
+        TokenContents(
+            song_id="bad",
+            model_name=spec.name,
+            model_version="0.0.1-old" if sha else spec.version,
+            model_sha256=sha or spec.sha256,
+            arrays=stream.snapshot(),
+        )
+    )
 
 
 def bad_cases(stream_model: StreamModel) -> dict[str, tuple[list[Req], grpc.StatusCode, str]]:
@@ -55,50 +63,95 @@ def bad_cases(stream_model: StreamModel) -> dict[str, tuple[list[Req], grpc.Stat
     nan[37] = math.nan
     return {
         "no messages at all": ([], PRECONDITION, "empty stream"),
-        "audio before the config": ([chunk(SECOND), END], PRECONDITION, "first message"),
-        "a second config": ([config(), chunk(SECOND), config(), END], PRECONDITION,
-                            "second config"),
-        "no song id": ([config(song_id=""), END], INVALID, "song_id"),
+        "audio before the config": ([chunk(SECOND)], PRECONDITION, "first message"),
+        "a second config": (
+            [config(), chunk(SECOND), config()],
+            PRECONDITION,
+            "second config",
+        ),
+        "no song id": ([config(song_id="")], INVALID, "song_id"),
         "an unsupported rate": (
-            [config(fmt=common_pb2.AudioFormat(sample_rate_hz=44000, channels=1,
-                                               sample_format=F32))], INVALID, "sample_rate_hz"),
+            [
+                config(
+                    fmt=common_pb2.AudioFormat(sample_rate_hz=44000, channels=1, sample_format=F32)
+                )
+            ],
+            INVALID,
+            "sample_rate_hz",
+        ),
         "an unsupported channel count": (
-            [config(fmt=common_pb2.AudioFormat(sample_rate_hz=22050, channels=9,
-                                               sample_format=F32))], INVALID, "channels"),
+            [
+                config(
+                    fmt=common_pb2.AudioFormat(sample_rate_hz=22050, channels=9, sample_format=F32)
+                )
+            ],
+            INVALID,
+            "channels",
+        ),
         "an unspecified sample format": (
-            [config(fmt=common_pb2.AudioFormat(sample_rate_hz=22050, channels=1))], INVALID,
-            "sample_format"),
+            [config(fmt=common_pb2.AudioFormat(sample_rate_hz=22050, channels=1))],
+            INVALID,
+            "sample_format",
+        ),
         "a partial frame": (
-            [config(fmt=common_pb2.AudioFormat(sample_rate_hz=22050, channels=2,
-                                               sample_format=S16)), chunk(b"\x00" * 6), END],
-            INVALID, "whole number"),
-        "NaN samples": ([config(), chunk(SECOND), chunk(nan.tobytes()), END], INVALID,
-                        "NaN or Inf"),
+            [
+                config(
+                    fmt=common_pb2.AudioFormat(sample_rate_hz=22050, channels=2, sample_format=S16)
+                ),
+                chunk(b"\x00" * 6),
+            ],
+            INVALID,
+            "whole number",
+        ),
+        "NaN samples": (
+            [config(), chunk(SECOND), chunk(nan.tobytes())],
+            INVALID,
+            "NaN or Inf",
+        ),
         "an empty stream": ([config(), END], PRECONDITION, "before any audio"),
-        "an oversized chunk": ([config(), chunk(b"\x00" * (512 * 1024 + 4)), END], INVALID,
-                               "oversized chunk"),
-        "a chunk after the end": ([config(), chunk(SECOND), END, chunk(SECOND)], PRECONDITION,
-                                  "after end"),
-        "a corrupt resume token": ([config(token=b"SGRT\x01" + b"x" * 64), END], INVALID,
-                                   "signature is invalid"),
-        "a foreign resume token": ([config(token=_token(stream_model, "another key")), END],
-                                   INVALID, "another deployment"),
+        "an oversized chunk": (
+            [config(), chunk(b"\x00" * (512 * 1024 + 4))],
+            INVALID,
+            "oversized chunk",
+        ),
+        "a chunk after the end": (
+            [config(), chunk(SECOND), END, chunk(SECOND)],
+            PRECONDITION,
+            "after end",
+        ),
+        "a corrupt resume token": (
+            [config(token=b"SGRT\x01" + b"x" * 64)],
+            INVALID,
+            "signature is invalid",
+        ),
+        "a foreign resume token": (
+            [config(token=_token(stream_model, "another key"))],
+            INVALID,
+            "another deployment",
+        ),
         "a token from another model version": (
-            [config(token=_token(stream_model, DEV_TOKEN_KEY, sha="0" * 64)), END], INVALID,
-            "0.0.1-old"),
+            [config(token=_token(stream_model, DEV_TOKEN_KEY, sha="0" * 64))],
+            INVALID,
+            "0.0.1-old",
+        ),
     }
 
 
 async def _raw(address: str, requests: list[Req]) -> grpc.aio.AioRpcError:
+    """Sends `requests` (each case ends with its offending one) and returns the error.
+
+    Nothing is written after the offending message: a write that races the server's abort
+    makes grpc-python report INTERNAL ("Internal error from Core") instead of its status.
+    """
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = embedder_pb2_grpc.EmbedderStub(channel)
-
-        async def send() -> AsyncIterator[Req]:
-            for r in requests:
-                yield r
-
+        analyze: Any = embedder_pb2_grpc.EmbedderStub(channel).Analyze  # reader/writer style
+        call = analyze(timeout=30)
+        for request in requests:
+            await call.write(request)
+        if not requests:
+            await call.done_writing()
         try:
-            async for _ in stub.Analyze(send(), timeout=30):
+            while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
                 pass
         except grpc.aio.AioRpcError as e:
             return e
@@ -115,21 +168,26 @@ async def _paced(client: EmbedderClient, song_id: str, chunks: list[bytes]) -> A
 
 
 def test_bad_inputs_fail_clearly_while_good_streams_finish_correctly(
-    embedder_server: ThreadServer, stream_model: StreamModel, song_22k: Song,
+    embedder_server: ThreadServer,
+    stream_model: StreamModel,
+    song_22k: Song,
 ) -> None:
     cases = bad_cases(stream_model)
     good_audio = [song_22k.audio[i * 22050 * 6 : (i + 1) * 22050 * 6] for i in range(3)]
-    expected = [analyze_mono(stream_model, a, 22050, f"good-{i}")
-                for i, a in enumerate(good_audio)]
+    expected = [analyze_mono(stream_model, a, 22050, f"good-{i}") for i, a in enumerate(good_audio)]
 
     async def run() -> tuple[list[AnalyzeResult], list[grpc.aio.AioRpcError]]:
         async with EmbedderClient(embedder_server.address) as client:
-            good = [asyncio.ensure_future(_paced(client, f"good-{i}",
-                                                 random_chunks(a, seed=i, largest=5000)))
-                    for i, a in enumerate(good_audio)]
+            good = [
+                asyncio.ensure_future(
+                    _paced(client, f"good-{i}", random_chunks(a, seed=i, largest=5000))
+                )
+                for i, a in enumerate(good_audio)
+            ]
             await asyncio.sleep(0.05)
-            errors = await asyncio.gather(*(_raw(embedder_server.address, reqs)
-                                            for reqs, _, _ in cases.values()))
+            errors = await asyncio.gather(
+                *(_raw(embedder_server.address, reqs) for reqs, _, _ in cases.values())
+            )
             return list(await asyncio.gather(*good)), list(errors)
 
     good, errors = asyncio.run(run())
@@ -140,10 +198,13 @@ def test_bad_inputs_fail_clearly_while_good_streams_finish_correctly(
         assert_same_analysis(result.analysis, want)
 
 
-@pytest.mark.parametrize(("seconds", "fragment"), [(0.5, "shorter than one model window"),
-                                                   (61.0, "exceeds max_clip_s")])
+@pytest.mark.parametrize(
+    ("seconds", "fragment"), [(0.5, "shorter than one model window"), (61.0, "exceeds max_clip_s")]
+)
 def test_embed_clip_refuses_clips_outside_its_length_limits(
-    embedder_server: ThreadServer, seconds: float, fragment: str,
+    embedder_server: ThreadServer,
+    seconds: float,
+    fragment: str,
 ) -> None:
     # 8 kHz s16 keeps a 61 s clip under the 4 MiB message limit.
     fmt = common_pb2.AudioFormat(sample_rate_hz=8000, channels=1, sample_format=S16)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
+import io
+import zlib
+
 import numpy as np
 import pytest
 
@@ -48,3 +52,51 @@ def test_a_token_with_any_flipped_byte_is_rejected(position: int) -> None:
 def test_bytes_that_are_not_a_token_are_rejected_as_corrupt(token: bytes) -> None:
     with pytest.raises(TokenError, match="corrupt"):
         TokenCodec(b"key").decode(token)
+
+
+def _version_1_token(key: bytes, contents: TokenContents) -> bytes:
+    """A token exactly as the first release wrote them: zlib(npz) with a `_header` array."""
+    header = "\n".join([contents.song_id, contents.model_name, contents.model_version,
+                        contents.model_sha256]).encode()
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, _header=np.frombuffer(header, np.uint8),
+             **contents.arrays)
+    body = zlib.compress(buffer.getvalue(), 6)
+    prefix = b"SGRT\x01"
+    return prefix + hmac.digest(key, prefix + body, "sha256") + body
+
+
+def test_a_token_from_the_previous_format_version_still_decodes() -> None:
+    decoded = TokenCodec(b"key").decode(_version_1_token(b"key", _contents()))
+    assert decoded.song_id == "song-1"
+    assert np.array_equal(decoded.arrays["state"], np.arange(264, dtype=np.float32))
+
+
+def test_byte_arrays_round_trip_exactly_beside_numeric_ones() -> None:
+    contents = _contents()
+    blob = np.frombuffer(bytes(range(256)) * 3, dtype=np.uint8)
+    contents.arrays["structure"] = blob
+    contents.arrays["energies"] = np.linspace(0, 1, 7)
+    decoded = TokenCodec(b"key").decode(TokenCodec(b"key").encode(contents))
+    assert decoded.arrays["structure"].tobytes() == blob.tobytes()
+    assert decoded.arrays["energies"].dtype == np.float64
+    assert np.array_equal(decoded.arrays["energies"], np.linspace(0, 1, 7))
+
+
+def test_a_token_of_an_unknown_future_version_is_refused_with_the_versions_read() -> None:
+    codec = TokenCodec(b"key")
+    payload = codec.encode(_contents())[37:]
+    prefix = b"SGRT\x09"
+    token = prefix + hmac.digest(b"key", prefix + payload, "sha256") + payload
+    with pytest.raises(TokenError, match="version 9 is not supported"):
+        codec.decode(token)
+
+
+@pytest.mark.parametrize("cut", [1, 10, 100])
+def test_a_correctly_signed_but_truncated_payload_is_refused_as_corrupt(cut: int) -> None:
+    codec = TokenCodec(b"key")
+    payload = codec.encode(_contents())[37:-cut]
+    prefix = b"SGRT\x02"
+    token = prefix + hmac.digest(b"key", prefix + payload, "sha256") + payload
+    with pytest.raises(TokenError, match="corrupt"):
+        codec.decode(token)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from segue.audio import DecodeError, decode
 from segue.cli.common import DEFAULT_EMBEDDER, add_target, fail, message_to_json

@@ -22,7 +22,9 @@ class EmbedderConfig:
         SEGUE_ORT_THREADS: ONNX Runtime intra-op threads per run (default 1).
         SEGUE_BATCH_WORKERS: model runs in flight at once (default 1).
         SEGUE_BATCH_MAX_SIZE: most windows in one model run (default 64).
-        SEGUE_BATCH_MAX_DELAY_MS: longest wait for a batch to fill (default 2).
+        SEGUE_BATCH_MAX_DELAY_MS: longest a free worker holds a batch for requests that are
+            expected but not yet queued (default 2; see batcher.py: streams' next windows are
+            queued ahead, so a free worker rarely waits).
         SEGUE_MAX_CONCURRENT_STREAMS: Analyze streams served at once (default 256).
         SEGUE_MAX_SONG_S: longest song accepted, seconds (default 1800).
         SEGUE_MAX_CLIP_S: longest EmbedClip clip, seconds (default 60).

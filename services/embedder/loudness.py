@@ -37,11 +37,27 @@ class LoudnessMeter:
         self.quarter = round(rate * 0.1)
         self._sos = _k_weighting(rate)
         self.zi = np.zeros((len(self._sos), 2), dtype=np.float64)
-        self.energies: list[float] = []  # sum of squares of each full 100 ms sub-block
+        # Sum of squares of each full 100 ms sub-block; grown by doubling, so checkpoints
+        # copy a slice instead of converting a list.
+        self._energies = np.zeros(64, dtype=np.float64)
+        self._count = 0
         self.partial_sum = 0.0
         self.partial_count = 0
 
-    def push(self, audio: FloatArray) -> None:
+    @property
+    def energies(self) -> Float64Array:
+        return self._energies[: self._count]
+
+    def _append(self, values: Float64Array) -> None:
+        end = self._count + values.size
+        if end > self._energies.size:
+            grown = np.zeros(max(end, 2 * self._energies.size), dtype=np.float64)
+            grown[: self._count] = self.energies
+            self._energies = grown
+        self._energies[self._count : end] = values
+        self._count = end
+
+    def push(self, audio: FloatArray | Float64Array) -> None:
         if audio.size == 0:
             return
         x, self.zi = sosfilt(self._sos, np.asarray(audio, dtype=np.float64), zi=self.zi)
@@ -53,19 +69,19 @@ class LoudnessMeter:
             self.partial_count += take
             pos = take
             if self.partial_count == self.quarter:
-                self.energies.append(self.partial_sum)
+                self._append(np.asarray([self.partial_sum]))
                 self.partial_sum, self.partial_count = 0.0, 0
         whole = (squares.size - pos) // self.quarter
         if whole:
             blocks = squares[pos : pos + whole * self.quarter].reshape(whole, self.quarter)
-            self.energies.extend(float(v) for v in blocks.sum(axis=1))
+            self._append(blocks.sum(axis=1))
             pos += whole * self.quarter
         if pos < squares.size:
             self.partial_sum += float(squares[pos:].sum())
             self.partial_count += squares.size - pos
 
     def integrated_lufs(self) -> float:
-        energies = np.asarray(self.energies, dtype=np.float64)
+        energies = self.energies
         if energies.size >= 4:
             window = np.lib.stride_tricks.sliding_window_view(energies, 4)
             blocks = window.sum(axis=1) / (4 * self.quarter)
@@ -89,7 +105,7 @@ class LoudnessMeter:
     def state(self) -> dict[str, Float64Array | int | float]:
         return {
             "zi": self.zi.copy(),
-            "energies": np.asarray(self.energies, dtype=np.float64),
+            "energies": self.energies.copy(),
             "partial_sum": self.partial_sum,
             "partial_count": self.partial_count,
         }
@@ -99,7 +115,7 @@ class LoudnessMeter:
                    partial_sum: float, partial_count: int) -> LoudnessMeter:
         m = cls(rate)
         m.zi = np.asarray(zi, dtype=np.float64).reshape(m.zi.shape).copy()
-        m.energies = [float(v) for v in energies]
+        m._append(np.asarray(energies, dtype=np.float64).reshape(-1))
         m.partial_sum = float(partial_sum)
         m.partial_count = int(partial_count)
         return m

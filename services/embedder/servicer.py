@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
@@ -19,12 +19,13 @@ from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.embedder.analysis import build_analysis
 from services.embedder.batcher import Batcher, BatcherClosedError
 from services.embedder.config import EmbedderConfig
-from services.embedder.model import StreamModel
+from services.embedder.model import FloatArray, ModelOutputs, StreamModel
 from services.embedder.resume_token import TokenCodec, TokenContents, TokenError
 from services.embedder.stream_state import PendingWindow, SongStream, StreamSettings
 
 log = get_logger("segue.embedder")
 
+R = TypeVar("R")
 Context = grpc.aio.ServicerContext[Any, Any]
 RequestIterator = AsyncIterator[embedder_pb2.AnalyzeRequest]
 
@@ -59,15 +60,12 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self.settings = StreamSettings(segment_s=config.segment_s, min_tail_s=config.min_tail_s)
         self._active = 0
         self._clips = 0
-        # Streams with windows being run now: the batcher waits for these to join a batch.
-        self._busy = 0
         self._draining = False
         self.batcher = Batcher(
             model,
             max_size=config.batch_max_size,
             max_delay_s=config.batch_max_delay_ms / 1000.0,
             workers=config.batch_workers,
-            expected=lambda: self._busy,
         )
 
     @property
@@ -177,18 +175,24 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
             self._active -= 1
             EMBEDDER_ACTIVE_STREAMS.dec()
 
-    async def run_windows(self, stream: SongStream, windows: list[PendingWindow]
-                          ) -> AsyncIterator[embedder_pb2.WindowEmbedding]:
-        """Runs a stream's windows through the batcher one by one (each needs the last state)."""
-        if not windows:
-            return
-        self._busy += 1
-        try:
-            for window in windows:
-                out = await self.batcher.run(window.pcm, stream.state)
-                yield stream.commit(window, out)
-        finally:
-            self._busy -= 1
+    def run_windows(self, stream: SongStream, windows: list[PendingWindow],
+                    respond: Callable[[embedder_pb2.WindowEmbedding], R]) -> AsyncIterator[R]:
+        """Runs a stream's windows through the batcher in order (each needs the last state).
+
+        The stream's bookkeeping (`commit`) and `respond` run in the batcher's worker thread.
+        """
+
+        def prepare(window: PendingWindow) -> tuple[FloatArray, FloatArray]:
+            return window.pcm, stream.state
+
+        def after(window: PendingWindow, out: ModelOutputs) -> R:
+            return respond(stream.commit(window, out))
+
+        return self.batcher.stream(windows, prepare, after)
+
+
+def _no_response(window: embedder_pb2.WindowEmbedding) -> None:
+    return None
 
 
 class _AnalyzeCall:
@@ -208,8 +212,8 @@ class _AnalyzeCall:
     async def _next(self) -> embedder_pb2.AnalyzeRequest | None:
         """The next request; None when the client half-closed. Evicts idle streams."""
         try:
-            return await asyncio.wait_for(anext(self._requests),
-                                          self.config.stream_idle_ttl_s)
+            async with asyncio.timeout(self.config.stream_idle_ttl_s):
+                return await anext(self._requests)
         except StopAsyncIteration:
             return None
         except TimeoutError:
@@ -291,10 +295,10 @@ class _AnalyzeCall:
                              "resume token is from a stream that had already ended")
         return stream
 
-    def _windows_response(self, windows: list[embedder_pb2.WindowEmbedding]
+    def _windows_response(self, window: embedder_pb2.WindowEmbedding
                           ) -> embedder_pb2.AnalyzeResponse:
         return embedder_pb2.AnalyzeResponse(
-            song_id=self.song_id, windows=embedder_pb2.WindowEmbeddings(windows=windows))
+            song_id=self.song_id, windows=embedder_pb2.WindowEmbeddings(windows=[window]))
 
     async def _checkpoint(self, stream: SongStream) -> embedder_pb2.AnalyzeResponse:
         spec = self.servicer.model.spec
@@ -316,10 +320,12 @@ class _AnalyzeCall:
 
     async def _process(self, stream: SongStream, windows: list[PendingWindow]
                        ) -> AsyncIterator[embedder_pb2.AnalyzeResponse]:
+        respond: Callable[[embedder_pb2.WindowEmbedding], embedder_pb2.AnalyzeResponse | None] = (
+            self._windows_response if self.stream_windows else _no_response)
         try:
-            async for window in self.servicer.run_windows(stream, windows):
-                if self.stream_windows:
-                    yield self._windows_response([window])
+            async for response in self.servicer.run_windows(stream, windows, respond):
+                if response is not None:
+                    yield response
         except BatcherClosedError as e:
             await self._fail(grpc.StatusCode.UNAVAILABLE,
                              f"{e}; resume on another replica with the last checkpoint token")

@@ -76,6 +76,7 @@ class SongStream:
         self.loudness = LoudnessMeter(self.spec.sample_rate_hz)
         self.structure = StructureAccumulator(self.spec.sample_rate_hz)
         self.finished = False
+        self._windows_per_segment = max(1, round(self.settings.segment_s / self.spec.window_s))
 
     # ---- sizes ---------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class SongStream:
 
     @property
     def windows_per_segment(self) -> int:
-        return max(1, round(self.settings.segment_s / self.spec.window_s))
+        return self._windows_per_segment
 
     # ---- audio in, windows out -----------------------------------------------------------
 
@@ -159,9 +160,11 @@ class SongStream:
         current = self.segments[segment]
         current.exit = exit_.copy()
         real = window.pcm[: window.valid]
-        current.energy_sum += float(np.sqrt(np.mean(np.square(real, dtype=np.float64))))
+        # One float64 copy serves both the RMS energy and the loudness filter.
+        wide = real.astype(np.float64)
+        current.energy_sum += float(np.sqrt(np.mean(np.square(wide))))
         current.windows += 1
-        self.loudness.push(real)
+        self.loudness.push(wide)
         fpw = self.spec.frames_per_window
         mel = out.frames[0, k * fpw : (k + 1) * fpw]
         if window.valid < window.pcm.size:
