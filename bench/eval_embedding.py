@@ -13,6 +13,8 @@ Tasks (cosine similarity everywhere):
   embeddings.
 Methods: Segue (models/segue_stream.onnx through ONNX Runtime), bliss-audio (23 features,
 z-scored), MECOMP's ONNX model (when ../shared is present), log-mel mean+std (z-scored), random.
+Uncertainty: 95% intervals from a cluster bootstrap over held-out tracks (items of one track
+are not independent), for every metric and for Segue minus each peer (paired resamples).
 Results: bench/results/embedding_eval.md and .json.
 """
 
@@ -44,6 +46,7 @@ CLIP_S = 10
 CUT_SPACING_S = 20
 MAX_CLIPS_PER_TRACK = 6
 N_TRIPLETS = 1000
+N_BOOTSTRAP = 2000
 MECOMP = ROOT.parent / "shared" / "peers" / "mecomp_audio_embedding_model.onnx"
 
 Vecs = NDArray[np.float32]
@@ -187,23 +190,59 @@ def triplets(clips: list[Clip], rng: np.random.Generator) -> dict[str, NDArray[n
     return out
 
 
-def triplet_accuracy(v: Vecs, rows: NDArray[np.int64]) -> float | None:
-    if len(rows) == 0:
-        return None
+def triplet_correct(v: Vecs, rows: NDArray[np.int64]) -> NDArray[np.float64]:
+    """1.0 per triplet where the anchor is closer to the positive than to the negative."""
     u = _unit(v)
     pos = (u[rows[:, 0]] * u[rows[:, 1]]).sum(1)
     neg = (u[rows[:, 0]] * u[rows[:, 2]]).sum(1)
-    return float((pos > neg).mean())
+    correct: NDArray[np.float64] = (pos > neg).astype(np.float64)
+    return correct
 
 
-def retrieval(query: Vecs, gallery: Vecs) -> dict[str, float]:
+def retrieval_ranks(query: Vecs, gallery: Vecs) -> NDArray[np.int64]:
+    """0-based rank of the true continuation (gallery[i] for query[i]) among all gallery items."""
     sim = _unit(query) @ _unit(gallery).T
-    rank = (sim > np.diag(sim)[:, None]).sum(1)
+    rank: NDArray[np.int64] = (sim > np.diag(sim)[:, None]).sum(1)
+    return rank
+
+
+def retrieval_scores(rank: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """Per-query hit@1, hit@10 and reciprocal rank (their means are recall@1/@10 and MRR)."""
     return {
-        "recall@1": float((rank < 1).mean()),
-        "recall@10": float((rank < 10).mean()),
-        "mrr": float((1.0 / (rank + 1)).mean()),
+        "recall@1": (rank < 1).astype(np.float64),
+        "recall@10": (rank < 10).astype(np.float64),
+        "mrr": (1.0 / (rank + 1.0)).astype(np.float64),
     }
+
+
+def bootstrap_draws(groups: NDArray[np.int64], seed: int) -> NDArray[np.float64]:
+    """[N_BOOTSTRAP, n_groups] counts of each group in a resample of groups with replacement.
+
+    Items (triplets, queries) that share a held-out track are not independent, so confidence
+    intervals resample whole tracks (a cluster bootstrap), not items.
+    """
+    n = int(groups.max()) + 1
+    rng = np.random.default_rng(seed)
+    draws: NDArray[np.float64] = rng.multinomial(n, np.full(n, 1.0 / n), N_BOOTSTRAP).astype(
+        np.float64
+    )
+    return draws
+
+
+def resampled_means(
+    scores: NDArray[np.float64], groups: NDArray[np.int64], draws: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Mean of per-item scores under each track resample in draws."""
+    n = draws.shape[1]
+    sums = np.bincount(groups, weights=scores, minlength=n)
+    counts = np.bincount(groups, minlength=n).astype(np.float64)
+    means: NDArray[np.float64] = (draws @ sums) / np.maximum(draws @ counts, 1.0)
+    return means
+
+
+def interval(samples: NDArray[np.float64]) -> list[float]:
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return [round(float(lo), 3), round(float(hi), 3)]
 
 
 # ---------------------------------------------------------------- main
@@ -250,7 +289,27 @@ def main() -> None:
     }
     if not MECOMP.exists():
         del methods["mecomp"]
-    results: dict[str, dict[str, float | None]] = {}
+    # Each task's items are grouped by the held-out track they were drawn for (the triplet's
+    # anchor, the query's song): the unit of the cluster bootstrap.
+    # Groups are numbered 0..n-1 over the tracks a task actually draws from (e.g. only the
+    # labelled ones for mood), so a resample picks among those tracks only.
+    def compact(track_ids: list[str]) -> NDArray[np.int64]:
+        _, inverse = np.unique(np.array(track_ids), return_inverse=True)
+        return inverse.astype(np.int64)
+
+    item_groups = {
+        k: compact([triplet_clips[i].track.id for i in r[:, 0]]) for k, r in rows.items() if len(r)
+    }
+    query_groups = compact([c.track.id for c in before])
+    for metric in ("recall@1", "recall@10", "mrr"):
+        item_groups[metric] = query_groups
+    # The same resamples for every method, so differences between methods are paired.
+    draws = {
+        k: bootstrap_draws(g, seed=11 + i) for i, (k, g) in enumerate(sorted(item_groups.items()))
+    }
+
+    scores: dict[str, dict[str, NDArray[np.float64]]] = {}
+    results: dict[str, dict[str, object]] = {}
     for name, fn in methods.items():
         if name in a.skip:
             continue
@@ -259,11 +318,28 @@ def main() -> None:
         # Before and after clips go through together so z-scoring treats both sides alike.
         _, q_all, g_all = fn(before + after)
         q, g = q_all[: len(before)], g_all[len(before) :]
-        res: dict[str, float | None] = {k: triplet_accuracy(clip_vecs, r) for k, r in rows.items()}
-        res.update(retrieval(q, g))
+        per_item = {k: triplet_correct(clip_vecs, r) for k, r in rows.items() if len(r)}
+        per_item.update(retrieval_scores(retrieval_ranks(q, g)))
+        scores[name] = per_item
+        res: dict[str, object] = {k: float(v.mean()) for k, v in per_item.items()}
+        res["ci95"] = {
+            k: interval(resampled_means(v, item_groups[k], draws[k])) for k, v in per_item.items()
+        }
         res["seconds"] = round(time.time() - t0, 1)
         results[name] = res
         print(name, json.dumps(res), flush=True)
+    if "segue" in scores:
+        ours = scores["segue"]
+        for name, theirs in scores.items():
+            if name == "segue":
+                continue
+            results[name]["segue_minus_this_ci95"] = {
+                k: interval(
+                    resampled_means(ours[k], item_groups[k], draws[k])
+                    - resampled_means(theirs[k], item_groups[k], draws[k])
+                )
+                for k in ours
+            }
 
     meta = {
         "date": datetime.date.today().isoformat(),
@@ -289,8 +365,33 @@ def main() -> None:
     print(f"wrote {a.out.with_suffix('.md')}")
 
 
-def render(meta: dict[str, object], results: dict[str, dict[str, float | None]]) -> str:
-    cols = ["same_track", "same_source", "same_mood", "same_style", "recall@1", "recall@10", "mrr"]
+COLUMNS = ["same_track", "same_source", "same_mood", "same_style", "recall@1", "recall@10", "mrr"]
+
+
+def _table(
+    results: dict[str, dict[str, object]], cell: Callable[[dict[str, object], str], str]
+) -> list[str]:
+    lines = ["| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, res in results.items():
+        lines.append(f"| {name} | " + " | ".join(cell(res, c) for c in COLUMNS) + " |")
+    return lines
+
+
+def render(meta: dict[str, object], results: dict[str, dict[str, object]]) -> str:
+    def value(res: dict[str, object], c: str) -> str:
+        v = res.get(c)
+        return "n/a" if not isinstance(v, float) else f"{v:.3f}"
+
+    def ci(key: str) -> Callable[[dict[str, object], str], str]:
+        def cell(res: dict[str, object], c: str) -> str:
+            table = res.get(key)
+            if not isinstance(table, dict) or c not in table:
+                return "n/a"
+            lo, hi = table[c]
+            return f"[{lo:.3f}, {hi:.3f}]"
+
+        return cell
+
     lines = [
         "# Embedding evaluation",
         "",
@@ -300,18 +401,26 @@ def render(meta: dict[str, object], results: dict[str, dict[str, float | None]])
         f"); triplet clips: {meta['triplet_clips']}; triplets per task: {meta['triplets']}; "
         f"next-segment cuts (= gallery size): {meta['cuts']}; held-out tracks with mood/style "
         f"labels: {meta['labelled_tracks']} (mood and style triplets are drawn from these few "
-        "tracks only, so they are noisy).",
+        "tracks only, so they are noisy: see the intervals).",
         "",
         "Triplet columns: accuracy (anchor closer to positive than negative). Next-segment: "
         "query = 10 s before a cut, gallery = 10 s after every cut.",
         "",
-        "| method | " + " | ".join(cols) + " |",
-        "|---" * (len(cols) + 1) + "|",
+        *_table(results, value),
+        "",
+        f"## 95% confidence intervals ({N_BOOTSTRAP} cluster-bootstrap resamples of the held-out "
+        "tracks: triplets grouped by anchor track, queries by their track)",
+        "",
+        *_table(results, ci("ci95")),
+        "",
+        "## Segue minus each peer, 95% interval of the paired difference (same resamples)",
+        "",
+        "An interval above 0 means Segue is better with this confidence; one that spans 0 is "
+        "not a clear difference on these tracks.",
+        "",
+        *_table({k: v for k, v in results.items() if k != "segue"}, ci("segue_minus_this_ci95")),
+        "",
     ]
-    for name, res in results.items():
-        cells = [("n/a" if res.get(c) is None else f"{res[c]:.3f}") for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
     return "\n".join(lines)
 
 

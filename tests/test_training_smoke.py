@@ -11,7 +11,7 @@ import torch
 
 from training.catalog import Track, save_catalog, split
 from training.export import export_all
-from training.train import Config, train
+from training.train import Config, next_segment_ignore, train
 
 SR = 22050
 
@@ -108,3 +108,27 @@ def test_a_seeded_run_is_deterministic(tiny_data: Path, tmp_path: Path) -> None:
     b = train(_tiny_config(tiny_data, tmp_path)).state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_next_segment_loss_ignores_only_the_other_crops_copy_of_the_answer() -> None:
+    # Two tracks, two crops each, 4 windows per crop. Track 0's second crop starts 0.5 s after
+    # its first, so its windows overlap the first crop's; track 1's crops are far apart.
+    times = torch.tensor(
+        [
+            [10.0, 11.0, 12.0, 13.0],
+            [10.5, 11.5, 12.5, 13.5],
+            [10.0, 11.0, 12.0, 13.0],
+            [50.0, 51.0, 52.0, 53.0],
+        ]
+    )
+    answer = 2  # crop 0, window 2 (starts at 12.0 s)
+    ignore = next_segment_ignore(times, torch.tensor([answer]), seconds=1.0)[0]
+    assert ignore.nonzero().flatten().tolist() == [5, 6]  # crop 1 at 11.5 s and 12.5 s
+    # Same crop neighbours and another track at the same time stay as negatives.
+    assert not ignore[[0, 1, 3, 8, 9, 10, 11]].any()
+    assert not ignore[answer]
+
+
+def test_next_segment_loss_keeps_every_negative_when_the_ignore_span_is_zero() -> None:
+    times = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]])
+    assert not next_segment_ignore(times, torch.tensor([1, 2, 4]), seconds=0.0).any()

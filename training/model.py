@@ -23,6 +23,8 @@ EMBEDDING_DIM = 64
 TRANSITION_DIM = 64
 FEEL_DIM = 32
 POOL_HEADS = 4
+# Hidden width of the entry/exit MLPs (kept small so the stream graph stays under 1 MB).
+TRANSITION_HIDDEN = 96
 POOL_VALUE_DIM = 16
 # Attention scores are squashed into [-SCORE_RANGE, SCORE_RANGE] so that exp() never underflows
 # against the running max, which starts at 0 for an all-zeros state.
@@ -70,8 +72,27 @@ class WindowEncoder(nn.Module):
         return torch.relu(self.norm(self.proj(pooled)))
 
 
-def _mlp(d_in: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, d_out))
+def _mlp(d_in: int, d_out: int, hidden: int = HIDDEN) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+class TransitionHead(nn.Module):
+    """MLP over the window's features plus a linear path from one edge frame's log-mel.
+
+    Music is continuous across a cut: the last frame before it and the first frame after it
+    are nearly the same spectrum (on held-out tracks, raw log-mel distance of those two frames
+    alone picks the true continuation ~69% of the time). The linear path hands that seam
+    spectrum to the vector directly; the MLP adds the window's content and context.
+    """
+
+    def __init__(self, d_in: int) -> None:
+        super().__init__()
+        self.mlp = _mlp(d_in + N_MELS, TRANSITION_DIM, TRANSITION_HIDDEN)
+        self.edge = nn.Linear(N_MELS, TRANSITION_DIM, bias=False)
+
+    def forward(self, features: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.mlp(torch.cat([features, edge], dim=-1)) + self.edge(edge)
+        return F.normalize(out, dim=-1)
 
 
 class SegueNet(nn.Module):
@@ -81,8 +102,8 @@ class SegueNet(nn.Module):
         self.encoder = WindowEncoder()
         self.gru = nn.GRU(HIDDEN, HIDDEN, batch_first=True)
         self.embedding_head = nn.Linear(HIDDEN, EMBEDDING_DIM)
-        self.entry_head = _mlp(HIDDEN, TRANSITION_DIM)
-        self.exit_head = _mlp(2 * HIDDEN, TRANSITION_DIM)
+        self.entry_head = TransitionHead(HIDDEN)
+        self.exit_head = TransitionHead(2 * HIDDEN)
         self.pool_score = nn.Linear(2 * HIDDEN, POOL_HEADS)
         self.pool_value = nn.Linear(2 * HIDDEN, POOL_HEADS * POOL_VALUE_DIM)
         self.feel_head = nn.Linear(POOL_HEADS * POOL_VALUE_DIM, FEEL_DIM)
@@ -103,6 +124,7 @@ class SegueNet(nn.Module):
         return self.heads(frames, content, state)
 
     def heads(self, frames: torch.Tensor, content: torch.Tensor, state: torch.Tensor) -> Outputs:
+        """frames [B, W*F, M] and their content [B, W, HIDDEN] (the same W windows) -> outputs."""
         batch = content.shape[0]
         h0 = state[:, :HIDDEN]
         o = HIDDEN
@@ -111,6 +133,11 @@ class SegueNet(nn.Module):
         run_acc = state[:, o + 2 * POOL_HEADS :].reshape(batch, POOL_HEADS, POOL_VALUE_DIM)
 
         context, h_last = self.gru(content, h0.unsqueeze(0).contiguous())
+        # First and last log-mel frame of each window, on the encoder's input scale.
+        per_window = frames.reshape(batch, content.shape[1], FRAMES_PER_WINDOW, N_MELS)
+        shift, scale = self.encoder.in_shift.squeeze(1), self.encoder.in_scale.squeeze(1)
+        first = (per_window[:, :, 0] + shift) * scale
+        last = (per_window[:, :, -1] + shift) * scale
         both = torch.cat([content, context], dim=2)
 
         # Streamable attention pooling (log-sum-exp with a running max).
@@ -128,8 +155,8 @@ class SegueNet(nn.Module):
         )
         return Outputs(
             embedding=F.normalize(self.embedding_head(context), dim=-1),
-            entry=F.normalize(self.entry_head(content), dim=-1),
-            exit=F.normalize(self.exit_head(both), dim=-1),
+            entry=self.entry_head(content, first),
+            exit=self.exit_head(both, last),
             feel=F.normalize(self.feel_head(pooled), dim=-1),
             frames=frames,
             state=new_state,

@@ -3,8 +3,8 @@
     python -m training.train                             # the shipped model (`make train`)
     python -m training.train --steps 50 --out /tmp/m     # a quick look
 
-The shipped model is this script's defaults: about 6 min on an idle 2-core CPU (1.2 s per
-step), 19 min on a busy shared one.
+The shipped model is this script's defaults (seed 1234, 300 steps): 7.7 min wall on a shared
+2-core CPU at load 2-4, about 6 min idle, up to ~20 min under heavy load.
 
 Data: data/catalog.json + data/cache/*.npy from scripts/fetch_data.py; only the training side
 of training.catalog.split() is ever read here.
@@ -16,7 +16,7 @@ optimises these objectives:
 
 1. next segment (InfoNCE): the exit vector at window i must pick out the entry vector at
    window i+1 among the entries of every window in the batch (other songs, and the same song
-   at other times);
+   at other times); the other crop's copies of the answer (overlapping in time) are ignored;
 2. same song: the feel vectors of different 10 s halves and crops of one track are positives
    against other tracks' (supervised contrastive), likewise the per-window context embedding;
 3. labels: feel vectors of tracks sharing a source (soundtrack/pack), mood or style are
@@ -40,7 +40,7 @@ import torch.nn.functional as F  # noqa: N812
 from training.augment import MAX_SPEED_CHANGE, augment_frames, read_crop
 from training.catalog import Track, load_audio, load_catalog, split
 from training.export import export_all
-from training.frontend import WINDOW_SAMPLES
+from training.frontend import FRAMES_PER_WINDOW, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from training.model import SegueNet, zero_state
 
 
@@ -53,22 +53,22 @@ class Config:
     steps: int = 300
     batch_tracks: int = 24
     # Tracks drawn from the labelled (mood/style) immich pack in every batch.
-    labelled_per_batch: int = 6
+    labelled_per_batch: int = 8
     crop_windows: int = 20
     feel_windows: int = 10
     lr: float = 3e-3
     weight_decay: float = 1e-4
     temperature: float = 0.1
-    # Entries this many windows around the true next window, and those of the track's other
-    # crop, are not used as negatives (-1: every other entry is a negative).
-    # The shipped model trained with -1; 3 is untried (see models/README.md).
-    next_ignore_radius: int = -1
+    # Entries of the track's other crop whose window starts within this many seconds of the
+    # true next window hold (nearly) the same audio, so they are neither positives nor
+    # negatives (0: every other entry is a negative).
+    next_ignore_seconds: float = 1.0
     w_next: float = 1.0
     w_same_song: float = 1.0
     w_context: float = 0.5
     w_source: float = 0.3
-    w_mood: float = 0.3
-    w_style: float = 0.3
+    w_mood: float = 0.6
+    w_style: float = 0.6
     threads: int = 2
     log_every: int = 25
 
@@ -120,8 +120,9 @@ def sample_batch(
     audio: dict[str, np.ndarray],
     cfg: Config,
     rng: np.random.Generator,
-) -> tuple[torch.Tensor, list[Track]]:
-    """[2 * batch_tracks, crop_windows * WINDOW_SAMPLES] speed-changed crops (pairs adjacent)."""
+) -> tuple[torch.Tensor, list[Track], torch.Tensor]:
+    """[2 * batch_tracks, crop_windows * WINDOW_SAMPLES] speed-changed crops (pairs adjacent),
+    the tracks, and the start time in the track (seconds) of every window [2 * tracks, W]."""
     labelled = [t for t in tracks if t.mood is not None]
     others = [t for t in tracks if t.mood is None]
     n_lab = min(cfg.labelled_per_batch, len(labelled))
@@ -131,7 +132,7 @@ def sample_batch(
         [others[i] for i in rng.choice(len(others), n_other, replace=False)] if n_other else []
     )
     length = cfg.crop_windows * WINDOW_SAMPLES
-    crops = []
+    crops, times = [], []
     for t in chosen:
         a = audio[t.id]
         for _ in range(2):
@@ -139,7 +140,9 @@ def sample_batch(
             need = int(np.ceil(length * speed)) + 2
             start = int(rng.integers(0, len(a) - need + 1))
             crops.append(read_crop(a, start, length, speed))
-    return torch.stack(crops), chosen
+            window_starts = start + np.arange(cfg.crop_windows) * WINDOW_SAMPLES * speed
+            times.append(window_starts / SAMPLE_RATE_HZ)
+    return torch.stack(crops), chosen, torch.tensor(np.array(times))
 
 
 def usable(tracks: list[Track], cfg: Config) -> list[Track]:
@@ -150,10 +153,27 @@ def usable(tracks: list[Track], cfg: Config) -> list[Track]:
 # ---------------------------------------------------------------- one step
 
 
+def next_segment_ignore(times: torch.Tensor, target: torch.Tensor, seconds: float) -> torch.Tensor:
+    """[len(target), crops * W] mask of gallery entries that are neither positive nor negative
+    for the query whose answer is entry target[i]: windows of the track's other crop (crops
+    come in adjacent pairs per track) starting less than `seconds` from the answer's start.
+
+    times: [crops, W] start time in the track (s) of every window of every crop.
+    """
+    w = times.shape[1]
+    q_crop, g_crop = target // w, torch.arange(times.numel()) // w
+    flat = times.reshape(-1)
+    sibling = (q_crop[:, None] // 2 == g_crop[None, :] // 2) & (q_crop[:, None] != g_crop[None, :])
+    overlapping = (flat[target][:, None] - flat[None, :]).abs() < seconds
+    mask: torch.Tensor = sibling & overlapping
+    return mask
+
+
 def losses(
     net: SegueNet,
     frames: torch.Tensor,
     chosen: list[Track],
+    times: torch.Tensor,
     ids: dict[str, dict[str, int]],
     cfg: Config,
 ) -> dict[str, torch.Tensor]:
@@ -163,21 +183,14 @@ def losses(
     out = net.heads(frames, content, zero_state(n))
 
     # 1. Next segment: exit at i vs entry at i+1 of the same crop, all entries as the gallery.
-    # Near-duplicates of the answer are ignored, not pushed away: the entries a few windows
-    # around it, and the other crop of the same track (the two crops may overlap in time).
+    # The other crop of the same track may overlap this one in time: its entries at (almost)
+    # the true next window's time are near-duplicates of the answer, so they are ignored rather
+    # than pushed away. Other windows of the same song stay in as hard negatives.
     q_idx = torch.arange(1, w - 1)
     query = out.exit[:, q_idx].reshape(-1, out.exit.shape[-1])
     gallery = out.entry.reshape(-1, out.entry.shape[-1])
     target = (torch.arange(n)[:, None] * w + q_idx[None, :] + 1).reshape(-1)
-    q_crop, q_win = target // w, target % w
-    g_crop, g_win = torch.arange(n * w) // w, torch.arange(n * w) % w
-    near = (q_crop[:, None] == g_crop[None, :]) & (
-        (q_win[:, None] - g_win[None, :]).abs() <= cfg.next_ignore_radius
-    )
-    sibling = (q_crop[:, None] // 2 == g_crop[None, :] // 2) & (q_crop[:, None] != g_crop[None, :])
-    ignore = (near | sibling) & (torch.arange(n * w)[None, :] != target[:, None])
-    if cfg.next_ignore_radius < 0:
-        ignore = torch.zeros_like(ignore)
+    ignore = next_segment_ignore(times, target, cfg.next_ignore_seconds)
     next_loss = 0.5 * (
         info_nce(query, gallery, target, cfg.temperature, ignore)
         # Reverse direction: entry -> exits; exit m stands for its true next window target[m].
@@ -188,9 +201,18 @@ def losses(
 
     # 2. Same song: feel of each 10 s half of each crop, computed from a zero state.
     fw = cfg.feel_windows
-    halves = [content[:, i : i + fw] for i in range(0, w - fw + 1, fw)]
-    feels = torch.cat([net.heads(frames, h, zero_state(n)).feel for h in halves])
-    track_of = torch.arange(n).div(2, rounding_mode="floor").repeat(len(halves))
+    starts = range(0, w - fw + 1, fw)
+    feels = torch.cat(
+        [
+            net.heads(
+                frames[:, i * FRAMES_PER_WINDOW : (i + fw) * FRAMES_PER_WINDOW],
+                content[:, i : i + fw],
+                zero_state(n),
+            ).feel
+            for i in starts
+        ]
+    )
+    track_of = torch.arange(n).div(2, rounding_mode="floor").repeat(len(starts))
     same_song = sup_con(feels, track_of, cfg.temperature)
     ctx = out.embedding[:, fw - 1 :: fw].transpose(0, 1).reshape(-1, out.embedding.shape[-1])
     context = sup_con(ctx, track_of, cfg.temperature)
@@ -198,7 +220,7 @@ def losses(
     # 3. Labels on the feel vector (track-level positives of other tracks only).
     def label_loss(key: str) -> torch.Tensor:
         per_track = [ids[key].get(str(getattr(t, key)), -1) for t in chosen]
-        lab = torch.tensor(per_track).repeat_interleave(2).repeat(len(halves))
+        lab = torch.tensor(per_track).repeat_interleave(2).repeat(len(starts))
         # Same-track pairs are covered above; keep one view per track for label positives.
         first = torch.zeros(len(lab), dtype=torch.bool)
         first[:n:2] = True
@@ -261,10 +283,10 @@ def train(cfg: Config) -> SegueNet:
         for g in opt.param_groups:
             g["lr"] = lr
         net.train()
-        pcm, chosen = sample_batch(train_tracks, audio, cfg, rng)
+        pcm, chosen, times = sample_batch(train_tracks, audio, cfg, rng)
         with torch.no_grad():
             frames = augment_frames(net.frontend(pcm), rng)
-        parts = losses(net, frames, chosen, ids, cfg)
+        parts = losses(net, frames, chosen, times, ids, cfg)
         loss = torch.stack([weights[k] * v for k, v in parts.items()]).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
