@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import platform
 import resource
 import socket
 import statistics
@@ -55,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segue.audio import decode, mono_to_pcm  # noqa: E402
+from segue.machine import describe_machine  # noqa: E402
 from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc  # noqa: E402
 
 FloatArray = npt.NDArray[np.float32]
@@ -423,15 +423,7 @@ def _shown(path: Path) -> str:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return describe_machine()
 
 
 # ---- report -----------------------------------------------------------------------------

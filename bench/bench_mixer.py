@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from segue.audio import decode
+from segue.machine import describe_machine
 from segue.v1 import mixer_pb2
 from services.mixer.beatgrid import estimate_steady_grid
 from services.mixer.errors import MixInputError
@@ -149,9 +149,7 @@ def main() -> None:
     speed = speed_runs(songs, pairs)
     mix = continuous_mix(songs)
     machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared "
-        f"with other jobs (load average {os.getloadavg()[0]:.1f} at the end), "
-        f"Python {platform.python_version()}, OMP_NUM_THREADS="
+        f"{describe_machine()} (at the end; shared with other jobs), OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
     OUT.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.machine import describe  # noqa: E402
+from segue.machine import describe_machine  # noqa: E402
 
 SR = 22050
 MECOMP = ROOT.parent / "shared" / "peers" / "mecomp_audio_embedding_model.onnx"
@@ -65,7 +65,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model_speed")
     a = p.parse_args()
 
-    machine = describe()  # before the runs, so its load average is that of the machine alone
+    # Before the runs, so its load average is that of the machine alone.
+    machine = describe_machine()
     rng = np.random.default_rng(0)
     clip = (0.1 * rng.standard_normal((1, 30 * SR))).astype(np.float32)
     batch = (0.1 * rng.standard_normal((32, SR))).astype(np.float32)

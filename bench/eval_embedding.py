@@ -38,8 +38,8 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from segue.machine import describe_machine  # noqa: E402
 from training.catalog import Track, load_audio, load_catalog, split  # noqa: E402
-from training.machine import describe  # noqa: E402
 
 SR = 22050
 CLIP_S = 10
@@ -343,7 +343,7 @@ def main() -> None:
 
     meta = {
         "date": datetime.date.today().isoformat(),
-        "machine": describe(),
+        "machine": describe_machine(),
         "model_version": ort.InferenceSession(
             str(a.models / "segue_stream.onnx"), providers=["CPUExecutionProvider"]
         )

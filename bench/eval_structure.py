@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import mir_eval
 import numpy as np
 from immich_memories_music import tracks_dir
 
+from segue.machine import describe_machine
 from segue.structure import StructureAccumulator, analyze_audio
 from segue.structure.camelot import key_name
 from segue.structure.key import krumhansl_key
@@ -79,16 +79,7 @@ def librosa_boundaries(audio: np.ndarray, n_segments: int) -> list[float]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+    return describe_machine()
 
 
 def _best_cpu_time(run: Any, repeats: int = 5) -> float:

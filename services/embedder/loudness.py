@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
 from scipy.signal import sosfilt
+
+from segue.loudness import k_weighting_sos
 
 FloatArray = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
@@ -22,20 +23,13 @@ RELATIVE_GATE_LU = -10.0
 SILENCE_LUFS = ABSOLUTE_GATE_LUFS
 
 
-def _k_weighting(rate: int) -> Float64Array:
-    """The two K-weighting biquads of pyloudnorm's meter as second-order sections."""
-    meter = pyloudnorm.Meter(rate)
-    stages = meter._filters.values()  # shelf then high-pass, in order
-    return np.asarray([np.concatenate([stage.b, stage.a]) for stage in stages], np.float64)
-
-
 class LoudnessMeter:
     """Accumulates K-weighted energy per 100 ms; `integrated_lufs()` gates at the end."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.quarter = round(rate * 0.1)
-        self._sos = _k_weighting(rate)
+        self._sos = k_weighting_sos(rate)
         self.zi = np.zeros((len(self._sos), 2), dtype=np.float64)
         # Sum of squares of each full 100 ms sub-block; grown by doubling, so checkpoints
         # copy a slice instead of converting a list.
