@@ -6,10 +6,8 @@ ffmpeg through segue.audio, so tests never depend on files outside the repositor
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +20,9 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import thread_server
+
 from segue.audio import decode
-from segue.server import RunningServer
 from services.embedder.servicer import EmbedderServicer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,66 +90,18 @@ def stream_model(stream_model_path: Path):  # type: ignore[no-untyped-def]
     return StreamModel(stream_model_path, provider="cpu", intra_threads=1)
 
 
-class ThreadServer:
-    """An embedder served by its own event loop in a daemon thread, for synchronous tests."""
+ThreadServer = thread_server.ThreadServer[EmbedderServicer]  # the embedder tests' server type
 
-    def __init__(self, servicer_factory, grace_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-        self._factory = servicer_factory
-        self._grace_s = grace_s
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.port = 0
-        self.servicer: EmbedderServicer | None = None
-        self.running: RunningServer | None = None
-        self._error: BaseException | None = None
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        if self._error is None:
-            self._loop.run_forever()
+def embedder_thread_server(factory: Callable[[], EmbedderServicer],
+                           grace_s: float = 5.0) -> thread_server.ThreadServer[EmbedderServicer]:
+    """An embedder that drains its streams on shutdown and closes its batcher afterwards."""
+    from services.embedder.__main__ import registrar
 
-    async def _start(self) -> None:
-        from segue.config import ServerConfig
-        from segue.server import start_server
-        from services.embedder.__main__ import registrar
-
-        try:
-            servicer: EmbedderServicer = self._factory()
-            self.servicer = servicer
-            config = ServerConfig(service="embedder", host="127.0.0.1", grpc_port=0,
-                                  shutdown_grace_s=self._grace_s)
-            running = await start_server(
-                config, registrar(servicer), on_shutdown=[servicer.drain],
-                serve_metrics_port=False,
-            )
-            self.running = running
-            self.port = running.port
-        except BaseException as e:  # surfaced in start()
-            self._error = e
-
-    def start(self) -> ThreadServer:
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            assert self.running is not None and self.servicer is not None
-            await self.running.stop()
-            await self.servicer.close()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    return thread_server.ThreadServer(
+        "embedder", factory, registrar, on_shutdown=lambda s: [s.drain],
+        close=lambda s: s.close(), grace_s=grace_s,
+    )
 
 
 def make_embedder_server(model_path: Path, **overrides: object) -> ThreadServer:
@@ -164,7 +115,7 @@ def make_embedder_server(model_path: Path, **overrides: object) -> ThreadServer:
         model = StreamModel(model_path, provider="cpu", intra_threads=1)
         return EmbedderServicer(model, config)
 
-    return ThreadServer(factory).start()
+    return embedder_thread_server(factory).start()
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from thread_server import ThreadServer
 
 from segue.synth import SynthSong, generate_song
 from segue.v1 import common_pb2
@@ -67,64 +67,16 @@ def click_analysis(beats: npt.NDArray[np.float64], tempo_bpm: float) -> common_p
     return analysis
 
 
-class MixerThreadServer:
-    """A mixer served by its own event loop in a daemon thread, for synchronous tests."""
+class MixerThreadServer(ThreadServer[Any]):
+    """A mixer with MixerConfig overrides, served in a daemon thread for synchronous tests."""
 
     def __init__(self, **overrides: object) -> None:
-        self._overrides = overrides
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.port = 0
-        self._running: object = None
-        self._servicer: object = None
-        self._error: BaseException | None = None
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        if self._error is None:
-            self._loop.run_forever()
-
-    async def _start(self) -> None:
-        from segue.config import ServerConfig
-        from segue.server import start_server
         from services.mixer.__main__ import registrar
         from services.mixer.config import MixerConfig
         from services.mixer.servicer import MixerServicer
 
-        try:
-            servicer = MixerServicer(MixerConfig(**self._overrides))  # type: ignore[arg-type]
-            config = ServerConfig(
-                service="mixer",
-                host="127.0.0.1",
-                grpc_port=0,
-                shutdown_grace_s=2.0,
-                max_message_bytes=16 * 1024 * 1024,
-            )
-            running = await start_server(
-                config, registrar(servicer), on_shutdown=[servicer.close], serve_metrics_port=False
-            )
-            self._servicer, self._running, self.port = servicer, running, running.port
-        except BaseException as e:  # surfaced in start()
-            self._error = e
-
-    def start(self) -> MixerThreadServer:
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            await self._running.stop()  # type: ignore[attr-defined]
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__(
+            "mixer", lambda: MixerServicer(MixerConfig(**overrides)),  # type: ignore[arg-type]
+            registrar, on_shutdown=lambda s: [s.close], grace_s=2.0,
+            max_message_bytes=16 * 1024 * 1024,
+        )

@@ -146,7 +146,10 @@ class EmbedderClient:
         async def write_all() -> None:
             try:
                 await call.write(embedder_pb2.AnalyzeRequest(config=config))
-                await call.initial_metadata()
+                metadata = await call.initial_metadata()
+                if ("segue-stream", "accepted") not in tuple(metadata or ()):
+                    # Refused: writing more would race the status, which the reader gets.
+                    return
                 async for pcm in _aiter(chunks):
                     if call.done():
                         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,19 @@ MAX_SONG_ID_CHARS = 256
 MESSAGE_OVERHEAD_BYTES = 1024
 # After `end`, how long the server waits for the client's half-close before answering anyway.
 END_GRACE_S = 1.0
+
+
+async def _refuse(requests: RequestIterator, context: Context, code: grpc.StatusCode,
+                  message: str) -> None:
+    """Refuses a stream after reading its config message.
+
+    Clients write the config, then wait for the stream to be accepted. Taking that one message
+    first lets their write complete, so they see this status rather than a failed write
+    (which grpc-python reports as INTERNAL "Internal error from Core").
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(anext(aiter(requests)), timeout=1.0)
+    await _abort(context, code, message)
 
 
 async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -155,13 +169,13 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self, request_iterator: RequestIterator, context: Context
     ) -> AsyncIterator[embedder_pb2.AnalyzeResponse]:
         if self._draining:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE,
-                         "the embedder is shutting down; resume the stream on another replica "
-                         "with its last checkpoint token")
+            await _refuse(request_iterator, context, grpc.StatusCode.UNAVAILABLE,
+                          "the embedder is shutting down; resume the stream on another replica "
+                          "with its last checkpoint token")
         if self._active >= self.config.max_concurrent_streams:
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                         f"the embedder is at its limit of {self.config.max_concurrent_streams} "
-                         "concurrent streams; retry with backoff or use another replica")
+            await _refuse(request_iterator, context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"the embedder is at its limit of {self.config.max_concurrent_streams} "
+                          "concurrent streams; retry with backoff or use another replica")
         self._active += 1
         EMBEDDER_ACTIVE_STREAMS.inc()
         # Tells clients the stream was accepted before they send audio (see the client SDK).
