@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from matcher_fixtures import DIMS, make_song, metadata_for, running_matcher
+from matcher_qdrant_standin import QdrantStandIn
 
 from segue.v1 import matcher_pb2, matcher_pb2_grpc
 from services.matcher.client_store import ClientStore
@@ -31,8 +32,10 @@ def free_port() -> int:
 
 
 def test_an_unreachable_qdrant_server_answers_unavailable_and_the_service_stays_up() -> None:
-    # Nothing listens on this port: every Qdrant call fails to connect.
-    store = ClientStore.connect(f"http://127.0.0.1:{free_port()}", "segue", DIMS, timeout_s=1)
+    # Nothing listens on these ports: every Qdrant call fails to connect.
+    store = ClientStore.connect(
+        f"http://127.0.0.1:{free_port()}", "segue", DIMS, timeout_s=1, grpc_port=free_port()
+    )
     library = SongLibrary(store)
     song = make_song("a", np.random.default_rng(0))
 
@@ -53,6 +56,69 @@ def test_an_unreachable_qdrant_server_answers_unavailable_and_the_service_stays_
             assert health.status == health_pb2.HealthCheckResponse.SERVING
 
     asyncio.run(main())
+
+
+def test_a_matcher_whose_qdrant_server_goes_down_and_comes_back_serves_again_at_once() -> None:
+    # A stand-in Qdrant server (see matcher_qdrant_standin: no real one installs here).
+    port = free_port()
+    qdrant = QdrantStandIn(port)  # gRPC only: nothing answers on the URL's REST port
+    store = ClientStore.connect(
+        f"http://127.0.0.1:{free_port()}", "segue", DIMS, timeout_s=1, grpc_port=port
+    )
+    library = SongLibrary(store)
+    rng = np.random.default_rng(1)
+    source = make_song("from", rng)
+    target = make_song("to", rng, first_entry=np.array(source.segments[-1].exit))
+
+    async def next_song(stub: matcher_pb2_grpc.MatcherAsyncStub) -> str:
+        response = await stub.NextSegment(
+            matcher_pb2.NextSegmentRequest(
+                position=matcher_pb2.SongPosition(song_id="from", song_end=True), k=1
+            ),
+            timeout=5,
+        )
+        return response.candidates[0].song_id
+
+    async def unavailable(stub: matcher_pb2_grpc.MatcherAsyncStub) -> bool:
+        try:
+            await next_song(stub)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return False  # Qdrant answered: the song is not stored yet
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e.details()
+            return True
+        return False
+
+    async def back_within(stub: matcher_pb2_grpc.MatcherAsyncStub, seconds: float) -> None:
+        """The first calls after Qdrant is back may meet a connection still being set up;
+        within `seconds` they must succeed."""
+        deadline = time.monotonic() + seconds
+        while await unavailable(stub):
+            assert time.monotonic() < deadline, f"still UNAVAILABLE {seconds} s after Qdrant"
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        async with running_matcher(library) as (stub, _):
+            assert await unavailable(stub)  # never reached yet: down from the start
+            await asyncio.sleep(2)  # long enough for gRPC's default backoff to grow
+            qdrant.start()
+            await back_within(stub, 1.5)  # NextSegment from an unknown song: NOT_FOUND
+            for song in (source, target):
+                await stub.UpsertSong(matcher_pb2.UpsertSongRequest(analysis=song), timeout=5)
+            assert await next_song(stub) == "to"
+            qdrant.stop()
+            for _ in range(10):  # down for a while, several failed calls
+                assert await unavailable(stub)
+                await asyncio.sleep(0.3)
+            qdrant.start()
+            await back_within(stub, 1.5)
+            assert await next_song(stub) == "to"  # its data is there after the restart
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        qdrant.close()
 
 
 def _start_matcher(data: Path, port: int) -> subprocess.Popen[bytes]:

@@ -5,6 +5,7 @@ Every test runs on both backends: the embedded engine and qdrant-client (local m
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,14 @@ from services.matcher import payload as pl
 from services.matcher.conditions import Match, all_of
 from services.matcher.errors import InvalidArgumentError, NotFoundError
 from services.matcher.library import SongLibrary
-from services.matcher.point_ids import generation_of, segment_point_id, song_point_id
+from services.matcher.next_segment import NextSegmentFinder, resolve_source
+from services.matcher.point_ids import (
+    generation_of,
+    segment_point_id,
+    segment_point_ids,
+    song_point_id,
+)
+from services.matcher.scoring import Weights
 from services.matcher.store import ENTRY, EXIT, FEEL, PointData
 
 BACKENDS = ["edge", "client"]
@@ -151,14 +159,94 @@ def test_concurrent_upserts_of_one_song_leave_exactly_one_consistent_copy(
     assert {s["state"] for s in segments} == {pl.LIVE}
 
 
-def _write_pending(library: SongLibrary, song: common_pb2.SongAnalysis, generation: str) -> None:
-    library.store.upsert(
-        [
+def _write_pending(
+    library: SongLibrary,
+    song: common_pb2.SongAnalysis,
+    generation: str,
+    metadata: matcher_pb2.SongMetadata | None = None,
+    *,
+    with_song_point: bool = False,
+) -> None:
+    """The first write of a version, as a crash right after it leaves the store."""
+    library.store.ensure_ready()
+    metadata = metadata or metadata_for(0)
+    points = [
+        PointData(
+            segment_point_id(song.song_id, generation, s.index),
+            {ENTRY: list(s.entry), EXIT: list(s.exit)},
+            pl.segment_payload(song, metadata, generation, s, live=False),
+        )
+        for s in song.segments
+    ]
+    if with_song_point:
+        points.append(
             PointData(
-                segment_point_id(song.song_id, generation, s.index),
-                {FEEL: list(song.feel), ENTRY: list(s.entry), EXIT: list(s.exit)},
-                pl.segment_payload(song, metadata_for(0), generation, s, live=False),
+                song_point_id(song.song_id),
+                {FEEL: list(song.feel)},
+                pl.song_payload(song, metadata, generation),
             )
-            for s in song.segments
+        )
+    library.store.upsert(points)
+
+
+def test_point_ids_are_uuid5_of_the_song_and_segment_names() -> None:
+    namespace = uuid.UUID("6f1d2c59-3a7e-5b0e-9d43-5e6775650a01")
+    for song_id in ("a", "song-00042", "Ünïcode 曲"):
+        assert song_point_id(song_id) == str(uuid.uuid5(namespace, f"song\x00{song_id}"))
+        assert segment_point_ids(song_id, "0123456789abcdef", 12) == [
+            str(uuid.uuid5(namespace, f"segment\x00{song_id}\x000123456789abcdef\x00{i}"))
+            for i in range(12)
         ]
+        assert segment_point_id(song_id, "g", 3) == segment_point_ids(song_id, "g", 4)[3]
+
+
+@pytest.mark.parametrize(("position", "vector", "value"), [(1, "exit", np.nan), (3, "entry", 0.0)])
+def test_a_segment_vector_with_nan_or_only_zeros_is_rejected_naming_it(
+    library: SongLibrary, position: int, vector: str, value: float
+) -> None:
+    song = make_song("a", np.random.default_rng(8))
+    values = getattr(song.segments[position], vector)
+    values[:] = [value] * len(values)
+    with pytest.raises(InvalidArgumentError, match=rf"analysis.segments\[{position}\].{vector}"):
+        library.upsert(song, metadata_for(0))
+    assert library.find("a") is None
+
+
+def test_recovery_commits_a_new_song_whose_first_write_landed_before_its_commit(
+    library: SongLibrary,
+) -> None:
+    song = make_song("a", np.random.default_rng(9), tempo_bpm=124.0, camelot="9B")
+    generation = generation_of(song, metadata_for(2))
+    _write_pending(library, song, generation, metadata_for(2), with_song_point=True)
+    assert segments_of(library, "a") == []  # pending segments are not committed ones
+    assert library.recover() == 1
+    segments = segments_of(library, "a")
+    assert len(segments) == len(song.segments)
+    for s in segments:
+        assert (s["state"], s["artist"], s["tempo_bpm"], s["camelot"]) == (
+            pl.LIVE, "artist-2", 124.0, "9B"
+        )  # fmt: skip
+
+
+def test_a_replaced_song_is_never_served_from_another_matchers_cached_facts(
+    library: SongLibrary,
+) -> None:
+    # Two libraries on one store stand for two matcher processes on one Qdrant server.
+    other = SongLibrary(library.store)
+    rng = np.random.default_rng(10)
+    source = make_song("from", rng)
+    lead_in = np.array(source.segments[-1].exit)
+    library.upsert(source, metadata_for(0))
+    library.upsert(make_song("to", rng, first_entry=lead_in, segment_s=8.0), metadata_for(1))
+    request = matcher_pb2.NextSegmentRequest(
+        position=matcher_pb2.SongPosition(song_id="from", song_end=True)
     )
+
+    def best(lib: SongLibrary) -> tuple[str, float, float]:
+        found = NextSegmentFinder(lib).find(resolve_source(lib, request), k=1, weights=Weights())
+        return found[0].song_id, found[0].start_s, found[0].end_s
+
+    assert best(other) == ("to", 0.0, 8.0)  # `other` now holds facts of the first version
+    library.upsert(make_song("to", rng, first_entry=lead_in, segment_s=5.0), metadata_for(1))
+    assert best(other) == ("to", 0.0, 5.0)
+    assert best(library) == ("to", 0.0, 5.0)

@@ -24,8 +24,8 @@ async def main() -> None:
     library = SongLibrary(store, flush_each_write=config.flush_each_write)
     try:
         repaired = library.recover()
-        songs = library.preload_feels()
-        log.info("store ready", songs_repaired=repaired, songs=songs)
+        songs, segments = library.preload()
+        log.info("store ready", songs_repaired=repaired, songs=songs, segments=segments)
     except StoreUnavailableError as e:
         # A server may come up later: serve UNAVAILABLE until it does, then recover on restart.
         log.warning("qdrant unavailable at start-up", error=str(e))

@@ -34,6 +34,15 @@ from services.matcher.store import (
 )
 
 T = TypeVar("T")
+DEFAULT_GRPC_PORT = 6334
+
+# gRPC backs off between reconnection attempts up to 2 minutes by default, and calls fail at
+# once while it waits: a matcher would stay UNAVAILABLE that long after Qdrant came back.
+RECONNECT_OPTIONS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+}
 
 _UNAVAILABLE_GRPC = {
     grpc.StatusCode.UNAVAILABLE,
@@ -84,6 +93,12 @@ def _with_vectors(names: Sequence[str]) -> bool | list[str]:
     return list(names) if names else False
 
 
+def _with_payload(fields: Sequence[str] | None) -> bool | list[str]:
+    if fields is None:
+        return True
+    return list(fields) if fields else False
+
+
 class ClientStore:
     """SegmentStore on a Qdrant collection reached through qdrant-client."""
 
@@ -96,8 +111,10 @@ class ClientStore:
         shards: int = 1,
         replication: int = 1,
         write_consistency: int = 1,
+        hnsw_ef: int | None = None,
     ) -> None:
         self._client = client
+        self._search_params = None if hnsw_ef is None else qm.SearchParams(hnsw_ef=hnsw_ef)
         self._collection = collection
         self._dims = dims
         self._shards = shards
@@ -118,15 +135,21 @@ class ClientStore:
         shards: int = 1,
         replication: int = 1,
         write_consistency: int = 1,
+        hnsw_ef: int | None = None,
+        grpc_port: int = DEFAULT_GRPC_PORT,
     ) -> ClientStore:
-        """A store on a Qdrant server or cluster at `url`, over gRPC."""
+        """A store on a Qdrant server or cluster at `url`, over gRPC. As in qdrant-client, the
+        URL's port is Qdrant's REST port (6333) and gRPC goes to the same host on
+        `grpc_port`."""
         client = QdrantClient(
             url=url,
             api_key=api_key or None,
             prefer_grpc=True,
+            grpc_port=grpc_port,
             timeout=max(1, round(timeout_s)),
             # The server may be down at start-up; compatibility is checked by use instead.
             check_compatibility=False,
+            grpc_options=dict(RECONNECT_OPTIONS),  # qdrant-client adds keys to it
         )
         return cls(
             client,
@@ -135,6 +158,7 @@ class ClientStore:
             shards=shards,
             replication=replication,
             write_consistency=write_consistency,
+            hnsw_ef=hnsw_ef,
         )
 
     @property
@@ -216,7 +240,11 @@ class ClientStore:
         if not points:
             return
         structs = [
-            qm.PointStruct(id=p.id, vector=p.vectors, payload=p.payload)  # type: ignore[arg-type]
+            qm.PointStruct(
+                id=p.id,
+                vector={name: list(values) for name, values in p.vectors.items()},
+                payload=p.payload,
+            )
             for p in points
         ]
         self._call(lambda: self._client.upsert(self._collection, points=structs, wait=True))
@@ -232,6 +260,15 @@ class ClientStore:
                 self._collection, payload=payload, points=selector, wait=True
             )
         )
+
+    def set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            selector = qm.PointIdsList(points=list(ids))
+            self._call(
+                lambda: self._client.set_payload(
+                    self._collection, payload=payload, points=selector, wait=True
+                )
+            )
 
     def search(
         self,
@@ -249,7 +286,8 @@ class ClientStore:
                 using=vector_name,
                 query_filter=_top_filter(where),
                 limit=limit,
-                with_payload=True if with_payload is None else list(with_payload),
+                search_params=self._search_params,
+                with_payload=_with_payload(with_payload),
                 with_vectors=_with_vectors(with_vectors),
             )
         )
@@ -258,19 +296,29 @@ class ClientStore:
             for p in response.points
         ]
 
-    def retrieve(self, ids: Sequence[str], with_vectors: Sequence[str] = ()) -> list[StoredRecord]:
+    def retrieve(
+        self,
+        ids: Sequence[str],
+        with_vectors: Sequence[str] = (),
+        with_payload: Sequence[str] | None = None,
+    ) -> list[StoredRecord]:
         if not ids:
             return []
         records = self._call(
             lambda: self._client.retrieve(
-                self._collection, list(ids), with_payload=True,
+                self._collection, list(ids), with_payload=_with_payload(with_payload),
                 with_vectors=_with_vectors(with_vectors),
             )
         )  # fmt: skip
         return [StoredRecord(str(r.id), r.payload or {}, _vectors(r.vector)) for r in records]
 
     def scroll(
-        self, where: Condition | None, with_vectors: Sequence[str] = (), page_size: int = 1000
+        self,
+        where: Condition | None,
+        with_vectors: Sequence[str] = (),
+        page_size: int = 1000,
+        with_payload: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[StoredRecord]:
         out: list[StoredRecord] = []
         offset: Any = None
@@ -279,16 +327,16 @@ class ClientStore:
                 lambda offset=offset: self._client.scroll(  # type: ignore[misc]
                     self._collection,
                     scroll_filter=_top_filter(where),
-                    limit=page_size,
+                    limit=page_size if limit is None else min(page_size, limit - len(out)),
                     offset=offset,
-                    with_payload=True,
+                    with_payload=_with_payload(with_payload),
                     with_vectors=_with_vectors(with_vectors),
                 )
             )
             out.extend(
                 StoredRecord(str(r.id), r.payload or {}, _vectors(r.vector)) for r in records
             )
-            if offset is None:
+            if offset is None or (limit is not None and len(out) >= limit):
                 return out
 
     def count(self, where: Condition | None) -> int:

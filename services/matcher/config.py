@@ -15,8 +15,11 @@ class MatcherConfig:
     """Where the matcher keeps its data and how it searches.
 
     Environment:
-        SEGUE_QDRANT_URL: Qdrant server or cluster URL, e.g. "http://qdrant:6334". Empty (the
-            default) uses the embedded store (qdrant-edge) at SEGUE_QDRANT_PATH.
+        SEGUE_QDRANT_URL: Qdrant server or cluster URL with its REST port, as qdrant-client
+            takes it, e.g. "http://qdrant:6333"; the matcher talks gRPC to the same host on
+            SEGUE_QDRANT_GRPC_PORT. Empty (the default) uses the embedded store (qdrant-edge)
+            at SEGUE_QDRANT_PATH.
+        SEGUE_QDRANT_GRPC_PORT: Qdrant's gRPC port (default 6334).
         SEGUE_QDRANT_API_KEY: API key for the server (default empty).
         SEGUE_QDRANT_PATH: directory of the embedded store (default "./data/matcher").
         SEGUE_QDRANT_COLLECTION: collection name on a server (default "segue_segments").
@@ -33,9 +36,12 @@ class MatcherConfig:
             re-scoring and grouping by song (default 5).
         SEGUE_MATCHER_MIN_CANDIDATES: fewest candidate segments fetched (default 50).
         SEGUE_MATCHER_BEAM_WIDTH: default beam width of PlanPlaylist (default 8).
+        SEGUE_MATCHER_HNSW_EF: candidates the HNSW graph search keeps (default 128; higher
+            finds more of the exact nearest entries, slower: see bench/results/matcher_*.md).
     """
 
     qdrant_url: str = ""
+    qdrant_grpc_port: int = 6334
     qdrant_api_key: str = ""
     qdrant_path: str = "./data/matcher"
     collection: str = "segue_segments"
@@ -49,11 +55,13 @@ class MatcherConfig:
     overfetch: int = 5
     min_candidates: int = 50
     beam_width: int = 8
+    hnsw_ef: int = 128
 
     @classmethod
     def from_env(cls) -> MatcherConfig:
         config = cls(
             qdrant_url=env_str("SEGUE_QDRANT_URL", ""),
+            qdrant_grpc_port=env_int("SEGUE_QDRANT_GRPC_PORT", 6334),
             qdrant_api_key=env_str("SEGUE_QDRANT_API_KEY", ""),
             qdrant_path=env_str("SEGUE_QDRANT_PATH", "./data/matcher"),
             collection=env_str("SEGUE_QDRANT_COLLECTION", "segue_segments"),
@@ -67,12 +75,14 @@ class MatcherConfig:
             overfetch=env_int("SEGUE_MATCHER_OVERFETCH", 5),
             min_candidates=env_int("SEGUE_MATCHER_MIN_CANDIDATES", 50),
             beam_width=env_int("SEGUE_MATCHER_BEAM_WIDTH", 8),
+            hnsw_ef=env_int("SEGUE_MATCHER_HNSW_EF", 128),
         )
         config.validate()
         return config
 
     def validate(self) -> None:
         positive = {
+            "SEGUE_QDRANT_GRPC_PORT": self.qdrant_grpc_port,
             "SEGUE_QDRANT_SHARDS": self.shards,
             "SEGUE_QDRANT_REPLICATION": self.replication,
             "SEGUE_QDRANT_WRITE_CONSISTENCY": self.write_consistency,
@@ -81,6 +91,7 @@ class MatcherConfig:
             "SEGUE_MATCHER_OVERFETCH": self.overfetch,
             "SEGUE_MATCHER_MIN_CANDIDATES": self.min_candidates,
             "SEGUE_MATCHER_BEAM_WIDTH": self.beam_width,
+            "SEGUE_MATCHER_HNSW_EF": self.hnsw_ef,
         }
         for name, value in positive.items():
             if value < 1:

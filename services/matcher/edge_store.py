@@ -11,7 +11,7 @@ calls it in the background after bursts of writes (see `optimize`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,16 @@ from services.matcher.store import (
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 64
-FULL_SCAN_KB = 10_000
+# A filtered search whose filter the planner estimates to match fewer vectors than this (in KB
+# of vectors: 1,000 KB = 4,000 64-float vectors) scores them all exactly; larger ones walk the
+# graph and check the filter on the way. Qdrant's default (10 MB) made a tempo-compatible
+# filter (a quarter of a 100k library) scan 25k vectors: 2.5 ms instead of 0.6 ms.
+FULL_SCAN_KB = 1_000
+# Qdrant also builds a sub-graph for every payload value (or numeric range) holding more than
+# FULL_SCAN_KB of vectors; at this threshold that would be dozens (each key, genre, tempo
+# band...), multiplying the index build time. None: the filters used here keep too many points
+# to need them (the build stayed at ~42 s for 100k segments).
+PAYLOAD_M = 0
 
 
 def to_edge_filter(condition: Condition) -> Any:
@@ -63,8 +72,15 @@ def _top_filter(condition: Condition | None) -> Any:
     return qe.Filter(must=[translated])
 
 
-def _named(vectors: dict[str, list[float]]) -> dict[str, qe.NamedVector]:
-    return dict(vectors.items())
+def _named(vectors: Mapping[str, Sequence[float]]) -> Any:
+    # qdrant-edge reads any float sequence (protobuf repeated fields too) without a list copy.
+    return vectors if isinstance(vectors, dict) else dict(vectors)
+
+
+def _with_payload(fields: Sequence[str] | None) -> bool | list[str]:
+    if fields is None:
+        return True
+    return list(fields) if fields else False
 
 
 def _record(point: Any, score: float = 0.0) -> StoredRecord:
@@ -75,8 +91,24 @@ def _record(point: Any, score: float = 0.0) -> StoredRecord:
 class EdgeStore:
     """SegmentStore on a qdrant-edge shard in a local directory."""
 
-    def __init__(self, path: str | Path, dims: VectorDims, *, search_threads: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        dims: VectorDims,
+        *,
+        search_threads: int = 1,
+        hnsw_ef: int | None = None,
+        exact_search: bool = False,
+    ) -> None:
+        """`hnsw_ef`: graph search breadth (None: the engine's default, ef_construct); exact
+        search of small filtered sets is the planner's choice (FULL_SCAN_KB). `exact_search`
+        scores every vector: only to measure what the graph search misses (bench)."""
         self._dims = dims
+        self._search_params: Any = None
+        if exact_search:
+            self._search_params = qe.SearchParams(exact=True)
+        elif hnsw_ef is not None:
+            self._search_params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self._path = Path(path)
         no_graph = qe.HnswIndexConfig(m=0, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=0)
         config = qe.EdgeConfig(
@@ -88,7 +120,10 @@ class EdgeStore:
                 ),
             },
             hnsw_config=qe.HnswIndexConfig(
-                m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB
+                m=HNSW_M,
+                ef_construct=HNSW_EF_CONSTRUCT,
+                full_scan_threshold=FULL_SCAN_KB,
+                payload_m=PAYLOAD_M,
             ),
             # Payload is read for every candidate; keep it in RAM rather than mmapped cold.
             payload_memory=qe.Memory.Cached,
@@ -136,6 +171,10 @@ class EdgeStore:
     def set_payload(self, where: Condition, payload: dict[str, Any]) -> None:
         self._shard.update(qe.UpdateOperation.set_payload_by_filter(_top_filter(where), payload))
 
+    def set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            self._shard.update(qe.UpdateOperation.set_payload(list(ids), payload))
+
     def search(
         self,
         vector_name: str,
@@ -150,22 +189,35 @@ class EdgeStore:
                 limit=limit,
                 query=qe.Query.Nearest(list(vector), using=vector_name),
                 filter=_top_filter(where),
-                with_payload=True if with_payload is None else list(with_payload),
+                with_payload=_with_payload(with_payload),
                 with_vector=list(with_vectors) if with_vectors else False,
+                params=self._search_params,
             )
         )
         return [_record(h, h.score) for h in hits]
 
-    def retrieve(self, ids: Sequence[str], with_vectors: Sequence[str] = ()) -> list[StoredRecord]:
+    def retrieve(
+        self,
+        ids: Sequence[str],
+        with_vectors: Sequence[str] = (),
+        with_payload: Sequence[str] | None = None,
+    ) -> list[StoredRecord]:
         if not ids:
             return []
         points = self._shard.retrieve(
-            list(ids), with_payload=True, with_vector=list(with_vectors) if with_vectors else False
+            list(ids),
+            with_payload=_with_payload(with_payload),
+            with_vector=list(with_vectors) if with_vectors else False,
         )
         return [_record(p) for p in points]
 
     def scroll(
-        self, where: Condition | None, with_vectors: Sequence[str] = (), page_size: int = 1000
+        self,
+        where: Condition | None,
+        with_vectors: Sequence[str] = (),
+        page_size: int = 1000,
+        with_payload: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[StoredRecord]:
         out: list[StoredRecord] = []
         offset: Any = None
@@ -173,14 +225,14 @@ class EdgeStore:
             points, offset = self._shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
-                    limit=page_size,
+                    limit=page_size if limit is None else min(page_size, limit - len(out)),
                     filter=_top_filter(where),
-                    with_payload=True,
+                    with_payload=_with_payload(with_payload),
                     with_vector=list(with_vectors) if with_vectors else False,
                 )
             )
             out.extend(_record(p) for p in points)
-            if offset is None:
+            if offset is None or (limit is not None and len(out) >= limit):
                 return out
 
     def count(self, where: Condition | None) -> int:

@@ -54,6 +54,9 @@ class InstrumentedStore:
     def set_payload(self, where: Condition, payload: dict[str, Any]) -> None:
         self._timed("set_payload", lambda: self.inner.set_payload(where, payload))
 
+    def set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        self._timed("set_payload", lambda: self.inner.set_payload_by_ids(ids, payload))
+
     def search(
         self,
         vector_name: str,
@@ -70,13 +73,26 @@ class InstrumentedStore:
             ),
         )
 
-    def retrieve(self, ids: Sequence[str], with_vectors: Sequence[str] = ()) -> list[StoredRecord]:
-        return self._timed("retrieve", lambda: self.inner.retrieve(ids, with_vectors))
+    def retrieve(
+        self,
+        ids: Sequence[str],
+        with_vectors: Sequence[str] = (),
+        with_payload: Sequence[str] | None = None,
+    ) -> list[StoredRecord]:
+        return self._timed("retrieve", lambda: self.inner.retrieve(ids, with_vectors, with_payload))
 
     def scroll(
-        self, where: Condition | None, with_vectors: Sequence[str] = (), page_size: int = 1000
+        self,
+        where: Condition | None,
+        with_vectors: Sequence[str] = (),
+        page_size: int = 1000,
+        with_payload: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[StoredRecord]:
-        return self._timed("scroll", lambda: self.inner.scroll(where, with_vectors, page_size))
+        return self._timed(
+            "scroll",
+            lambda: self.inner.scroll(where, with_vectors, page_size, with_payload, limit),
+        )
 
     def count(self, where: Condition | None) -> int:
         return self._timed("count", lambda: self.inner.count(where))

@@ -1,21 +1,21 @@
 """Songs stored as points, with replacements that are never served half-written.
 
-A song not stored yet is written with one upsert of its song point and live segment points:
-one write-ahead-log entry, so it appears whole or not at all.
-
-Replacing a song with version G:
-1. upsert its segment points with `generation=G, state="pending"` (ids depend on G, so the
-   old version's points stay untouched and served);
-2. upsert the song point with `generation=G` (the commit record);
-3. delete the song's segments of any other generation;
-4. mark its G segments "live".
+Writing version G of a song:
+1. upsert its segment points with `generation=G, state="pending"` and only their own fields
+   (ids depend on G, so an old version's points stay untouched and served); a song not
+   stored yet gets its song point in the same upsert: one write-ahead-log entry;
+2. (replacement) upsert the song point with `generation=G` (the commit record);
+3. (replacement) delete the song's segments of any other generation;
+4. commit: set `state="live"`, `kind` and the song fields filters use on the G segments.
 Queries serve only live segments, so a reader sees the old version, briefly no segments, or
 the new version, never a mix. `recover()` (run at start-up) finishes or rolls back writes a
-crash interrupted: pending segments whose generation is the song point's are committed, others
-deleted. A delete is one filter delete, atomic in the write-ahead log.
+crash interrupted: pending segments whose generation is the song point's are committed (the
+fields to set derive from the song point), others deleted. A delete is one filter delete,
+atomic in the write-ahead log.
 
 Feel vectors of songs are cached by (song id, generation): a generation is a content hash,
-so a cached entry can never be stale.
+so a cached entry can never be stale. Facts of live segments are cached by point id for the
+same reason (see segment_facts).
 
 Writes of one song are serialised by a lock stripe, so concurrent upserts of one song in this
 process leave exactly one version.
@@ -23,9 +23,11 @@ process leave exactly one version.
 
 from __future__ import annotations
 
+import math
 import threading
 import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +35,14 @@ from segue.v1 import common_pb2, matcher_pb2
 from services.matcher import payload as pl
 from services.matcher.conditions import Condition, Match, Not, all_of
 from services.matcher.errors import NotFoundError
-from services.matcher.point_ids import generation_of, segment_point_id, song_point_id
+from services.matcher.point_ids import (
+    generation_of,
+    segment_point_id,
+    segment_point_ids,
+    song_point_id,
+)
+from services.matcher.segment_facts import DEFAULT_LIMIT, SegmentFacts, SegmentFactsCache
+from services.matcher.segment_facts import FIELDS as SEGMENT_FACT_FIELDS
 from services.matcher.store import ENTRY, EXIT, FEEL, PointData, SegmentStore, StoredRecord
 from services.matcher.validation import check_analysis, check_song_id
 
@@ -73,6 +82,33 @@ def _of_song(song_id: str) -> Condition:
     return Match("song_id", song_id)
 
 
+def _live_facts(
+    ids: list[str], analysis: common_pb2.SongAnalysis, song: dict[str, Any]
+) -> list[tuple[str, SegmentFacts]]:
+    """Facts of a just-committed version, as `SegmentFacts.from_payload` would read them."""
+    tempo = pl.tempo_from_payload(song)
+    camelot = song.get("camelot") or None
+    model_version = song.get("model_version") or None
+    return [
+        (
+            point_id,
+            SegmentFacts(
+                song_id=analysis.song_id,
+                generation=str(song["generation"]),
+                segment_index=segment.index,
+                start_s=segment.start_s,
+                end_s=segment.end_s,
+                energy=segment.energy,
+                tempo_bpm=math.nan if tempo is None else tempo,
+                camelot=camelot,
+                model_version=model_version,
+                live=True,
+            ),
+        )
+        for point_id, segment in zip(ids, analysis.segments, strict=True)
+    ]
+
+
 class SongLibrary:
     """Song-level reads and crash-consistent writes over a SegmentStore."""
 
@@ -82,6 +118,7 @@ class SongLibrary:
         *,
         flush_each_write: bool = False,
         feel_cache_size: int = 200_000,
+        segment_cache_size: int = DEFAULT_LIMIT,
     ) -> None:
         self.store = store
         self._flush_each_write = flush_each_write
@@ -89,13 +126,49 @@ class SongLibrary:
         self._recovered = False
         self._feel_cache: dict[tuple[str, str], list[float]] = {}
         self._feel_cache_limit = feel_cache_size
+        self._segment_facts = SegmentFactsCache(segment_cache_size)
+
+    def preload(self) -> tuple[int, int]:
+        """Fills the feel and segment caches from the store (at start-up, so that the first
+        queries pay for no store reads); returns (songs, segments) loaded."""
+        songs = self.preload_feels()
+        room = self._segment_facts.room()
+        if room == 0:
+            return songs, 0
+        records = self.store.scroll(
+            live_segments(), page_size=5000, with_payload=SEGMENT_FACT_FIELDS, limit=room
+        )
+        self._segment_facts.put_live((r.id, SegmentFacts.from_payload(r.payload)) for r in records)
+        return songs, len(records)
+
+    def segment_facts(self, point_ids: Sequence[str]) -> list[SegmentFacts | None]:
+        """Facts of the given segment points, from the cache or else the store; None for a
+        point that is gone."""
+        cache = self._segment_facts
+        out = [cache.get(point_id) for point_id in point_ids]
+        missing = [point_id for point_id, facts in zip(point_ids, out, strict=True) if not facts]
+        if missing:
+            read = {
+                r.id: SegmentFacts.from_payload(r.payload) for r in self.store.retrieve(missing)
+            }
+            cache.put_live(read.items())
+            out = [
+                facts or read.get(point_id) for point_id, facts in zip(point_ids, out, strict=True)
+            ]
+        return out
 
     def preload_feels(self) -> int:
         """Fills the feel cache with every stored song (one scroll over song points), so the
         first queries do not pay for fetching candidates' feel vectors; returns songs loaded."""
         self.ensure_ready()
-        records = self.store.scroll(Match("kind", pl.SONG), (FEEL,))
-        for record in records[: self._feel_cache_limit]:
+        records = self.store.scroll(
+            Match("kind", pl.SONG),
+            (FEEL,),
+            page_size=5000,
+            with_payload=("song_id", "generation"),
+            limit=self._feel_cache_limit,
+        )
+        for record in records:
             feel = record.vectors.get(FEEL)
             if feel is not None:
                 key = (str(record.payload["song_id"]), str(record.payload["generation"]))
@@ -150,6 +223,17 @@ class SongLibrary:
         record = records[0]
         return SongRecord(song_id, record.payload, record.vectors.get(FEEL))
 
+    def song_payloads(
+        self, song_ids: set[str], fields: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Song-point payloads by song id (only `fields` and song_id, when given); absent
+        songs are left out."""
+        selected = None if fields is None else ["song_id", *fields]
+        records = self.store.retrieve(
+            [song_point_id(s) for s in sorted(song_ids)], with_payload=selected
+        )
+        return {str(r.payload["song_id"]): r.payload for r in records}
+
     def segment(self, song: SongRecord, index: int, *, vectors: tuple[str, ...]) -> StoredRecord:
         """One segment of the song's current version."""
         records = self.store.retrieve(
@@ -161,20 +245,18 @@ class SongLibrary:
         return records[0]
 
     def segments_with_vectors(self, song: SongRecord) -> list[StoredRecord]:
-        ids = [
-            segment_point_id(song.song_id, song.generation, i) for i in range(len(song.segments))
-        ]
-        records = self.store.retrieve(ids, (ENTRY, EXIT))
+        records = self.store.retrieve(self._segment_ids(song), (ENTRY, EXIT))
         return sorted(records, key=lambda r: int(r.payload["segment_index"]))
 
     def upsert(
         self, analysis: common_pb2.SongAnalysis, metadata: matcher_pb2.SongMetadata
     ) -> UpsertResult:
-        check_analysis(analysis, self.store.dims)
+        rows = check_analysis(analysis, self.store.dims)
         self.ensure_ready()
         song_id = analysis.song_id
         generation = generation_of(analysis, metadata)
         count = len(analysis.segments)
+        ids = segment_point_ids(song_id, generation, count)
         with self._lock(song_id):
             existing = self.find(song_id)
             if existing is not None and existing.generation == generation:
@@ -183,43 +265,38 @@ class SongLibrary:
                 )
                 if live == count:
                     return UpsertResult(song_id, count, replaced=True)  # already stored
-            new = existing is None
             points = [
-                PointData(
-                    segment_point_id(song_id, generation, segment.index),
-                    {
-                        FEEL: list(analysis.feel),
-                        ENTRY: list(segment.entry),
-                        EXIT: list(segment.exit),
-                    },
-                    pl.segment_payload(analysis, metadata, generation, segment, live=new),
+                PointData(point_id, {ENTRY: rows[2 * i], EXIT: rows[2 * i + 1]}, payload)
+                for i, (point_id, payload) in enumerate(
+                    zip(ids, pl.pending_segment_payloads(analysis, generation), strict=True)
                 )
-                for segment in analysis.segments
             ]
-            song_point = PointData(
-                song_point_id(song_id),
-                {FEEL: list(analysis.feel)},
-                pl.song_payload(analysis, metadata, generation),
-            )
-            if new:
+            song = pl.song_payload(analysis, metadata, generation)
+            song_point = PointData(song_point_id(song_id), {FEEL: analysis.feel}, song)
+            if existing is None:
                 self.store.upsert([*points, song_point])
             else:
                 self.store.upsert(points)
                 self.store.upsert([song_point])
-                self._commit(song_id, generation)
+                self._drop_other_generations(song_id, generation)
+            self.store.set_payload_by_ids(ids, pl.committed_segment_fields(song))
             if self._flush_each_write:
                 self.store.flush()
+            if existing is not None and existing.generation != generation:
+                self._segment_facts.evict(self._segment_ids(existing))
+            self._segment_facts.put_live(_live_facts(ids, analysis, song))
         return UpsertResult(song_id, count, replaced=existing is not None)
 
-    def _commit(self, song_id: str, generation: str) -> None:
+    @staticmethod
+    def _segment_ids(song: SongRecord) -> list[str]:
+        return segment_point_ids(song.song_id, song.generation, len(song.segments))
+
+    def _drop_other_generations(self, song_id: str, generation: str) -> None:
+        """Deletes the song's segment points, committed or not, of other generations."""
         self.store.delete(
             all_of(
-                _of_song(song_id), Match("kind", pl.SEGMENT), Not(Match("generation", generation))
+                _of_song(song_id), Not(Match("kind", pl.SONG)), Not(Match("generation", generation))
             )
-        )
-        self.store.set_payload(
-            all_of(_of_song(song_id), Match("kind", pl.SEGMENT), Match("generation", generation)),
-            {"state": pl.LIVE},
         )
 
     def delete(self, song_id: str) -> int:
@@ -227,10 +304,12 @@ class SongLibrary:
         check_song_id(song_id)
         self.ensure_ready()
         with self._lock(song_id):
-            if self.find(song_id) is None:
+            found = self.find(song_id)
+            if found is None:
                 raise NotFoundError(song_id)
             removed = self.store.count(all_of(_of_song(song_id), Match("kind", pl.SEGMENT)))
             self.store.delete(_of_song(song_id))
+            self._segment_facts.evict(self._segment_ids(found))
             if self._flush_each_write:
                 self.store.flush()
         return removed
@@ -239,27 +318,28 @@ class SongLibrary:
         """Finishes or rolls back writes a crash interrupted; returns the songs repaired."""
         self.store.ensure_ready()
         self._recovered = True
-        pending = self.store.scroll(all_of(Match("kind", pl.SEGMENT), Match("state", pl.PENDING)))
-        generations: dict[str, set[str]] = defaultdict(set)
+        pending = self.store.scroll(Match("state", pl.PENDING))  # song points are never pending
+        by_version: dict[tuple[str, str], list[str]] = defaultdict(list)
         for record in pending:
-            generations[str(record.payload["song_id"])].add(str(record.payload["generation"]))
-        for song_id, gens in generations.items():
+            key = (str(record.payload["song_id"]), str(record.payload["generation"]))
+            by_version[key].append(record.id)
+        for (song_id, generation), ids in sorted(by_version.items()):
             with self._lock(song_id):
                 current = self.find(song_id)
-                for generation in gens:
-                    if current is not None and current.generation == generation:
-                        self._commit(song_id, generation)
-                    else:
-                        self.store.delete(
-                            all_of(
-                                _of_song(song_id),
-                                Match("generation", generation),
-                                Match("state", pl.PENDING),
-                            )
+                if current is not None and current.generation == generation:
+                    self._drop_other_generations(song_id, generation)
+                    self.store.set_payload_by_ids(ids, pl.committed_segment_fields(current.payload))
+                else:
+                    self.store.delete(
+                        all_of(
+                            _of_song(song_id),
+                            Match("generation", generation),
+                            Match("state", pl.PENDING),
                         )
-        if generations:
+                    )
+        if by_version:
             self.store.flush()
-        return len(generations)
+        return len({song_id for song_id, _ in by_version})
 
     def song_count(self) -> int:
         self.ensure_ready()

@@ -8,6 +8,10 @@ Conditions that hold for nearly every point (live, not the song being left, same
 version) are checked in Python on the over-fetched hits instead of in Qdrant: a filter that
 rejects almost nothing only slows graph traversal down. Song points have no entry vector, so
 an entry search never returns them.
+
+The search returns ids and scores only; what scoring needs about each hit comes from the
+library's segment-facts cache (reading payloads back was a third of the engine's time), and
+the display fields of the k results from their song points.
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ from services.matcher.conditions import Condition
 from services.matcher.errors import InvalidArgumentError
 from services.matcher.filters import build_filter, check_camelot
 from services.matcher.library import SongLibrary, SongRecord
-from services.matcher.payload import LIVE, tempo_from_payload
+from services.matcher.payload import tempo_from_payload
+from services.matcher.segment_facts import SegmentFacts
 from services.matcher.store import ENTRY, EXIT
 from services.matcher.validation import check_vector
 
-# Payload fields scoring and grouping need; the rest is fetched for the final results only.
-CANDIDATE_FIELDS = (
-    "song_id", "generation", "state", "model_version", "segment_index", "start_s", "end_s",
-    "tempo_bpm", "camelot", "energy",
+# Song fields a result shows (payload.metadata_from_payload, key_from_payload, tempo); the
+# song point's segment list is left unread.
+DISPLAY_FIELDS = (
+    "title", "artist", "album", "genre", "uri", "extra", "tempo_bpm", "camelot", "key",
 )  # fmt: skip
 DEFAULT_K = 10
 MAX_K = 100
@@ -154,13 +159,11 @@ class NextSegmentFinder:
         return min(MAX_CANDIDATES, max(self.min_candidates, k * per_result))
 
     @staticmethod
-    def _servable(payload: dict[str, Any], source: Source) -> bool:
+    def _servable(facts: SegmentFacts | None, source: Source) -> bool:
         """Live segments of other songs from the same model version."""
-        if payload.get("state") != LIVE or payload.get("song_id") == source.song_id:
+        if facts is None or not facts.live or facts.song_id == source.song_id:
             return False
-        return source.model_version is None or payload.get("model_version") == (
-            source.model_version
-        )
+        return source.model_version is None or facts.model_version == source.model_version
 
     def find(
         self,
@@ -174,50 +177,54 @@ class NextSegmentFinder:
         limit: int | None = None,
         full_payload: bool = True,
     ) -> list[ScoredCandidate]:
-        """The k best candidates; `full_payload` also reads their metadata for display."""
+        """The k best candidates; `full_payload` also reads their songs' payloads (metadata,
+        key, tempo) for display, else `payload` is empty."""
         found = self.library.store.search(
             ENTRY,
             source.exit,
             user_filter,
             limit or self.candidate_limit(k, allow_multiple),
-            with_payload=CANDIDATE_FIELDS,
+            with_payload=(),
         )
-        hits = [h for h in found if self._servable(h.payload, source)]
-        if not hits:
+        all_facts = self.library.segment_facts([h.id for h in found])
+        kept = [
+            (hit, facts)
+            for hit, facts in zip(found, all_facts, strict=True)
+            if facts is not None and self._servable(facts, source)
+        ]
+        if not kept:
             return []
-        payloads = [h.payload for h in hits]
-        n = len(hits)
+        hits = [hit for hit, _ in kept]
+        facts_list = [facts for _, facts in kept]
+        n = len(kept)
         components = np.empty((n, len(scoring.COMPONENTS)), dtype=np.float64)
         components[:, 0] = scoring.cosine_component(np.array([h.score for h in hits]))
         if source.feel is not None:
-            song_feels = self.library.feels(
-                {(str(p["song_id"]), str(p["generation"])) for p in payloads}
-            )
-            zero = [0.0] * len(source.feel)
-            feels = np.array(
-                [song_feels.get(str(p["song_id"]), zero) for p in payloads], dtype=np.float64
-            )
+            song_feels = self.library.feels({(f.song_id, f.generation) for f in facts_list})
             query = np.asarray(source.feel, dtype=np.float64)
+            feels = np.zeros((n, query.size), dtype=np.float64)
+            for i, f in enumerate(facts_list):
+                feel = song_feels.get(f.song_id)
+                if feel is not None:
+                    feels[i] = feel
             norms = np.linalg.norm(feels, axis=1) * np.linalg.norm(query)
             components[:, 1] = scoring.cosine_component(feels @ query / np.maximum(norms, 1e-12))
         else:
             components[:, 1] = scoring.NEUTRAL
-        tempos = np.array([p.get("tempo_bpm", math.nan) for p in payloads], dtype=np.float64)
+        tempos = np.array([f.tempo_bpm for f in facts_list], dtype=np.float64)
         components[:, 2] = scoring.tempo_component(source.tempo_bpm, tempos)
-        components[:, 3] = scoring.key_component(
-            source.camelot, [p.get("camelot") for p in payloads]
-        )
+        components[:, 3] = scoring.key_component(source.camelot, [f.camelot for f in facts_list])
         energy_ref = target_energy if target_energy is not None else source.energy
         components[:, 4] = scoring.energy_component(
-            energy_ref, np.array([p.get("energy", math.nan) for p in payloads], dtype=np.float64)
+            energy_ref, np.array([f.energy for f in facts_list], dtype=np.float64)
         )
         weighted, total = scoring.combine(components, weights)
         order = np.argsort(-total, kind="stable")
         out: list[ScoredCandidate] = []
         seen: set[str] = set()
         for i in order:
-            payload = payloads[i]
-            song_id = str(payload["song_id"])
+            facts = facts_list[i]
+            song_id = facts.song_id
             if not allow_multiple:
                 if song_id in seen:
                     continue
@@ -226,21 +233,21 @@ class NextSegmentFinder:
                 ScoredCandidate(
                     point_id=hits[i].id,
                     song_id=song_id,
-                    segment_index=int(payload["segment_index"]),
-                    start_s=float(payload["start_s"]),
-                    end_s=float(payload["end_s"]),
+                    segment_index=facts.segment_index,
+                    start_s=facts.start_s,
+                    end_s=facts.end_s,
                     score=float(total[i]),
                     components=components[i],
                     weighted=weighted[i],
-                    payload=payload,
+                    payload={},
                 )
             )
             if len(out) == k:
                 break
         if full_payload and out:
-            full = {r.id: r.payload for r in self.library.store.retrieve([c.point_id for c in out])}
+            songs = self.library.song_payloads({c.song_id for c in out}, DISPLAY_FIELDS)
             for c in out:
-                c.payload = full.get(c.point_id, c.payload)
+                c.payload = songs.get(c.song_id, {})
         return out
 
 

@@ -2,6 +2,10 @@
 
 Empty metadata fields are left out of the payload rather than stored as "": a filter that
 excludes an artist then keeps songs with no artist, and `conditions` on absent fields fail.
+
+Segment payloads carry only what filters and scoring read: every key costs microseconds per
+point when written (qdrant-edge converts each value from Python) and when read back. Display
+fields (uri, key details, duration, model name) are read from the song point.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ PENDING = "pending"
 LIVE = "live"
 
 _METADATA_FIELDS = ("title", "artist", "album", "genre", "uri")
+# Song fields that filters use, copied onto segments (see filters.KEYWORD_FIELDS).
+_SEGMENT_SONG_FIELDS = (
+    "model_version", "tempo_bpm", "camelot", "title", "artist", "album", "genre", "extra",
+)  # fmt: skip
 
 
 def _metadata_payload(metadata: matcher_pb2.SongMetadata) -> dict[str, Any]:
@@ -65,6 +73,45 @@ def song_payload(
     }
 
 
+def pending_segment_payloads(
+    analysis: common_pb2.SongAnalysis, generation: str
+) -> list[dict[str, Any]]:
+    """Payloads of a song version's segment points as first written: their own fields, the
+    song id and generation, and `state="pending"`; `committed_segment_fields` completes them.
+    (Writing the song-level fields once per song instead of once per segment halves the
+    payload values qdrant-edge converts, its largest cost when indexing.)"""
+    song_id = analysis.song_id
+    duration = analysis.duration_s
+    out = []
+    for segment in analysis.segments:
+        start = segment.start_s
+        payload = {
+            "song_id": song_id,
+            "generation": generation,
+            "state": PENDING,
+            "segment_index": segment.index,
+            "start_s": start,
+            "end_s": segment.end_s,
+            "start_frac": start / (duration if duration > 0 else max(segment.end_s, 1e-9)),
+            "energy": segment.energy,
+        }
+        if segment.section_letter:
+            payload["section_letter"] = segment.section_letter
+        out.append(payload)
+    return out
+
+
+def committed_segment_fields(song: dict[str, Any]) -> dict[str, Any]:
+    """What committing sets on every segment of a version, derived from its song point's
+    payload (so crash recovery can derive it too): `kind`, `state="live"` and the song fields
+    filters use (metadata, tempo, camelot, model version)."""
+    out: dict[str, Any] = {"kind": SEGMENT, "state": LIVE}
+    for name in _SEGMENT_SONG_FIELDS:
+        if name in song:
+            out[name] = song[name]
+    return out
+
+
 def segment_payload(
     analysis: common_pb2.SongAnalysis,
     metadata: matcher_pb2.SongMetadata,
@@ -73,23 +120,14 @@ def segment_payload(
     *,
     live: bool,
 ) -> dict[str, Any]:
-    """Payload of one segment point; a replacement's segments are pending until it commits."""
-    duration = analysis.duration_s if analysis.duration_s > 0 else max(segment.end_s, 1e-9)
-    out: dict[str, Any] = {
-        "kind": SEGMENT,
-        "song_id": analysis.song_id,
-        "generation": generation,
-        "state": LIVE if live else PENDING,
-        "segment_index": segment.index,
-        "start_s": segment.start_s,
-        "end_s": segment.end_s,
-        "start_frac": segment.start_s / duration,
-        "energy": segment.energy,
-        **_song_facts(analysis),
-        **_metadata_payload(metadata),
-    }
-    if segment.section_letter:
-        out["section_letter"] = segment.section_letter
+    """Payload of one segment point: pending as first written, or live once committed."""
+    single = common_pb2.SongAnalysis()
+    single.CopyFrom(analysis)
+    del single.segments[:]
+    single.segments.append(segment)
+    out = pending_segment_payloads(single, generation)[0]
+    if live:
+        out.update(committed_segment_fields(song_payload(analysis, metadata, generation)))
     return out
 
 

@@ -4,14 +4,18 @@ Data model (one collection, or one embedded shard):
 - one *song point* per song: named vector `feel`; payload with `kind="song"`, the song's
   metadata, tempo, key, duration, model version, its current `generation` and the list of its
   segments' times and energies;
-- one *segment point* per segment of each stored version: named vectors `feel` (the song's),
-  `entry` and `exit`; payload with `kind="segment"`, the segment's index, times, energy and
-  section letter, a copy of the song fields used by filters, its `generation` and a `state`
-  of "pending" (being written) or "live" (served).
+- one *segment point* per segment of each stored version: named vectors `entry` and `exit`;
+  payload with the song id, its `generation`, the segment's index, times, energy and section
+  letter, and a `state` of "pending" (being written) or "live" (served); committing a version
+  adds `kind="segment"` and a copy of the song fields that filters use (metadata, tempo,
+  camelot, model version) in one write per song (see library). Display-only song fields (key
+  details, uri, duration) live on the song point alone: every payload value costs time on
+  each write and each read.
 
 Only `entry` is searched over segments (with an exit vector as the query), so only `entry` gets
-an HNSW graph; `feel` is searched over song points, which a payload index on `kind` narrows
-to one point per song, and `exit` is only read back.
+an HNSW graph; `feel` is searched over song points (the only points that have it), and `exit`
+is only read back. (Stores written before 2026-11-21 also gave segments a `feel` copy; it is
+never read.)
 
 Implementations raise StoreUnavailableError when the engine cannot be reached and otherwise
 let exceptions through (they are faults).
@@ -19,7 +23,7 @@ let exceptions through (they are faults).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,10 +33,12 @@ FEEL = "feel"
 ENTRY = "entry"
 EXIT = "exit"
 
-# Payload fields that get an index, with their type; every field used in a filter is here.
+# Payload fields that get an index, with their type; every field a filter can start from is
+# here. `generation` is only ever matched together with `song_id`, whose index already narrows
+# a filter to one song's points, so it needs none (each index costs time on every write).
 KEYWORD_FIELDS = (
-    "kind", "song_id", "generation", "state", "model_version", "artist", "album", "genre",
-    "title", "camelot", "section_letter",
+    "kind", "song_id", "state", "model_version", "artist", "album", "genre", "title",
+    "camelot", "section_letter",
 )  # fmt: skip
 FLOAT_FIELDS = ("tempo_bpm", "energy", "start_frac")
 INTEGER_FIELDS: tuple[str, ...] = ()
@@ -49,10 +55,11 @@ class VectorDims:
 
 @dataclass
 class PointData:
-    """A point to write: id (UUID string), named vectors and payload."""
+    """A point to write: id (UUID string), named vectors and payload. Vectors may be any
+    float sequence (lists, protobuf repeated fields): each store converts what it needs."""
 
     id: str
-    vectors: dict[str, list[float]]
+    vectors: Mapping[str, Sequence[float]]
     payload: dict[str, Any]
 
 
@@ -90,6 +97,10 @@ class SegmentStore(Protocol):
         """Sets the given payload keys on every point matching `where`."""
         ...
 
+    def set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Sets the given payload keys on the given (existing) points, in one write."""
+        ...
+
     def search(
         self,
         vector_name: str,
@@ -100,17 +111,29 @@ class SegmentStore(Protocol):
         with_payload: Sequence[str] | None = None,
     ) -> list[StoredRecord]:
         """Nearest points by cosine on one named vector, best first; `with_payload` names the
-        payload fields to return (None: all). Only points having the vector are searched."""
+        payload fields to return (None: all, empty: none, which is the fastest). Only points
+        having the vector are searched."""
         ...
 
-    def retrieve(self, ids: Sequence[str], with_vectors: Sequence[str] = ()) -> list[StoredRecord]:
-        """Points by id; missing ids are skipped."""
+    def retrieve(
+        self,
+        ids: Sequence[str],
+        with_vectors: Sequence[str] = (),
+        with_payload: Sequence[str] | None = None,
+    ) -> list[StoredRecord]:
+        """Points by id; missing ids are skipped (`with_payload` as in `search`)."""
         ...
 
     def scroll(
-        self, where: Condition | None, with_vectors: Sequence[str] = (), page_size: int = 1000
+        self,
+        where: Condition | None,
+        with_vectors: Sequence[str] = (),
+        page_size: int = 1000,
+        with_payload: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[StoredRecord]:
-        """Every point matching `where`, in id order."""
+        """Every point matching `where` (the first `limit` of them), in id order
+        (`with_payload` as in `search`)."""
         ...
 
     def count(self, where: Condition | None) -> int:

@@ -23,7 +23,9 @@ def open_store(config: MatcherConfig) -> SegmentStore:
             shards=config.shards,
             replication=config.replication,
             write_consistency=config.write_consistency,
+            hnsw_ef=config.hnsw_ef,
+            grpc_port=config.qdrant_grpc_port,
         )
     else:
-        inner = EdgeStore(config.qdrant_path, dims)
+        inner = EdgeStore(config.qdrant_path, dims, hnsw_ef=config.hnsw_ef)
     return InstrumentedStore(inner)

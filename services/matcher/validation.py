@@ -32,8 +32,9 @@ def check_vector(values: Sequence[float], dim: int, field: str) -> None:
         raise InvalidArgumentError(field, "is all zeros (no direction to compare)")
 
 
-def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> None:
-    """A SongAnalysis is storable: ids, vector sizes, ordered segments."""
+def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> list[list[float]]:
+    """A SongAnalysis is storable: ids, vector sizes, ordered segments. Returns the segments'
+    entry and exit vectors as lists (entry 0, exit 0, entry 1, ...), converted once here."""
     check_song_id(analysis.song_id, "analysis.song_id")
     check_vector(analysis.feel, dims.feel, "analysis.feel")
     if not analysis.segments:
@@ -50,8 +51,12 @@ def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> None:
         if segment.start_s < previous_start:
             raise InvalidArgumentError(field, "segments must be in time order")
         previous_start = segment.start_s
-        check_vector(segment.entry, dims.transition, f"{field}.entry")
-        check_vector(segment.exit, dims.transition, f"{field}.exit")
+        for name, values in (("entry", segment.entry), ("exit", segment.exit)):
+            if len(values) != dims.transition:
+                raise InvalidArgumentError(
+                    f"{field}.{name}", f"has {len(values)} values, expected {dims.transition}"
+                )
+    rows = _check_transition_values(analysis)
     if analysis.HasField("key") and analysis.key.camelot:
         try:
             parse_camelot(analysis.key.camelot)
@@ -61,3 +66,24 @@ def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> None:
         math.isfinite(analysis.tempo.bpm) and analysis.tempo.bpm >= 0
     ):
         raise InvalidArgumentError("analysis.tempo.bpm", "must be a non-negative number")
+    return rows
+
+
+def _check_transition_values(analysis: common_pb2.SongAnalysis) -> list[list[float]]:
+    """Every entry/exit vector finite and not all zeros, checked in one array (a check per
+    vector cost more than the write itself); the first bad one is named."""
+    rows = np.array([v for s in analysis.segments for v in (s.entry, s.exit)], dtype=np.float64)
+    finite = np.all(np.isfinite(rows), axis=1, keepdims=False).reshape(-1)
+    nonzero = np.any(rows, axis=1).reshape(-1)
+    bad = np.flatnonzero(~(finite & nonzero))
+    if bad.size:
+        row = int(bad[0])
+        field = f"analysis.segments[{row // 2}].{('entry', 'exit')[row % 2]}"
+        reason = (
+            "contains NaN or infinity"
+            if not finite[row]
+            else "is all zeros (no direction to compare)"
+        )
+        raise InvalidArgumentError(field, reason)
+    out: list[list[float]] = rows.tolist()
+    return out
