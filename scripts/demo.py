@@ -13,18 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
 from google.protobuf.json_format import MessageToJson
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -34,67 +27,12 @@ sys.path.insert(0, str(REPO))
 from segue.cli import main as segue_cli  # noqa: E402
 from segue.client.embedder import EmbedderClient  # noqa: E402
 from segue.client.matcher import MatcherClient, make_metadata  # noqa: E402
+from segue.localstack import running_stack  # noqa: E402
 from segue.music import find_music  # noqa: E402
 from segue.v1 import common_pb2  # noqa: E402
 
 console = Console(stderr=True)
 SERVICES = ("embedder", "matcher", "mixer")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def wait_serving(address: str, deadline_s: float = 90.0) -> None:
-    end = time.monotonic() + deadline_s
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                if time.monotonic() > end:
-                    raise
-            await asyncio.sleep(0.3)
-
-
-@contextmanager
-def running_services(out: Path) -> Iterator[dict[str, str]]:
-    """The three services as subprocesses; their logs go to out/logs/."""
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    addresses: dict[str, str] = {}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for name in SERVICES:
-            port = free_port()
-            env = {
-                **os.environ,
-                "SEGUE_GRPC_HOST": "127.0.0.1",
-                "SEGUE_GRPC_PORT": str(port),
-                "SEGUE_METRICS_PORT": str(free_port()),
-                "SEGUE_QDRANT_PATH": str(out / "qdrant"),
-            }
-            log = (out / "logs" / f"{name}.log").open("wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO,
-                                          env=env, stdout=log, stderr=subprocess.STDOUT))
-            addresses[name] = f"127.0.0.1:{port}"
-        for name, address in addresses.items():
-            asyncio.run(wait_serving(address))
-            console.print(f"[green]✓[/] {name} serving on {address}")
-        yield addresses
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 async def analyse_and_index(files: list[Path], addresses: dict[str, str],
@@ -166,7 +104,10 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]Segue demo[/] on {len(files)} songs from "
                   f"{args.music or 'the bundled immich-memories-music tracks'}")
-    with running_services(args.out) as addresses:
+    with running_stack(args.out) as stack:
+        addresses = stack.grpc
+        for name, address in addresses.items():
+            console.print(f"[green]✓[/] {name} serving on {address}")
         analyses = asyncio.run(analyse_and_index(files, addresses, args.out))
         seed = next(iter(analyses))
         mix = args.out / "mix.mp3"

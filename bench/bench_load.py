@@ -1,0 +1,117 @@
+"""A bounded load run against the whole stack, with SLO verdicts from two sides.
+
+Starts the three services and a real Prometheus (with deploy/prometheus's rules) on loopback,
+drives `segue.loadgen` for --duration-s (default 300 s), then reports the client-side latency
+percentiles and errors, and what Prometheus's SLO recording rules say over the same window.
+
+    .venv/bin/python bench/bench_load.py [--duration-s 300] [--rate 8] [--concurrency 16]
+
+Results: bench/results/load_<date>.md and .json, with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from segue.audio import decode  # noqa: E402
+from segue.loadgen import MODEL_RATE_HZ, LoadConfig, LoadGenerator  # noqa: E402
+from segue.localstack import running_stack  # noqa: E402
+from segue.machine import describe_machine  # noqa: E402
+from segue.music import find_music  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+
+
+def prometheus_slos(query: Any, window: str) -> list[dict[str, Any]]:
+    """Each SLO's error ratio over `window` next to its error budget (1 - objective)."""
+    objectives = {(s["metric"]["slo"], s["metric"].get("service")): float(s["value"][1])
+                  for s in query("segue_slo:objective:ratio")}
+    rows = []
+    for series in query(f"segue_slo:sli_error:ratio_rate{window}"):
+        key = (series["metric"]["slo"], series["metric"].get("service"))
+        error = float(series["value"][1])
+        objective = objectives.get(key, math.nan)
+        budget = 1.0 - objective
+        rows.append({"slo": key[0], "service": key[1], "error_ratio": error,
+                     "objective": objective,
+                     "met": math.isfinite(error) and error <= budget + 1e-12})
+    return sorted(rows, key=lambda r: (str(r["service"]), str(r["slo"])))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration-s", type=float, default=300.0)
+    parser.add_argument("--rate", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--songs", type=int, default=8)
+    parser.add_argument("--music", type=Path)
+    args = parser.parse_args()
+
+    songs = {p.stem: decode(p, MODEL_RATE_HZ) for p in find_music(args.music)[: args.songs]}
+    machine_before = describe_machine()
+    with tempfile.TemporaryDirectory() as tmp, \
+            running_stack(Path(tmp), prometheus=True) as stack:
+        config = LoadConfig(
+            embedder=stack.grpc["embedder"], matcher=stack.grpc["matcher"],
+            mixer=stack.grpc["mixer"], duration_s=args.duration_s, rate_per_s=args.rate,
+            concurrency=args.concurrency,
+        )
+        report = asyncio.run(LoadGenerator(config, songs).run())
+        time.sleep(3)  # two more scrapes and rule evaluations after the last call
+        window = "5m" if args.duration_s >= 240 else "30m"
+        slos = prometheus_slos(stack.query, window)
+
+    date = datetime.now(UTC)
+    lines = [
+        f"# Load run, {date:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {machine_before} (at the start; shared with other jobs). The load generator "
+        "runs on the same 2 cores as the three services and Prometheus.",
+        "",
+        f"{len(songs)} real songs (immich-memories-music unless --music), "
+        f"{args.duration_s:.0f} s at {args.rate} operations/s (30% Analyze streams of 10 s in "
+        f"1 s chunks, 60% NextSegment, 10% 10 s RenderTransition), at most "
+        f"{args.concurrency} at once.",
+        "",
+        "## Client side",
+        "",
+        report.markdown(),
+        f"## Prometheus, SLO recording rules over the last {window}",
+        "",
+        "| service | SLO | error ratio | error budget | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for row in slos:
+        lines.append(f"| {row['service']} | {row['slo']} | {row['error_ratio']:.4f} | "
+                     f"{1 - row['objective']:.4f} | {'met' if row['met'] else 'MISSED'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"load_{date:%Y-%m-%d}"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({
+        "date": date.isoformat(), "machine": machine_before,
+        "duration_s": report.duration_s, "rate_per_s": args.rate,
+        "concurrency": args.concurrency,
+        "percentiles_ms": {k: {q: report.percentile(k, q) * 1e3 for q in (50, 90, 99)}
+                           for k in report.latencies_s},
+        "codes": {s: dict(c) for s, c in report.codes.items()},
+        "client_slo": report.slo_verdicts(), "prometheus_slo": slos,
+    }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
