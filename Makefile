@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/bench_embedder.py
 	$(PY) bench/bench_matcher.py
 	$(PY) bench/bench_mixer.py
+	$(PY) bench/bench_load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out
