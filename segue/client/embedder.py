@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segue.audio import decode, mono_to_pcm
+from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
 from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 
 T = TypeVar("T")
@@ -31,8 +32,6 @@ PcmSource = Iterable[bytes] | AsyncIterable[bytes]
 DEFAULT_CHUNK_S = 1.0
 # End-of-stream marker of grpc.aio reads (absent from the type stubs).
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
-# Matches the server default; larger messages are refused.
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -70,7 +69,7 @@ async def _aiter(source: PcmSource) -> AsyncIterator[bytes]:
             yield item
 
 
-class EmbedderClient:
+class EmbedderClient(ServiceClient):
     """Async client; use as `async with EmbedderClient(address) as client:`."""
 
     def __init__(
@@ -81,28 +80,9 @@ class EmbedderClient:
         timeout_s: float | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        self.address = address
-        self.timeout_s = timeout_s
-        self._channel = (
-            grpc.aio.secure_channel(address, credentials, options=options)
-            if credentials is not None
-            else grpc.aio.insecure_channel(address, options=options)
-        )
+        super().__init__(address, credentials=credentials, timeout_s=timeout_s,
+                         max_message_bytes=max_message_bytes)
         self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
-
-    async def __aenter__(self) -> EmbedderClient:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close(None)
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Waits until the channel connects (e.g. right after starting a server)."""

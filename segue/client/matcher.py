@@ -15,13 +15,11 @@ INVALID_ARGUMENT, UNAVAILABLE).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 
 import grpc
 
+from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
 from segue.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
-
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def make_metadata(
@@ -38,7 +36,7 @@ def make_metadata(
     )
 
 
-class MatcherClient:
+class MatcherClient(ServiceClient):
     """Async client; use as `async with MatcherClient(address) as client:`."""
 
     def __init__(
@@ -49,32 +47,9 @@ class MatcherClient:
         timeout_s: float | None = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        self.address = address
-        self.timeout_s = timeout_s
-        self._channel = (
-            grpc.aio.secure_channel(address, credentials, options=options)
-            if credentials is not None
-            else grpc.aio.insecure_channel(address, options=options)
-        )
+        super().__init__(address, credentials=credentials, timeout_s=timeout_s,
+                         max_message_bytes=max_message_bytes)
         self._stub = matcher_pb2_grpc.MatcherStub(self._channel)
-
-    async def __aenter__(self) -> MatcherClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close(None)
 
     async def upsert_song(
         self,

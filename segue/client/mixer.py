@@ -16,12 +16,12 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
+from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
 from segue.v1 import common_pb2, mixer_pb2, mixer_pb2_grpc
 from segue.v1.mixer_pb2 import TransitionStyle
 
@@ -112,7 +112,7 @@ def build_requests(
     yield mixer_pb2.RenderRequest(end=mixer_pb2.EndOfInput())
 
 
-class MixerClient:
+class MixerClient(ServiceClient):
     """Async client; use as `async with MixerClient(addr) as mixer:`.
 
     Errors surface as grpc.aio.AioRpcError with the server's status code and message
@@ -125,33 +125,11 @@ class MixerClient:
         *,
         timeout_s: float = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
-        max_message_bytes: int = 4 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        self._channel = (
-            grpc.aio.secure_channel(address, credentials, options=options)
-            if credentials
-            else grpc.aio.insecure_channel(address, options=options)
-        )
+        super().__init__(address, credentials=credentials, timeout_s=timeout_s,
+                         max_message_bytes=max_message_bytes)
         self._stub = mixer_pb2_grpc.MixerStub(self._channel)
-        self._timeout_s = timeout_s
-
-    async def __aenter__(self) -> MixerClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close(None)
 
     async def render_transition(
         self,
@@ -170,7 +148,7 @@ class MixerClient:
         )
         return await self._collect(
             self._stub.RenderTransition(
-                _aiter(build_requests(outgoing, incoming, config)), timeout=self._timeout_s
+                _aiter(build_requests(outgoing, incoming, config)), timeout=self.timeout_s
             )
         )
 
@@ -193,7 +171,7 @@ class MixerClient:
         config.mashup_bars = bars
         return await self._collect(
             self._stub.RenderMashup(
-                _aiter(build_requests(outgoing, incoming, config)), timeout=self._timeout_s
+                _aiter(build_requests(outgoing, incoming, config)), timeout=self.timeout_s
             )
         )
 
