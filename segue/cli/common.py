@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
+import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from segue.v1 import matcher_pb2
+
+M = TypeVar("M", bound=Message)
 
 DEFAULT_EMBEDDER = "127.0.0.1:50051"
 DEFAULT_MATCHER = "127.0.0.1:50052"
@@ -45,3 +54,32 @@ def fail(message: str) -> int:
     """Prints an error for a person and returns the exit code for failures."""
     print(f"segue: {message}", file=sys.stderr)
     return 1
+
+
+def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
+    return f"{error.code().name.lower()}: {error.details()}"
+
+
+def display_name(metadata: matcher_pb2.SongMetadata, song_id: str) -> str:
+    """"Artist - Title" when both are known, else the title or the song id."""
+    name = metadata.title or song_id
+    return f"{metadata.artist} - {name}" if metadata.artist else name
+
+
+def show_response(query: Coroutine[Any, Any, M], as_json: bool,
+                  table: Callable[[M], Table]) -> int:
+    """Runs one service call and prints its response as JSON or as a table for a person.
+
+    Errors from the service or the arguments become a one-line message and exit code 1.
+    """
+    try:
+        response = asyncio.run(query)
+    except grpc.aio.AioRpcError as e:
+        return fail(describe_rpc_error(e))
+    except ValueError as e:
+        return fail(str(e))
+    if as_json:
+        print_json(message_to_json(response))
+    else:
+        Console().print(table(response))
+    return 0

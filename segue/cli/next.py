@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-import grpc
-from rich.console import Console
 from rich.table import Table
 
-from segue.cli.common import DEFAULT_MATCHER, add_target, fail, message_to_json, print_json
+from segue.cli.common import DEFAULT_MATCHER, add_target, display_name, show_response
 from segue.client.matcher import MatcherClient
 from segue.v1 import matcher_pb2
 
@@ -67,10 +64,6 @@ def filter_from_args(args: argparse.Namespace) -> matcher_pb2.Filter:
     return spec
 
 
-def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
-    return f"{error.code().name.lower()}: {error.details()}"
-
-
 def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "next",
@@ -104,29 +97,21 @@ async def _query(args: argparse.Namespace) -> matcher_pb2.NextSegmentResponse:
         )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        response = asyncio.run(_query(args))
-    except grpc.aio.AioRpcError as e:
-        return fail(describe_rpc_error(e))
-    except ValueError as e:
-        return fail(str(e))
-    if args.json:
-        print_json(message_to_json(response))
-        return 0
+def _table(args: argparse.Namespace, response: matcher_pb2.NextSegmentResponse) -> Table:
     table = Table(title=f"After {args.song} (leaving at {response.exit_time_s:.1f} s)")
     for column in ("#", "song", "enter at", "score", "transition", "feel", "tempo", "key",
                    "energy", "bpm", "camelot"):  # fmt: skip
         table.add_column(column, justify="left" if column == "song" else "right")
     for rank, c in enumerate(response.candidates, 1):
         b = c.breakdown
-        name = c.metadata.title or c.song_id
-        if c.metadata.artist:
-            name = f"{c.metadata.artist} - {name}"
+        name = display_name(c.metadata, c.song_id)
         table.add_row(
             str(rank), name, f"{c.entry_time_s:.1f} s", f"{c.score:.3f}",
             f"{b.transition:.2f}", f"{b.feel:.2f}", f"{b.tempo:.2f}", f"{b.key:.2f}",
             f"{b.energy:.2f}", f"{c.tempo_bpm:.1f}" if c.tempo_bpm else "-", c.key.camelot or "-",
         )  # fmt: skip
-    Console().print(table)
-    return 0
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    return show_response(_query(args), args.json, lambda r: _table(args, r))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-import grpc
-from rich.console import Console
 from rich.table import Table
 
-from segue.cli.common import DEFAULT_MATCHER, add_target, fail, message_to_json, print_json
-from segue.cli.next import add_filter_options, describe_rpc_error, filter_from_args
+from segue.cli.common import DEFAULT_MATCHER, add_target, display_name, show_response
+from segue.cli.next import add_filter_options, filter_from_args
 from segue.client.matcher import MatcherClient
 from segue.v1 import matcher_pb2
 
@@ -70,27 +67,19 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        response = asyncio.run(_plan(args))
-    except grpc.aio.AioRpcError as e:
-        return fail(describe_rpc_error(e))
-    except ValueError as e:
-        return fail(str(e))
-    if args.json:
-        print_json(message_to_json(response))
-        return 0
+def _table(args: argparse.Namespace, response: matcher_pb2.PlanPlaylistResponse) -> Table:
     table = Table(title=f"Playlist from {args.seeds[0]} (total score {response.total_score:.2f})")
     for column in ("#", "song", "in", "out", "score", "bpm", "camelot"):
         table.add_column(column, justify="left" if column == "song" else "right")
     for rank, step in enumerate(response.steps, 1):
-        name = step.metadata.title or step.song_id
-        if step.metadata.artist:
-            name = f"{step.metadata.artist} - {name}"
+        name = display_name(step.metadata, step.song_id)
         table.add_row(
             str(rank), name, _clock(step.entry_time_s), _clock(step.exit_time_s),
             f"{step.transition_score:.3f}" if rank > 1 else "-",
             f"{step.tempo_bpm:.1f}" if step.tempo_bpm else "-", step.key.camelot or "-",
         )  # fmt: skip
-    Console().print(table)
-    return 0
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    return show_response(_plan(args), args.json, lambda r: _table(args, r))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-import grpc
-from rich.console import Console
 from rich.table import Table
 
-from segue.cli.common import DEFAULT_MATCHER, add_target, fail, message_to_json, print_json
-from segue.cli.next import add_filter_options, describe_rpc_error, filter_from_args
+from segue.cli.common import DEFAULT_MATCHER, add_target, show_response
+from segue.cli.next import add_filter_options, filter_from_args
 from segue.client.matcher import MatcherClient
 from segue.v1 import matcher_pb2
 
@@ -35,16 +32,7 @@ async def _query(args: argparse.Namespace) -> matcher_pb2.SimilarSongsResponse:
         return await matcher.similar_songs(args.song, k=args.k, filter=filter_from_args(args))
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        response = asyncio.run(_query(args))
-    except grpc.aio.AioRpcError as e:
-        return fail(describe_rpc_error(e))
-    except ValueError as e:
-        return fail(str(e))
-    if args.json:
-        print_json(message_to_json(response))
-        return 0
+def _table(args: argparse.Namespace, response: matcher_pb2.SimilarSongsResponse) -> Table:
     table = Table(title=f"Songs like {args.song}")
     for column in ("#", "song", "artist", "genre", "similarity"):
         table.add_column(column, justify="right" if column in ("#", "similarity") else "left")
@@ -53,5 +41,8 @@ def run(args: argparse.Namespace) -> int:
             str(rank), s.metadata.title or s.song_id, s.metadata.artist or "-",
             s.metadata.genre or "-", f"{s.similarity:.3f}",
         )  # fmt: skip
-    Console().print(table)
-    return 0
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    return show_response(_query(args), args.json, lambda r: _table(args, r))
