@@ -9,9 +9,10 @@ a grace period).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,87 +64,69 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return _wrap_handler(handler, self._service, method)
 
 
-def _wrap_handler(handler: Any, service: str, method: str) -> Any:
-    labels = (service, method)
+@contextlib.asynccontextmanager
+async def _observed(
+    context: grpc.aio.ServicerContext[Any, Any], service: str, method: str
+) -> AsyncIterator[None]:
+    """Records one RPC's latency, in-flight count and final status code.
 
-    def start() -> float:
-        RPC_IN_FLIGHT.labels(*labels).inc()
-        return time.perf_counter()
-
-    def finish(started: float, code: str) -> None:
-        RPC_IN_FLIGHT.labels(*labels).dec()
-        RPC_DURATION.labels(*labels).observe(time.perf_counter() - started)
+    An exception that escapes the handler is logged once and sent as INTERNAL with a short
+    message, so clients never see a bare UNKNOWN.
+    """
+    RPC_IN_FLIGHT.labels(service, method).inc()
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+        code = _code_name(context)
+    except (asyncio.CancelledError, GeneratorExit):
+        code = "CANCELLED"
+        raise
+    except grpc.aio.AbortError:
+        code = _code_name(context)
+        raise
+    except Exception as exc:
+        code = "INTERNAL"
+        log.exception("unhandled error", service=service, method=method)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
+    finally:
+        RPC_IN_FLIGHT.labels(service, method).dec()
+        RPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
         RPC_REQUESTS.labels(service, method, code).inc()
 
-    async def on_error(
-        exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> str:
-        if isinstance(exc, asyncio.CancelledError):
-            return "CANCELLED"
-        if isinstance(exc, grpc.aio.AbortError):
-            return _code_name(context)
-        log.exception("unhandled error", service=service, method=method)
-        return "INTERNAL"
 
+def _wrap_handler(handler: Any, service: str, method: str) -> Any:
     if handler.response_streaming:
         behavior: Any = handler.stream_stream if handler.request_streaming else handler.unary_stream
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = start()
-            code = "OK"
-            try:
+            async with _observed(context, service, method):
                 async for response in behavior(request, context):
                     yield response
-                code = _code_name(context)
-            except BaseException as exc:
-                code = await on_error(exc, context)
-                if code == "INTERNAL" and not isinstance(exc, grpc.aio.AbortError):
-                    finish(started, code)
-                    started = -1.0
-                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
-                raise
-            finally:
-                if started >= 0:
-                    finish(started, code)
 
         factory = (
             grpc.stream_stream_rpc_method_handler
             if handler.request_streaming
             else grpc.unary_stream_rpc_method_handler
         )
-        return factory(
-            streaming,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        wrapped: Any = streaming
+    else:
+        unary_behavior: Any = (
+            handler.stream_unary if handler.request_streaming else handler.unary_unary
         )
 
-    unary_behavior: Any = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with _observed(context, service, method):
+                return await unary_behavior(request, context)
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = start()
-        code = "OK"
-        try:
-            response = await unary_behavior(request, context)
-            code = _code_name(context)
-            return response
-        except BaseException as exc:
-            code = await on_error(exc, context)
-            if code == "INTERNAL" and not isinstance(exc, grpc.aio.AbortError):
-                finish(started, code)
-                started = -1.0
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
-            raise
-        finally:
-            if started >= 0:
-                finish(started, code)
-
-    unary_factory = (
-        grpc.stream_unary_rpc_method_handler
-        if handler.request_streaming
-        else grpc.unary_unary_rpc_method_handler
-    )
-    return unary_factory(
-        unary,
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        wrapped = unary
+    return factory(
+        wrapped,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
