@@ -14,6 +14,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 class ServiceClient:
     """Base of the async clients; use them as `async with Client(address) as client:`.
 
+    `address` is any gRPC target: `host:port`, `dns:///name:port` (e.g. a headless Kubernetes
+    Service, which resolves to every ready pod) or `ipv4:10.0.0.1:50051,10.0.0.2:50051`.
+    Calls are spread round-robin over every address the target resolves to: an Analyze stream
+    is long-lived, so balancing per connection (gRPC's default) would pin all of a client's
+    songs to one replica.
     `credentials` enables TLS; `timeout_s` is the deadline of each call (None: no deadline).
     """
 
@@ -28,6 +33,7 @@ class ServiceClient:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.lb_policy_name", "round_robin"),
         ]
         self.address = address
         self.timeout_s = timeout_s

@@ -73,6 +73,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self.codec = TokenCodec(config.token_key.encode())
         self.settings = StreamSettings(segment_s=config.segment_s, min_tail_s=config.min_tail_s)
         self._active = 0
+        self.streams_accepted = 0  # Analyze streams taken since start
         self._clips = 0
         self._draining = False
         self.batcher = Batcher(
@@ -177,6 +178,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
                           f"the embedder is at its limit of {self.config.max_concurrent_streams} "
                           "concurrent streams; retry with backoff or use another replica")
         self._active += 1
+        self.streams_accepted += 1
         EMBEDDER_ACTIVE_STREAMS.inc()
         # Tells clients the stream was accepted before they send audio (see the client SDK).
         await context.send_initial_metadata((("segue-stream", "accepted"),))
@@ -311,8 +313,9 @@ class _AnalyzeCall:
 
     def _windows_response(self, window: embedder_pb2.WindowEmbedding
                           ) -> embedder_pb2.AnalyzeResponse:
-        return embedder_pb2.AnalyzeResponse(
-            song_id=self.song_id, windows=embedder_pb2.WindowEmbeddings(windows=[window]))
+        response = embedder_pb2.AnalyzeResponse(song_id=self.song_id)
+        response.windows.windows.append(window)
+        return response
 
     async def _checkpoint(self, stream: SongStream) -> embedder_pb2.AnalyzeResponse:
         spec = self.servicer.model.spec

@@ -162,7 +162,7 @@ class SongStream:
         real = window.pcm[: window.valid]
         # One float64 copy serves both the RMS energy and the loudness filter.
         wide = real.astype(np.float64)
-        current.energy_sum += float(np.sqrt(np.mean(np.square(wide))))
+        current.energy_sum += float(np.sqrt(np.dot(wide, wide) / max(1, wide.size)))
         current.windows += 1
         self.loudness.push(wide)
         fpw = self.spec.frames_per_window
