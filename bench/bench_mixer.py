@@ -3,19 +3,22 @@
     OMP_NUM_THREADS=1 nice .venv/bin/python bench/bench_mixer.py
 
 Pairs of packaged immich-memories-music electronic tracks (and ../shared/music/librosa
-recordings when present) whose tempos are within 10%, each track leading at most one pair
-(so no single song dominates the medians). For each pair it renders an 8-bar transition with
-Segue (beat-matched, loudness-matched, limiter), with and without the EQ bass swap, and, over
-the same output time axis, a naive linear crossfade of the same length (no stretch, no
-loudness match) and a hard cut at the overlap's middle. Metrics: services/mixer/quality.py.
-Speed: a 30 s transition rendered 5 times (render only, one thread; the median), the WSOLA
-stretch against audiotsm's own WSOLA on the same audio, and a 5-song continuous mix. Results
-go to bench/results/mixer_<date>.md and .json with the machine description, and plots of one
-transition and of the mix to bench/results/mixer_<date>_*.png.
+recordings when present) whose tempos (as the mixer reads them: the structure analysis) are
+within 10%, each track leading at most one pair (so no single song dominates the medians).
+For each pair it renders an 8-bar transition with Segue (beat-matched, loudness-matched,
+limiter), with and without the EQ bass swap, and, over the same output time axis, a naive
+linear crossfade of the same length (no stretch, no loudness match) and a hard cut at the
+overlap's middle. Metrics: services/mixer/quality.py. Speed: a 30 s transition rendered 5
+times from new excerpts (render only, the beat analysis of both excerpts included, one
+thread; the median), the WSOLA stretch against audiotsm's own WSOLA on the same audio, and
+a 5-song continuous mix (each song with its whole-song analysis, as the embedder gives it).
+Results go to bench/results/mixer_<date>.md and .json with the machine description, and
+plots of one transition and of the mix to bench/results/mixer_<date>_*.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -29,12 +32,13 @@ import numpy as np
 from segue.audio import decode
 from segue.machine import describe_machine
 from segue.v1 import mixer_pb2
-from services.mixer.beatgrid import estimate_steady_grid
+from services.mixer.beatgrid import analyse, estimate
 from services.mixer.errors import MixInputError
 from services.mixer.excerpt import Excerpt
 from services.mixer.limiter import true_peak_dbtp
 from services.mixer.plot import plot_transition
 from services.mixer.quality import (
+    SEAM_WINDOW_S,
     beat_alignment_error_ms,
     loudness_step_lu,
     measured_beat_positions,
@@ -76,10 +80,20 @@ def baselines(a: np.ndarray, b: np.ndarray, r: Rendered) -> dict[str, dict[str, 
         "hard cut": np.where(t < 0.5 * (ov0 + ov1), a_part, b_part).astype(np.float32),
     }
     b_mono = b.mean(axis=0)
-    b_grid = estimate_steady_grid(b_mono, RATE).times_s
+    b_grid = estimate(b_mono, RATE).times_s  # the grid the mixer reads, for a fair comparison
     b_beats = b_grid[(b_grid >= r.b_start_s) & (b_grid <= r.b_start_s + ov1 - ov0)]
     predicted = b_beats - r.b_start_s + ov0
     measured = measured_beat_positions(b_mono, b_beats, b_part.mean(axis=0), predicted, RATE)
+    # References for the spectral metrics: each song alone over the same window, unfaded
+    # (how much the music itself changes from half-second to half-second there), kept half a
+    # second from where its audio starts or stops.
+    pad = SEAM_WINDOW_S + 0.1
+    for name, alone, lo, hi in (
+        ("outgoing alone", a_part, ov0, ov1 - pad),
+        ("incoming alone", b_part, ov0 + pad, ov1),
+    ):
+        sc, mel = spectral_continuity(alone, RATE, lo, hi)
+        out[name] = {"spectral_convergence": sc, "mel_mse": mel}
     for name, mix in mixes.items():
         sc, mel = spectral_continuity(mix, RATE, ov0, ov1)
         out[name] = {
@@ -96,8 +110,11 @@ def baselines(a: np.ndarray, b: np.ndarray, r: Rendered) -> dict[str, dict[str, 
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     songs = {p: decode(p, RATE, channels=2).T.copy() for p in tracks()}
-    grids = {p: estimate_steady_grid(a.mean(axis=0), RATE) for p, a in songs.items()}
+    grids = {p: estimate(a.mean(axis=0), RATE) for p, a in songs.items()}
     pairs, leading = [], set()
     for p, q in itertools.permutations(songs, 2):
         if p not in leading and abs(grids[p].bpm / grids[q].bpm - 1) <= 0.10:
@@ -112,7 +129,7 @@ def main() -> None:
         try:
             r = render_transition(ea, eb, Style("bars", bars=8, eq_bass_swap=True), Params())
             plain = render_transition(ea, eb, Style("bars", bars=8), Params())
-        except MixInputError as e:  # the mixer's own grid may disagree with the selection's
+        except MixInputError as e:  # e.g. an excerpt too short for 8 bars
             print(p.name, "->", q.name, "skipped:", e)
             continue
         row: dict[str, Any] = {"a": p.name, "b": q.name, "duration_s": r.report.duration_s}
@@ -146,6 +163,12 @@ def main() -> None:
         }
         for m in methods
     }
+    alone = {
+        m: {
+            k: statistics.median(r[m][k] for r in rows) for k in ("spectral_convergence", "mel_mse")
+        }
+        for m in ("outgoing alone", "incoming alone")
+    }
     speed = speed_runs(songs, pairs)
     mix = continuous_mix(songs)
     machine = (
@@ -163,6 +186,7 @@ def main() -> None:
                 "machine": machine,
                 "pairs": rows,
                 "medians": medians,
+                "songs_alone_medians": alone,
                 "speed": speed,
                 "continuous_mix": mix,
             },
@@ -186,6 +210,14 @@ def main() -> None:
         s, n, c, h = (medians[m][k] for m in methods)
         ratio = s / c if c else float("nan")
         lines.append(f"| {k} | {s:.3f} | {n:.3f} | {c:.3f} | {h:.3f} | {ratio:.2f} |")
+    lines += [
+        "",
+        "For scale, the same worst-seam metrics on each song alone over the same window (no "
+        "transition): spectral convergence "
+        f"{alone['outgoing alone']['spectral_convergence']:.3f} (outgoing), "
+        f"{alone['incoming alone']['spectral_convergence']:.3f} (incoming); mel MSE "
+        f"{alone['outgoing alone']['mel_mse']:.1f}, {alone['incoming alone']['mel_mse']:.1f}.",
+    ]
     lines += [
         "",
         f"Speed, {speed['output_s']:.1f} s transition ({speed['pair']}), render only, "
@@ -228,10 +260,12 @@ def speed_runs(songs: dict[Path, np.ndarray], pairs: list[tuple[Path, Path]]) ->
 
     p, q = pairs[0]
     info = mixer_pb2.ExcerptInfo(encoded=True)
-    ea, eb = Excerpt("outgoing", songs[p], RATE, info), Excerpt("incoming", songs[q], RATE, info)
     style = Style("seconds", seconds=22.0, eq_bass_swap=True)
     times, cpu, with_mp3 = [], [], []
     for _ in range(5):
+        # New excerpts each time, as each request brings: their beat analysis is timed too.
+        ea = Excerpt("outgoing", songs[p], RATE, info)
+        eb = Excerpt("incoming", songs[q], RATE, info)
         started, cpu_started = time.perf_counter(), time.process_time()
         r = render_transition(ea, eb, style, Params())
         times.append(time.perf_counter() - started)
@@ -279,8 +313,15 @@ def continuous_mix(songs: dict[Path, np.ndarray]) -> dict[str, Any]:
         "energetic_electronic_s411",
     ]
     by_stem = {p.stem: a for p, a in songs.items()}
+    # Each song with its whole-song analysis, as the embedder gives it (the demo's analyses).
     tracks = [
-        MixTrack(by_stem[n], entry_s=0.0 if i == 0 else 2.0, title=n, song_id=n)
+        MixTrack(
+            by_stem[n],
+            entry_s=0.0 if i == 0 else 2.0,
+            title=n,
+            song_id=n,
+            analysis=analyse(by_stem[n].mean(axis=0), RATE),
+        )
         for i, n in enumerate(names)
         if n in by_stem
     ]

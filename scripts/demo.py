@@ -115,6 +115,8 @@ def main() -> int:
             "mix", "--playlist", seed, "-n", str(min(args.mix_songs, len(analyses))),
             "-o", str(mix), "--plot", str(args.out / "mix.png"),
             "--matcher", addresses["matcher"], "--mixer", addresses["mixer"],
+            # The embedder's beats and keys: the mix needs no second analysis of each song.
+            "--analyses", str(args.out / "analyses"),
         ])
         if code != 0:
             return code

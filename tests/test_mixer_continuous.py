@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from google.protobuf.json_format import MessageToJson
 from mixer_fixtures import RATE, analysis_of, song
 
 from segue.audio import decode, encode
-from segue.cli.mix import write_mix
+from segue.cli.mix import load_analyses, write_mix
 from segue.v1 import matcher_pb2
 from services.mixer.continuous_mix import (
     ContinuousMix,
@@ -143,6 +145,32 @@ def test_a_matcher_plan_is_read_from_each_steps_file_with_its_cue_times(tmp_path
     plan.steps[1].metadata.uri = str(tmp_path / "gone.flac")
     with pytest.raises(MixInputError, match=r"step 2 \(synth-1\): cannot read"):
         tracks_from_plan(plan, RATE)
+
+
+def test_songs_without_analyses_are_beat_matched_from_the_structure_analysis() -> None:
+    tracks = [replace(t, analysis=None) for t in playlist()[:2]]
+    mix = render_continuous_mix(tracks, Style("bars", bars=4), Params())
+    report = mix.transitions[0].report
+    assert report.tempo_ratio == pytest.approx(124.0 / 120.0, rel=5e-3)
+    assert report.beat_alignment_error_ms <= 10.0
+    assert mix.cues[1].tempo_bpm == pytest.approx(120.0, rel=5e-3)
+
+
+def test_analyses_are_read_by_song_id_for_the_songs_that_have_one(tmp_path: Path) -> None:
+    s = song(40, TEMPOS[0], 22.0)
+    (tmp_path / "synth-0.json").write_text(MessageToJson(analysis_of(s)))
+    found = load_analyses(tmp_path, ["synth-0", "synth-1"])
+    assert list(found) == ["synth-0"]
+    assert len(found["synth-0"].beats) == len(s.beat_times_s)
+    plan = matcher_pb2.PlanPlaylistResponse()
+    for i in range(2):
+        path = tmp_path / f"s{i}.flac"
+        path.write_bytes(encode(song(40 + i, TEMPOS[i], 22.0).audio, RATE, "flac"))
+        step = plan.steps.add(song_id=f"synth-{i}")
+        step.metadata.uri = str(path)
+    tracks = tracks_from_plan(plan, RATE, found)
+    assert tracks[0].analysis is found["synth-0"] and tracks[1].analysis is None
+    assert load_analyses(None, ["synth-0"]) == {}
 
 
 def test_cli_options_for_a_playlist_render_as_a_continuous_style() -> None:

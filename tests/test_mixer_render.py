@@ -154,3 +154,16 @@ def test_auto_length_blends_club_tracks_longer_than_free_time_music_and_says_why
     assert "weak beat" in ballad.report.length_reason
     assert club.report.overlap_bars > ballad.report.overlap_bars
     assert ballad.report.overlap_s == pytest.approx(8.0, abs=3.0)
+
+
+@pytest.mark.parametrize("gain", [0.2, 4.0])
+def test_the_limiter_reports_the_true_peak_it_leaves(gain: float) -> None:
+    from services.mixer.limiter import limit
+
+    s = song(13, 124.0)
+    loud = (gain * np.stack([s.audio, s.audio[::-1].copy()]) / np.abs(s.audio).max()).astype(
+        np.float32
+    )
+    limited = limit(loud, RATE, -1.0)
+    assert limited.peak_dbtp == pytest.approx(true_peak_dbtp(limited.audio), abs=1e-4)
+    assert limited.peak_dbtp <= -1.0

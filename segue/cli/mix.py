@@ -18,7 +18,7 @@ import numpy as np
 
 from segue.audio import DecodeError, decode, encode
 from segue.cli.common import add_target, fail, message_to_json, print_json
-from segue.v1 import matcher_pb2, mixer_pb2
+from segue.v1 import common_pb2, matcher_pb2, mixer_pb2
 
 if TYPE_CHECKING:
     from services.mixer.continuous_mix import ContinuousMix
@@ -46,6 +46,13 @@ def add_parser(subparsers: Any) -> None:
         help="song id to start a playlist from (asks the matcher's PlanPlaylist)",
     )
     p.add_argument("-n", "--num-songs", type=int, default=10, help="songs in the playlist")
+    p.add_argument(
+        "--analyses",
+        type=Path,
+        metavar="DIR",
+        help="with --playlist: DIR/<song id>.json analyses (segue analyze --out-dir, the "
+        "demo's analyses/) give the songs their beats and keys; others are analysed here",
+    )
     p.add_argument("-o", "--output", required=True, help="output file (.wav .flac .mp3 .ogg)")
     p.add_argument("--plot", help="write a PNG of the transition here (with --local)")
     p.add_argument("--bars", type=int, help="overlap length in bars")
@@ -170,7 +177,24 @@ def render_playlist(
 
     params = Params(rate_hz=RATE, target_lufs=args.lufs or -14.0)
     style = Style.from_proto(_style(args))
-    return render_continuous_mix(tracks_from_plan(plan, RATE), style, params)
+    analyses = load_analyses(args.analyses, [s.song_id for s in plan.steps])
+    return render_continuous_mix(tracks_from_plan(plan, RATE, analyses), style, params)
+
+
+def load_analyses(folder: Path | None, song_ids: list[str]) -> dict[str, common_pb2.SongAnalysis]:
+    """The analyses DIR/<song id>.json that exist, as written by `segue analyze --out-dir`."""
+    from google.protobuf.json_format import Parse
+
+    found: dict[str, common_pb2.SongAnalysis] = {}
+    if folder is None:
+        return found
+    for song_id in song_ids:
+        path = folder / f"{song_id}.json"
+        if path.is_file():
+            found[song_id] = Parse(
+                path.read_text(), common_pb2.SongAnalysis(), ignore_unknown_fields=True
+            )
+    return found
 
 
 def run_playlist(args: argparse.Namespace, out: Path) -> int:

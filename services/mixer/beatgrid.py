@@ -1,39 +1,53 @@
-"""Beat grids: taken from a client's analysis, or estimated from the audio.
+"""Beat grids for mixing, from the project's one beat tracker (`segue.structure`).
 
-The estimate is a steady grid fitted by a small estimator of the mixer's own: a spectral-flux
-onset envelope, tempo by autocorrelation with a prior towards 120 BPM, and one straight line
-fitted to the onsets. The mixer needs a steady grid above all: it is what the incoming song is
-stretched onto. Where that grid is unclear, `segue.structure.analyze_audio` (the project's
-structure analysis, which follows tempo changes) is asked too and the clearer grid wins. On
-the packaged real tracks (2026-11-21) the steady fit found the tracks' round tempos where the
-structure analysis sometimes chose a different metrical level, hence this order.
+Where the beats come from: the client's analysis when it sends one, else
+`segue.structure.analyze_audio` run on the excerpt (the same analysis the embedder streams).
+What is the mixer's own is what a DJ does with those beats:
+
+- a steady grid: the incoming song is stretched beat onto beat, so tracker jitter would
+  become tempo wobble. The tracker places beats on 22 ms onset frames (5-10 ms of jitter on
+  club tracks); a straight line fitted to them lands within about 1 ms of the true beats on
+  generated songs. Where the tempo really drifts (the line misses by more than
+  `STEADY_RMS_S`), the tracked beats are smoothed locally instead;
+- the grid's bar positions carried over from the tracker's downbeats;
+- the grid read at another metrical level (half, double, 3:2, 4:3 ...) when the two songs'
+  tempos only match that way (see `render.match_tempo`);
+- moving a song's grid into an excerpt of it (the continuous mix).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import uniform_filter1d
-from scipy.signal import resample_poly, stft
 
+from segue.structure import analyze_audio, fill_analysis
 from segue.v1 import common_pb2
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 MIN_BEATS = 4
-ENVELOPE_RATE_HZ = 11025
-HOP = 64  # 5.8 ms onset frames
-MIN_BPM, MAX_BPM = 60.0, 200.0
-# Own grids at least this clear are used without asking the structure analysis.
-CLEAR_GRID = 0.5
-# Delay from a frame index to the onset it detects (half the 512-sample window, plus the
-# lead of the log-flux peak on sharp attacks), measured on click tracks.
-ONSET_LAG_S = 0.0332
+# A tracked beat further than this share of a beat from the fitted grid does not count for
+# it (an off-beat the tracker took for a while, or a beat it missed).
+INLIER_SHARE_OF_BEAT = 0.12
+# Tracked beats make a steady (constant-tempo) song when they lie within this RMS of one
+# straight line, at least STEADY_SHARE of them within STEADY_TOLERANCE_S of it, and no more
+# than STEADY_MAX_RUN off it at either end: a slowing outro or a tempo change is not steady,
+# while a few off-beats the tracker took mid-song, after which it is back on the line, are.
+STEADY_RMS_S = 0.015
+STEADY_TOLERANCE_S = 0.04
+STEADY_SHARE = 0.9
+STEADY_MAX_RUN = 2
+# Beats either side of each beat in the local fit where no single line fits.
+LOCAL_FIT_BEATS = 6
+# Periods tried around the median beat interval (+-4%, in 0.02% steps) when fitting the line:
+# the median of frame-quantised intervals can be ~1% off.
+_PERIOD_SEARCH = np.linspace(-0.04, 0.04, 401)
+# Clarity of a client's grid whose tempo carries no confidence.
+_UNRATED_CONFIDENCE = 0.7
 
 
 @dataclass(frozen=True)
@@ -41,11 +55,11 @@ class BeatGrid:
     """Beat times (seconds from the excerpt's first sample) and their places in the bar."""
 
     times_s: F64
-    positions: npt.NDArray[np.int64]  # 1 = downbeat; 0 = unknown
+    positions: I64  # 1 = downbeat; 0 = unknown
     bpm: float
-    # 0..1: how clearly the audio pulses (1 = a club kick on every beat).
+    # 0..1: how clearly the audio pulses (1 = every tracked beat on a steady grid).
     clarity: float
-    source: str  # "analysis" or "estimated"
+    source: str  # "analysis", "estimated" (structure analysis of the excerpt) or "free time"
 
     @property
     def period_s(self) -> float:
@@ -96,151 +110,236 @@ class BeatGrid:
             positions[1::2] = 2 * self.positions[:-1]
         return BeatGrid(times, positions, self.bpm * 2.0, self.clarity, self.source)
 
+    def at_level(self, factor: float, beats_per_bar: int, anchor: int = 0) -> BeatGrid:
+        """The same audio read with `factor` times as many beats (2 = double time, 3/4 ...).
 
-def from_analysis(analysis: common_pb2.SongAnalysis) -> BeatGrid | None:
-    """The analysis's grid when it has enough increasing beats, else None."""
+        Half and double time keep the bar positions (`every_other`, `doubled`). For other
+        ratios the new beats are spaced evenly between the old ones, starting `anchor` beats
+        after the first downbeat, which becomes the new grid's first downbeat; the bar phase
+        after it is a guess of `beats_per_bar` beats a bar (the tracker counted bars at the
+        other level).
+        """
+        if factor == 1.0:
+            return self
+        if factor == 2.0:
+            return self.doubled()
+        if factor == 0.5:
+            return self.every_other()
+        start = self.downbeat_offset() + anchor
+        index = np.arange(self.times_s.size, dtype=np.float64)
+        new_index = np.arange(start, self.times_s.size - 1 + 1e-9, 1.0 / factor)
+        times = np.interp(new_index, index, self.times_s)
+        known = self.positions.max(initial=0) > 0
+        positions = (
+            (np.arange(times.size) % beats_per_bar + 1).astype(np.int64)
+            if known
+            else np.zeros(times.size, np.int64)
+        )
+        return BeatGrid(times, positions, self.bpm * factor, self.clarity, self.source)
+
+    def shifted(self, offset_s: float, start_s: float, end_s: float) -> BeatGrid:
+        """The beats in [start_s, end_s), moved by -offset_s (a song's grid in an excerpt)."""
+        inside = (self.times_s >= start_s) & (self.times_s < end_s)
+        return BeatGrid(
+            self.times_s[inside] - offset_s,
+            self.positions[inside],
+            self.bpm,
+            self.clarity,
+            self.source,
+        )
+
+
+def from_analysis(analysis: common_pb2.SongAnalysis, source: str = "analysis") -> BeatGrid | None:
+    """The grid of an analysis' beats (steady where they allow it), else None.
+
+    None when it has fewer than MIN_BEATS increasing beats.
+    """
     if len(analysis.beats) < MIN_BEATS:
         return None
     times = np.array([b.time_s for b in analysis.beats], dtype=np.float64)
     if np.any(np.diff(times) <= 0) or not np.isfinite(times).all():
         return None
     positions = np.array([b.position_in_bar for b in analysis.beats], dtype=np.int64)
-    bpm = analysis.tempo.bpm if analysis.tempo.bpm > 0 else 60.0 / float(np.median(np.diff(times)))
     has_tempo = analysis.HasField("tempo") and analysis.tempo.confidence > 0
-    clarity = (
-        float(analysis.tempo.confidence * max(analysis.tempo.stability, 0.5)) if has_tempo else 0.7
-    )
-    return BeatGrid(times, positions, float(bpm), clarity, "analysis")
+    confidence = float(min(analysis.tempo.confidence, 1.0)) if has_tempo else _UNRATED_CONFIDENCE
+    return fit_grid(times, positions, confidence, source)
+
+
+def analyse(mono: FloatArray, rate_hz: int) -> common_pb2.SongAnalysis:
+    """The project's structure analysis of mono audio (tempo, beats, downbeats, key, ...)."""
+    analysis = common_pb2.SongAnalysis(duration_s=mono.size / rate_hz)
+    fill_analysis(analyze_audio(mono, rate_hz), analysis)
+    return analysis
+
+
+def free_time(duration_s: float, bpm: float = 120.0) -> BeatGrid:
+    """A nominal grid with no pulse (clarity 0): silence, drones, ambient music."""
+    times = np.arange(0.0, max(duration_s, 2.0), 60.0 / bpm)
+    return BeatGrid(times, np.zeros(times.size, np.int64), bpm, 0.0, "free time")
 
 
 def estimate(mono: FloatArray, rate_hz: int) -> BeatGrid:
-    """Estimates the beat grid of mono audio (see the module docstring for the order)."""
-    own = estimate_steady_grid(mono, rate_hz)
-    if own.clarity >= CLEAR_GRID:
-        return own
-    other = _from_structure_analysis(mono, rate_hz)
-    return other if other is not None and other.clarity > own.clarity else own
+    """The grid of mono audio by the structure analysis; a free-time grid when it hears none."""
+    grid = from_analysis(analyse(mono, rate_hz), "estimated")
+    return grid if grid is not None else free_time(mono.size / rate_hz)
 
 
-def _from_structure_analysis(mono: FloatArray, rate_hz: int) -> BeatGrid | None:
-    try:
-        structure: Any = importlib.import_module("segue.structure")
-    except ImportError:
-        return None
-    analyze = getattr(structure, "analyze_audio", None)
-    fill = getattr(structure, "fill_analysis", None)
-    if analyze is None or fill is None:
-        return None
-    analysis = common_pb2.SongAnalysis()
-    fill(analyze(mono, rate_hz), analysis)
-    grid = from_analysis(analysis)
-    return (
-        None
-        if grid is None
-        else BeatGrid(grid.times_s, grid.positions, grid.bpm, grid.clarity, "estimated")
-    )
+def fit_grid(times: F64, positions: I64, confidence: float, source: str) -> BeatGrid:
+    """A grid through tracked beats: one straight line when they allow it, else piecewise.
+
+    Clarity is the tempo confidence times the share of tracked beats on the grid.
+    """
+    t0, period, k, inliers = _steady_line(times)
+    residual = times - (t0 + period * k)
+    rms = float(np.sqrt(np.mean(residual[inliers] ** 2))) if inliers.any() else np.inf
+    close = np.abs(residual) <= STEADY_TOLERANCE_S
+    share = float(inliers.mean())
+    if (
+        rms <= STEADY_RMS_S
+        and close.mean() >= STEADY_SHARE
+        and _end_runs(~close) <= STEADY_MAX_RUN
+    ):
+        first = int(np.ceil(-t0 / period - 1e-9))
+        index = np.arange(min(first, int(k.min())), int(k.max()) + 1)
+        index = index[t0 + period * index >= 0.0]
+        grid_times: F64 = (t0 + period * index).astype(np.float64)
+        grid_positions = _bar_positions(index, k[inliers], positions[inliers])
+        return BeatGrid(grid_times, grid_positions, 60.0 / period, confidence * share, source)
+    # The tempo drifts (rubato, a live drummer) or the tracker changed phase for a while:
+    # a fit through the beats around each beat follows it without the jitter.
+    local, on_line = _local_lines(times)
+    if local.size < 2 or np.any(np.diff(local) <= 0):
+        local, on_line = times, np.ones(times.size, dtype=bool)
+    bpm = 60.0 / float(np.median(np.diff(local)))
+    return BeatGrid(local, positions.copy(), bpm, confidence * float(on_line.mean()), source)
 
 
-def onset_envelope(mono: FloatArray, rate_hz: int) -> tuple[F64, float]:
-    """Spectral-flux onset strength and its frame rate (Hz)."""
-    x = (
-        resample_poly(mono.astype(np.float64), ENVELOPE_RATE_HZ, rate_hz)
-        if rate_hz != ENVELOPE_RATE_HZ
-        else mono.astype(np.float64)
-    )
-    _, _, spec = stft(
-        x, fs=ENVELOPE_RATE_HZ, nperseg=512, noverlap=512 - HOP, boundary=None, padded=False
-    )
-    mag = np.log1p(100.0 * np.abs(spec))
-    flux = np.maximum(np.diff(mag, axis=1), 0.0).sum(axis=0)
-    flux = np.concatenate([[0.0], flux])
-    frame_rate = ENVELOPE_RATE_HZ / HOP
-    # Remove the slowly varying part so that loud passages do not dominate.
-    flux = np.maximum(flux - uniform_filter1d(flux, size=int(frame_rate)), 0.0)
-    peak = flux.max()
-    env: F64 = flux / peak if peak > 0 else flux
-    return env, frame_rate
+def onset_strength(mono: FloatArray, rate_hz: int) -> tuple[F64, float]:
+    """Rise of the log energy over 10 ms, every 5 ms, and its frame rate: where hits land.
+
+    Frame k is the energy of the 23 ms up to time k / rate (longer than a bass note's period,
+    so the bass's own waveform does not read as onsets), all from one cumulative sum. Only
+    used to choose and check a reading of the beats at another metrical level (`reread`);
+    the beats themselves come from the structure analysis.
+    """
+    hop = max(1, rate_hz // 200)
+    window = round(0.023 * rate_hz)
+    power = np.concatenate([[0.0], np.cumsum(np.square(mono, dtype=np.float64))])
+    ends = np.arange(0, mono.size + 1, hop)
+    energy = np.log(power[ends] - power[np.maximum(ends - window, 0)] + 1e-6)
+    flux: F64 = np.zeros(energy.size)
+    flux[2:] = np.maximum(energy[2:] - energy[:-2], 0.0)
+    return flux, rate_hz / hop
 
 
-def estimate_steady_grid(mono: FloatArray, rate_hz: int) -> BeatGrid:
-    """A constant-tempo grid fitted to the onsets of the audio."""
-    env, fr = onset_envelope(mono, rate_hz)
-    duration = mono.size / rate_hz
-    offset_s = ONSET_LAG_S
-    if env.size < 4 * fr or env.max() <= 0:
-        period = 0.5
-        times = np.arange(0.0, max(duration, 2.0), period)
-        return BeatGrid(times, np.zeros(times.size, np.int64), 120.0, 0.0, "estimated")
-    period_frames, clarity = _tempo_period(env, fr)
-    phase = _best_phase(env, period_frames)
-    n = int((env.size - 1 - phase) / period_frames) + 1
-    nominal = phase + period_frames * np.arange(n)
-    # Let each beat move to its strongest nearby onset, then fit one straight line.
-    radius = max(1, int(0.08 * period_frames))
-    refined = np.empty(n)
-    weights = np.empty(n)
-    for i, c in enumerate(nominal):
-        lo, hi = max(0, int(c) - radius), min(env.size, int(c) + radius + 1)
-        j = lo + int(np.argmax(env[lo:hi]))
-        refined[i] = _parabolic(env, j)
-        weights[i] = env[j]
-    k = np.arange(n, dtype=np.float64)
-    w = weights + 1e-6
-    slope, intercept = np.polyfit(k, refined, 1, w=w)
-    times = (intercept + slope * k) / fr + offset_s
-    times = times[(times >= 0) & (times < duration)]
-    bpm = 60.0 * fr / slope
-    positions = _bar_positions(env, (times - offset_s) * fr)
-    return BeatGrid(times.astype(np.float64), positions, float(bpm), clarity, "estimated")
+def strength_at(times_s: F64, flux: F64, fps: float) -> float:
+    """Mean over the beats of the strongest onset within 15 ms of each."""
+    if times_s.size == 0 or flux.size == 0:
+        return 0.0
+    centre = np.round(times_s * fps).astype(np.int64)
+    reach = max(1, round(0.015 * fps))
+    idx = np.clip(centre[:, None] + np.arange(-reach, reach + 1)[None, :], 0, flux.size - 1)
+    return float(flux[idx].max(axis=1).mean())
 
 
-def _tempo_period(env: F64, fr: float) -> tuple[float, float]:
-    centred = env - env.mean()
-    ac = np.correlate(centred, centred, mode="full")[centred.size - 1 :]
-    if ac[0] <= 0:
-        return fr * 0.5, 0.0
-    ac = ac / ac[0]
-    lags = np.arange(ac.size, dtype=np.float64)
-    lo, hi = int(fr * 60.0 / MAX_BPM), min(int(fr * 60.0 / MIN_BPM), ac.size - 2)
-    bpm = 60.0 * fr / np.maximum(lags[lo : hi + 1], 1.0)
-    prior = np.exp(-0.5 * (np.log2(bpm / 120.0) / 0.9) ** 2)
-    # A lag's evidence includes its double: beats repeat at two beat periods too.
-    doubled = np.interp(2.0 * lags[lo : hi + 1], lags, ac)
-    score = (ac[lo : hi + 1] + 0.5 * doubled) * prior
-    best = lo + int(np.argmax(score))
-    period = _parabolic(ac, best)
-    clarity = float(np.clip(ac[best] / 0.5, 0.0, 1.0))
-    while 60.0 * fr / period < 70.0:
-        period /= 2.0
-    while 60.0 * fr / period > 180.0:
-        period *= 2.0
-    return period, clarity
+def reread(
+    grid: BeatGrid, factor: float, beats_per_bar: int, mono: FloatArray, rate_hz: int
+) -> tuple[BeatGrid, float]:
+    """The grid read at `factor` (3/2, 4/3 ...) in its best phase, and how plausible that is.
+
+    A tracker that took dotted or triplet beats for the beat is off by 3:4 or 2:3, and only
+    some of its beats are real beats, so each phase of the new reading is tried and the one
+    on the strongest onsets kept. Plausibility is the onset strength on the new beats over
+    that on the tracked ones: about 1 or more when the new reading finds beats as strong,
+    low when it puts most beats where nothing happens (a song truly at another tempo).
+    """
+    flux, fps = onset_strength(mono, rate_hz)
+    tracked = strength_at(grid.times_s, flux, fps)
+    options = [grid.at_level(factor, beats_per_bar, anchor) for anchor in range(4)]
+    options = [g for g in options if g.times_s.size >= MIN_BEATS]
+    if not options or tracked <= 0.0:
+        return grid.at_level(factor, beats_per_bar), 0.0
+    scores = [strength_at(g.times_s, flux, fps) for g in options]
+    best = int(np.argmax(scores))
+    return options[best], scores[best] / tracked
 
 
-def _best_phase(env: F64, period: float) -> float:
-    phases = np.arange(0.0, period, 0.5)
-    n = int((env.size - 1 - period) / period)
-    idx = np.arange(n) * period
-    scores = [env[np.round(p + idx).astype(int)].sum() for p in phases]
-    return float(phases[int(np.argmax(scores))])
+def _end_runs(flags: npt.NDArray[np.bool_]) -> int:
+    """Length of the longer run of True at the start or at the end."""
+    first = int(np.argmin(flags)) if not flags.all() else flags.size
+    last = int(np.argmin(flags[::-1])) if not flags.all() else flags.size
+    return max(first, last)
 
 
-def _parabolic(y: F64, i: int) -> float:
-    if 0 < i < y.size - 1:
-        a, b, c = y[i - 1], y[i], y[i + 1]
-        den = a - 2 * b + c
-        if den < 0:
-            return float(i + 0.5 * (a - c) / den)
-    return float(i)
+def _beat_numbers(times: F64, period: float) -> F64:
+    """Beat numbers of tracked beats, counting a gap of two periods as a missed beat."""
+    steps = np.maximum(1.0, np.round(np.diff(times) / period))
+    out: F64 = np.concatenate([[0.0], np.cumsum(steps)])
+    return out
 
 
-def _bar_positions(env: F64, beat_frames: F64, beats_per_bar: int = 4) -> npt.NDArray[np.int64]:
-    idx = np.clip(np.round(beat_frames).astype(int), 0, env.size - 1)
-    strength = uniform_filter1d(env, size=3)[idx]
-    scores = [
-        strength[p::beats_per_bar].mean() if strength[p::beats_per_bar].size else 0.0
-        for p in range(beats_per_bar)
-    ]
-    first = int(np.argmax(scores))
-    positions = (np.arange(idx.size) - first) % beats_per_bar + 1
-    return positions.astype(np.int64)
+def _steady_line(times: F64) -> tuple[float, float, F64, npt.NDArray[np.bool_]]:
+    """(t0, period, beat number of each time, inliers) of the line t0 + period * k.
+
+    Period and phase come from the phase coherence of the beats (robust to missed beats and
+    to an off-beat stretch shorter than the rest), then a least-squares line through the
+    beats near it.
+    """
+    median = float(np.median(np.diff(times)))
+    periods = median * (1.0 + _PERIOD_SEARCH)
+    rel = times - times[0]
+    phasors = np.exp(2j * np.pi * rel[None, :] / periods[:, None]).mean(axis=1)
+    best = int(np.argmax(np.abs(phasors)))
+    period = float(periods[best])
+    t0 = float(times[0] + np.angle(phasors[best]) / (2.0 * np.pi) * period)
+    k = np.zeros(times.size)
+    inliers = np.zeros(times.size, dtype=bool)
+    for _ in range(3):
+        k = np.round((times - t0) / period)
+        inliers = np.abs(times - t0 - period * k) <= INLIER_SHARE_OF_BEAT * period
+        if np.unique(k[inliers]).size < 2:
+            break
+        period, t0 = (float(v) for v in np.polyfit(k[inliers], times[inliers], 1))
+    return t0, period, k, inliers
+
+
+def _local_lines(times: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Each beat moved onto a robust fit of the beats around it, and which were on it.
+
+    The fit is a parabola in the beat number (a tempo that speeds up or slows down evenly),
+    solved for all windows at once by weighted least squares; beats more than
+    INLIER_SHARE_OF_BEAT of a beat off the first fit are left out of the second.
+    """
+    n = times.size
+    width = min(n, 2 * LOCAL_FIT_BEATS + 1)
+    k = _beat_numbers(times, float(np.median(np.diff(times))))
+    starts = np.clip(np.arange(n) - LOCAL_FIT_BEATS, 0, n - width)
+    idx = starts[:, None] + np.arange(width)[None, :]
+    # Centre each window's beat numbers on its own beat, for a well-conditioned system.
+    x = k[idx] - k[:, None]
+    y = times[idx]
+    design = np.stack([np.ones_like(x), x, x * x], axis=-1)  # [n, width, 3]
+    weights = np.ones_like(x)
+    fitted, period = times, np.gradient(times)
+    for _ in range(2):
+        wd = design * weights[..., None]
+        normal = np.einsum("nwi,nwj->nij", wd, design) + 1e-9 * np.eye(3)
+        coef = np.linalg.solve(normal, np.einsum("nwi,nw->ni", wd, y)[..., None])[..., 0]
+        fitted, period = coef[:, 0], np.abs(coef[:, 1])
+        residual = y - np.einsum("nwi,ni->nw", design, coef)
+        weights = (np.abs(residual) <= INLIER_SHARE_OF_BEAT * period[:, None]).astype(np.float64)
+    on_line = np.abs(times - fitted) <= INLIER_SHARE_OF_BEAT * period
+    return fitted, on_line
+
+
+def _bar_positions(index: I64, beat_numbers: F64, positions: I64) -> I64:
+    """Bar positions of grid beats `index`, by the majority of the tracked downbeat phases."""
+    known = positions > 0
+    if not known.any():
+        return np.zeros(index.size, np.int64)
+    per_bar = int(positions.max())
+    per_bar = per_bar if 2 <= per_bar <= 12 else 4
+    phase = (beat_numbers[known].astype(np.int64) - (positions[known] - 1)) % per_bar
+    downbeat = int(np.bincount(phase, minlength=per_bar).argmax())
+    out: I64 = ((index - downbeat) % per_bar + 1).astype(np.int64)
+    return out

@@ -13,6 +13,10 @@ sample. Two joins per transition:
   own timeline; the join finds that offset by normalised cross-correlation and crossfades
   over 20 ms into the untouched song at the matching sample.
 
+Each song's beats and key come from its analysis: the caller's (the embedder's final analysis,
+`segue mix --playlist --analyses DIR`) or else the structure analysis of the song, made once,
+so every transition knows both grids.
+
 One true-peak limiter runs over the whole mix at the end, then every transition is measured
 where it lies in the final mix (the same metrics as a single render).
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -183,33 +187,61 @@ def _cue_time(seconds: float) -> str:
     return f"{frames // 4500:02d}:{frames // 75 % 60:02d}:{frames % 75:02d}"
 
 
-def song_grid(track: MixTrack, rate_hz: int) -> BeatGrid:
-    """The song's beat grid: from its analysis, else estimated over its heard part."""
-    if track.analysis is not None:
-        grid = beatgrid.from_analysis(track.analysis)
-        if grid is not None:
-            return grid
+def song_analysis(track: MixTrack, rate_hz: int) -> common_pb2.SongAnalysis:
+    """The song's analysis (song seconds): the caller's when it has beats (the embedder's
+    final analysis has beats, tempo and key), else the structure analysis of the part of the
+    song that is heard, the same analysis the embedder would have made.
+    """
+    if track.analysis is not None and len(track.analysis.beats) >= beatgrid.MIN_BEATS:
+        return track.analysis
     lo, hi = track.bounds(rate_hz)
-    grid = beatgrid.estimate(track.audio[:, lo:hi].mean(axis=0, dtype=np.float32), rate_hz)
-    return replace(grid, times_s=grid.times_s + lo / rate_hz)
-
-
-def _excerpt(name: str, track: MixTrack, grid: BeatGrid, lo: int, hi: int, rate_hz: int) -> Excerpt:
-    """track.audio[:, lo:hi] with the song's grid (and key) moved to the excerpt's time."""
-    offset = lo / rate_hz
-    inside = (grid.times_s >= offset) & (grid.times_s < hi / rate_hz)
-    analysis = common_pb2.SongAnalysis()
+    analysis = beatgrid.analyse(track.audio[:, lo:hi].mean(axis=0, dtype=np.float32), rate_hz)
+    for beat in analysis.beats:
+        beat.time_s += lo / rate_hz
     if track.analysis is not None and track.analysis.HasField("key"):
         analysis.key.CopyFrom(track.analysis.key)
-    analysis.tempo.bpm = grid.bpm
-    analysis.tempo.confidence = float(max(grid.clarity, 1e-3))
-    analysis.tempo.stability = 1.0
-    for t, p in zip(grid.times_s[inside], grid.positions[inside], strict=True):
-        analysis.beats.add(time_s=float(t - offset), position_in_bar=int(p))
+    return analysis
+
+
+def song_grid(
+    track: MixTrack, rate_hz: int, analysis: common_pb2.SongAnalysis | None = None
+) -> BeatGrid:
+    """The song's beat grid, from `analysis` (default `song_analysis`); free time without beats.
+
+    A grid from beats the mixer computed itself counts as "estimated" (see render.match_tempo).
+    """
+    analysis = analysis if analysis is not None else song_analysis(track, rate_hz)
+    given = analysis is track.analysis
+    grid = beatgrid.from_analysis(analysis, "analysis" if given else "estimated")
+    if grid is not None:
+        return grid
+    lo, hi = track.bounds(rate_hz)
+    free = beatgrid.free_time((hi - lo) / rate_hz)
+    return replace(free, times_s=free.times_s + lo / rate_hz)
+
+
+def _excerpt(
+    name: str,
+    analysis: common_pb2.SongAnalysis,
+    track: MixTrack,
+    grid: BeatGrid,
+    lo: int,
+    hi: int,
+    rate_hz: int,
+) -> Excerpt:
+    """track.audio[:, lo:hi] with the song's grid and key moved to the excerpt's time."""
+    offset = lo / rate_hz
+    moved = grid.shifted(offset, offset, hi / rate_hz)
     info = mixer_pb2.ExcerptInfo(encoded=True)
-    if len(analysis.beats) >= beatgrid.MIN_BEATS:
-        info.analysis.CopyFrom(analysis)
-    return Excerpt(name, np.ascontiguousarray(track.audio[:, lo:hi]), rate_hz, info)
+    if analysis.HasField("key"):
+        info.analysis.key.CopyFrom(analysis.key)
+    return Excerpt(
+        name,
+        np.ascontiguousarray(track.audio[:, lo:hi]),
+        rate_hz,
+        info,
+        grid=moved if moved.times_s.size >= beatgrid.MIN_BEATS else None,
+    )
 
 
 def _fits(plan: Plan) -> bool:
@@ -313,7 +345,9 @@ def render_continuous_mix(
         gain_to_target(integrated_lufs(t.audio[:, lo:hi], rate), params.target_lufs)
         for t, (lo, hi) in zip(tracks, bounds, strict=True)
     ]
-    grids = [song_grid(t, rate) for t in tracks]
+    # One analysis per song (the caller's, else computed once for the whole song).
+    analyses = [song_analysis(t, rate) for t in tracks]
+    grids = [song_grid(t, rate, a) for t, a in zip(tracks, analyses, strict=True)]
 
     pieces: list[FloatArray] = []
     written = 0
@@ -332,8 +366,8 @@ def render_continuous_mix(
         )
         b_lo, b_hi = bounds[i + 1]
         share = b_lo + int(INCOMING_SHARE * (b_hi - b_lo))
-        a_ex = _excerpt("outgoing", a_track, grids[i], cursor, bounds[i][1], rate)
-        b_ex = _excerpt("incoming", b_track, grids[i + 1], b_lo, share, rate)
+        a_ex = _excerpt("outgoing", analyses[i], a_track, grids[i], cursor, bounds[i][1], rate)
+        b_ex = _excerpt("incoming", analyses[i + 1], b_track, grids[i + 1], b_lo, share, rate)
         plan = _plan(a_ex, b_ex, style, params, label)
         mixed = mix_transition(plan, a_ex, style, params, levels=(levels[i], levels[i + 1]))
 
@@ -372,7 +406,8 @@ def render_continuous_mix(
     written += body.shape[1]
 
     mix = np.concatenate(pieces, axis=1) if pieces else np.zeros((2, 0), np.float32)
-    out = limit(mix, rate, params.ceiling_dbtp)
+    limited = limit(mix, rate, params.ceiling_dbtp)
+    out = limited.audio
     total_s = written / rate
     gains = _gain_lanes(lanes, written, rate)
     transitions = [
@@ -404,7 +439,7 @@ def render_continuous_mix(
         transitions=transitions,
         gains=gains,
         loudness_lufs=integrated_lufs(out, rate),
-        true_peak_dbtp=true_peak_dbtp(out),
+        true_peak_dbtp=limited.peak_dbtp,
         render_s=time.perf_counter() - started,
     )
 
@@ -469,11 +504,18 @@ def _summary(
     )
 
 
-def tracks_from_plan(plan: matcher_pb2.PlanPlaylistResponse, rate_hz: int) -> list[MixTrack]:
+def tracks_from_plan(
+    plan: matcher_pb2.PlanPlaylistResponse,
+    rate_hz: int,
+    analyses: Mapping[str, common_pb2.SongAnalysis] | None = None,
+) -> list[MixTrack]:
     """The matcher's playlist as songs to mix, decoded from each step's metadata.uri.
 
-    Raises MixInputError naming the step whose audio is missing or undecodable.
+    `analyses` (by song id, e.g. the embedder's) give the songs their beats and keys; songs
+    without one are analysed here. Raises MixInputError naming the step whose audio is
+    missing or undecodable.
     """
+    analyses = analyses or {}
     tracks = []
     for n, step in enumerate(plan.steps, start=1):
         uri = step.metadata.uri
@@ -496,6 +538,7 @@ def tracks_from_plan(plan: matcher_pb2.PlanPlaylistResponse, rate_hz: int) -> li
                 title=step.metadata.title or step.song_id,
                 song_id=step.song_id,
                 uri=uri,
+                analysis=analyses.get(step.song_id),
             )
         )
     return tracks

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
 from segue.v1 import mixer_pb2
 
 F64 = npt.NDArray[np.float64]
+# Curves keep their input's precision: float32 per sample, float64 for envelopes.
+Float = TypeVar("Float", np.float32, np.float64)
 
 
-def fade_gains(x: F64, curve: int) -> tuple[F64, F64]:
+def fade_gains(x: npt.NDArray[Float], curve: int) -> tuple[npt.NDArray[Float], npt.NDArray[Float]]:
     """Gains (outgoing, incoming) at overlap positions x in [0, 1].
 
     Equal power keeps the summed power of two uncorrelated songs constant; linear keeps the
@@ -29,7 +33,7 @@ def fade_gains(x: F64, curve: int) -> tuple[F64, F64]:
     raise ValueError(f"unknown fade curve {curve}")
 
 
-def mashup_gains(x: F64) -> tuple[F64, F64]:
+def mashup_gains(x: npt.NDArray[Float]) -> tuple[npt.NDArray[Float], npt.NDArray[Float]]:
     """The mashup mask: B rises over the first quarter, both play, A leaves in the last."""
     x = np.clip(x, 0.0, 1.0)
     rise = np.sin(0.5 * np.pi * np.clip(x / 0.25, 0.0, 1.0))
@@ -37,11 +41,16 @@ def mashup_gains(x: F64) -> tuple[F64, F64]:
     return fall, rise
 
 
-def step_gains(x: F64, at: float, width: float) -> tuple[F64, F64]:
-    """A quick equal-power swap centred on `at` over `width` (fractions of the overlap).
+def swap_gains(
+    x: npt.NDArray[Float], at: float, width: float
+) -> tuple[npt.NDArray[Float], npt.NDArray[Float]]:
+    """Gains (outgoing, incoming) of the low band: a smooth equal-power swap centred on `at`.
 
-    Used for the bass: one song's low end hands over to the other's within about a beat.
+    `at` and `width` are fractions of the overlap. The swap's progress is a smoothstep, so
+    the gains leave 1 and 0 with zero slope (no kink at either end of the ramp) and cross at
+    `at`; the summed power of two uncorrelated bass lines stays constant throughout.
     """
     lo = at - 0.5 * width
     t = np.clip((x - lo) / max(width, 1e-9), 0.0, 1.0)
-    return np.cos(0.5 * np.pi * t), np.sin(0.5 * np.pi * t)
+    s = t * t * (3.0 - 2.0 * t)
+    return np.cos(0.5 * np.pi * s), np.sin(0.5 * np.pi * s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import butter, sosfilt, sosfiltfilt
+from scipy.signal import butter, sosfilt
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -15,33 +15,52 @@ SWEEP_START_HZ = 30.0
 SWEEP_END_HZ = 1500.0
 
 
+def low_pass(audio: FloatArray, rate_hz: int, cutoff_hz: float = BASS_CUTOFF_HZ) -> FloatArray:
+    """The low band of [channels, frames] audio, zero-phase, taken as silent outside it.
+
+    A second-order Butterworth run forwards then backwards (|H|^2, 24 dB/octave, -6 dB at
+    the cutoff, no phase shift) over the audio padded with 0.1 s of silence, in float32.
+    Being zero-phase, the high band can be the plain difference: `split_bass`.
+    """
+    sos = butter(2, cutoff_hz, btype="low", fs=rate_hz, output="sos").astype(np.float32)
+    margin = int(0.1 * rate_hz)
+    padded = np.zeros((audio.shape[0], audio.shape[1] + 2 * margin), dtype=np.float32)
+    padded[:, margin : margin + audio.shape[1]] = audio
+    forward = sosfilt(sos, padded, axis=1)
+    backward = sosfilt(sos, forward[:, ::-1], axis=1)[:, ::-1]
+    out: FloatArray = np.ascontiguousarray(backward[:, margin : margin + audio.shape[1]])
+    return out
+
+
+def bass_level(audio: FloatArray, rate_hz: int, frame_s: float = 0.05) -> tuple[F64, float]:
+    """Power of the low band of the channels' mean in `frame_s` frames, and the frame rate.
+
+    Cheap enough to call on whole transitions: 32-sample block means (a first low-pass that
+    also decimates), then the Butterworth at the low rate.
+    """
+    block = 32
+    mono = audio.mean(axis=0, dtype=np.float32)
+    n = mono.size // block
+    low_rate = rate_hz / block
+    coarse = mono[: n * block].reshape(n, block).mean(axis=1)
+    sos = butter(2, BASS_CUTOFF_HZ, btype="low", fs=low_rate, output="sos")
+    low = sosfilt(sos, coarse)
+    per = max(1, round(frame_s * low_rate))
+    frames = low.size // per
+    power: F64 = np.square(low[: frames * per]).reshape(frames, per).mean(axis=1)
+    return power, low_rate / per
+
+
 def split_bass(
     audio: FloatArray, rate_hz: int, cutoff_hz: float = BASS_CUTOFF_HZ
 ) -> tuple[FloatArray, FloatArray]:
     """(low, high) bands of [channels, frames] audio whose sum is exactly the input.
 
-    The low band is zero-phase (forward-backward Butterworth), so the high band can be the
-    plain difference without phase smearing between the two.
+    The bass swap weights these two bands separately: with gains g_low and g_high the audio
+    becomes g_high * x + (g_low - g_high) * low, which is flat wherever the gains are equal.
     """
-    sos = butter(2, cutoff_hz, btype="low", fs=rate_hz, output="sos")
-    low = sosfiltfilt(sos, audio, axis=1).astype(np.float32)
+    low = low_pass(audio, rate_hz, cutoff_hz)
     return low, (audio - low).astype(np.float32)
-
-
-def low_band(
-    audio: FloatArray, rate_hz: int, lo: int, hi: int, cutoff_hz: float = BASS_CUTOFF_HZ
-) -> FloatArray:
-    """The low band (as `split_bass`) of audio[:, lo:hi], filtered with real audio around it.
-
-    The filter runs over a margin of the surrounding audio, so the excerpt's edges carry no
-    start-up transient; the Butterworth's response has died out well within 0.1 s.
-    """
-    margin = int(0.1 * rate_hz)
-    a, b = max(0, lo - margin), min(audio.shape[1], hi + margin)
-    sos = butter(2, cutoff_hz, btype="low", fs=rate_hz, output="sos")
-    low = sosfiltfilt(sos, audio[:, a:b], axis=1)
-    out: FloatArray = low[:, lo - a : hi - a].astype(np.float32)
-    return out
 
 
 def highpass_sweep(audio: FloatArray, rate_hz: int, progress: F64) -> FloatArray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +12,7 @@ from scipy.signal import resample_poly
 from segue.audio import DecodeError, decode, pcm_to_frames, validate_format
 from segue.v1 import common_pb2, mixer_pb2
 
+from .beatgrid import BeatGrid, analyse
 from .errors import MixInputError, MixLimitError
 
 FloatArray = npt.NDArray[np.float32]
@@ -49,12 +51,14 @@ class Excerpt:
     audio: FloatArray
     rate_hz: int
     info: mixer_pb2.ExcerptInfo
+    # The beat grid when the caller already knows it (a song's grid moved into the excerpt).
+    grid: BeatGrid | None = None
 
     @property
     def duration_s(self) -> float:
         return float(self.audio.shape[1]) / self.rate_hz
 
-    @property
+    @cached_property
     def mono(self) -> FloatArray:
         mono: FloatArray = self.audio.mean(axis=0, dtype=np.float32)
         return mono
@@ -62,6 +66,11 @@ class Excerpt:
     @property
     def analysis(self) -> common_pb2.SongAnalysis | None:
         return self.info.analysis if self.info.HasField("analysis") else None
+
+    @cached_property
+    def structure(self) -> common_pb2.SongAnalysis:
+        """The project's structure analysis of the excerpt, computed once when first asked."""
+        return analyse(self.mono, self.rate_hz)
 
 
 def check_info(name: str, info: mixer_pb2.ExcerptInfo) -> None:

@@ -8,11 +8,14 @@ window, which makes the smoothed gain never exceed what any sample needs.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import correlate1d, maximum_filter1d, uniform_filter1d
 
 FloatArray = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 OVERSAMPLE = 4
 LOOKAHEAD_S = 0.005
@@ -40,16 +43,13 @@ _HALF = _PHASES.shape[1] // 2  # correlate1d centres an even filter on tap _HALF
 _GAIN_BOUND = float(np.abs(_PHASES).sum(axis=1).max())
 
 
-def true_peak(audio: FloatArray, floor: float = 0.0) -> npt.NDArray[np.float64]:
-    """Per-sample true-peak magnitude of [channels, frames] audio (max over channels).
+class Limited(NamedTuple):
+    audio: FloatArray  # [channels, frames], no true peak above the ceiling
+    peak_dbtp: float  # its highest true peak
 
-    Sample k's value is the largest magnitude among the sample and the three points that
-    4x oversampling puts between it and its neighbours. Only samples whose true peak can
-    exceed `floor` are interpolated (a bound from the filter's gain rules the others out);
-    the others hold their sample peak, which is at most `floor` too. The limiter asks about
-    its ceiling, so on mastered music it interpolates a few percent of the samples.
-    """
-    x = np.ascontiguousarray(audio, dtype=np.float32)
+
+def _true_peaks(x: FloatArray, floor: float) -> tuple[F64, npt.NDArray[np.int64]]:
+    """Per-sample true peaks (see `true_peak`) and the samples where they were interpolated."""
     peaks = np.abs(x).max(axis=0)
     if floor > 0.0:
         reach = maximum_filter1d(peaks, size=2 * _HALF + 1) * _GAIN_BOUND
@@ -60,13 +60,50 @@ def true_peak(audio: FloatArray, floor: float = 0.0) -> npt.NDArray[np.float64]:
         for k in range(_PHASES.shape[0]):
             between = correlate1d(x, _PHASES[k], axis=1, mode="constant")
             np.maximum(peaks, np.abs(between).max(axis=0), out=peaks)
+        candidates = np.arange(peaks.size)
     elif candidates.size:
-        padded = np.pad(x, ((0, 0), (_HALF, _HALF)))
-        taps = padded[:, candidates[:, None] + np.arange(_PHASES.shape[1])]  # [ch, n, taps]
-        between = np.abs(taps @ _PHASES.T).max(axis=(0, 2))
-        peaks[candidates] = np.maximum(peaks[candidates], between)
-    out: npt.NDArray[np.float64] = peaks.astype(np.float64)
+        peaks[candidates] = np.maximum(peaks[candidates], _interpolated(x, candidates))
+    out: F64 = peaks.astype(np.float64)
+    return out, candidates
+
+
+def _interpolated(x: FloatArray, idx: npt.NDArray[np.int64]) -> FloatArray:
+    """Largest magnitude of the three points 4x oversampling puts after each sample in idx."""
+    padded = np.pad(x, ((0, 0), (_HALF, _HALF)))
+    taps = padded[:, idx[:, None] + np.arange(_PHASES.shape[1])]  # [ch, n, taps]
+    out: FloatArray = np.abs(taps @ _PHASES.T).max(axis=(0, 2))
     return out
+
+
+def true_peak(audio: FloatArray, floor: float = 0.0) -> npt.NDArray[np.float64]:
+    """Per-sample true-peak magnitude of [channels, frames] audio (max over channels).
+
+    Sample k's value is the largest magnitude among the sample and the three points that
+    4x oversampling puts between it and its neighbours. Only samples whose true peak can
+    exceed `floor` are interpolated (a bound from the filter's gain rules the others out);
+    the others hold their sample peak, which is at most `floor` too. The limiter asks about
+    its ceiling, so on mastered music it interpolates a few percent of the samples.
+    """
+    return _true_peaks(np.ascontiguousarray(audio, dtype=np.float32), floor)[0]
+
+
+def _highest(x: FloatArray, peaks: F64, exact: npt.NDArray[np.int64]) -> float:
+    """The highest true peak, from per-sample peaks interpolated at `exact` (see _true_peaks).
+
+    The others are at most their filter-gain bound: those whose bound beats the best exact
+    peak are interpolated too (after limiting, the best is at the ceiling and few are).
+    """
+    sample = np.abs(x).max(axis=0)
+    best = max(float(peaks[exact].max()) if exact.size else 0.0, float(sample.max(initial=0.0)))
+    reach = maximum_filter1d(sample, size=2 * _HALF + 1) * _GAIN_BOUND
+    unsure_mask = reach > best
+    unsure_mask[exact] = False
+    unsure = np.flatnonzero(unsure_mask)
+    if unsure.size > sample.size // 8:
+        return float(true_peak(x).max())
+    if unsure.size:
+        best = max(best, float(_interpolated(x, unsure).max()))
+    return best
 
 
 def true_peak_dbtp(audio: FloatArray) -> float:
@@ -77,13 +114,13 @@ def true_peak_dbtp(audio: FloatArray) -> float:
     return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
 
 
-def limit(audio: FloatArray, rate_hz: int, ceiling_dbtp: float = -1.0) -> FloatArray:
-    """Returns the audio with no true peak above `ceiling_dbtp`."""
+def limit(audio: FloatArray, rate_hz: int, ceiling_dbtp: float = -1.0) -> Limited:
+    """The audio with no true peak above `ceiling_dbtp`, and its highest true peak."""
     ceiling = 10.0 ** ((ceiling_dbtp - SAFETY_DB) / 20.0)
     out = audio.astype(np.float32, copy=True)
     hold = max(1, int(LOOKAHEAD_S * rate_hz))
     release = max(1, int(RELEASE_S * rate_hz))
-    peaks = true_peak(out, floor=ceiling)
+    peaks, exact = _true_peaks(out, ceiling)
     for _ in range(4):  # a further pass catches the rare overshoot of the smoothed gain
         if peaks.max() <= ceiling:
             break
@@ -95,5 +132,6 @@ def limit(audio: FloatArray, rate_hz: int, ceiling_dbtp: float = -1.0) -> FloatA
             smooth, uniform_filter1d(maximum_filter1d(reduction, size=2 * hold + 1), size=hold + 1)
         )
         out *= (1.0 - smooth).astype(np.float32)
-        peaks = true_peak(out, floor=ceiling)
-    return out
+        peaks, exact = _true_peaks(out, ceiling)
+    peak = _highest(out, peaks, exact)
+    return Limited(out, 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf"))

@@ -53,6 +53,10 @@ def plot_transition(rendered: Rendered, path: str | Path, title: str = "") -> No
     axes[1].set_ylabel("Hz")
     axes[2].plot(env_t, rendered.gain_outgoing, label="gain A", color="tab:blue")
     axes[2].plot(env_t, rendered.gain_incoming, label="gain B", color="tab:orange")
+    if rendered.bass_outgoing.size:
+        bass_t = np.arange(rendered.bass_outgoing.size) / 100.0
+        axes[2].plot(bass_t, rendered.bass_outgoing, "--", color="tab:blue", label="bass A")
+        axes[2].plot(bass_t, rendered.bass_incoming, "--", color="tab:orange", label="bass B")
     axes[2].set_ylabel("gain")
     axes[2].legend(loc="center right", fontsize=7)
     axes[3].vlines(rendered.beats_outgoing_s, 0.5, 1.0, color="tab:blue", lw=0.8)

@@ -1,9 +1,12 @@
 """The transition renderer: from two decoded excerpts to one beat-matched, limited mix.
 
-Pipeline: beat grids -> key shift (optional) -> tempo plan (half/double time, stretch limit)
--> overlap placement on both grids -> time map (beat to beat through the overlap, then the
-tempo ramp) -> WSOLA stretch of the incoming song -> loudness match (BS.1770) -> bass swap and
-filter sweep -> crossfade -> true-peak limiter -> quality metrics.
+Pipeline: beat grids (the client's analysis, else the structure analysis of the excerpt;
+`beatgrid`) -> key shift (optional) -> tempo plan (the metrical level that fits the stretch
+limit: half/double time, then 3:2 and 4:3 readings) -> overlap placement on both grids ->
+time map (beat to beat through the overlap, then the tempo ramp) -> WSOLA stretch of the
+incoming song -> loudness match (BS.1770) -> bass swap (the low band handed over on a
+downbeat by a one-bar ramp, through a crossover that sums flat) and filter sweep ->
+crossfade -> true-peak limiter -> quality metrics.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from segue.v1 import common_pb2, mixer_pb2
 from . import beatgrid, keys
 from .auto_length import WEAK_BEAT, PairFacts, choose_length, phrase_bars
 from .beatgrid import BeatGrid
-from .curves import fade_gains, mashup_gains, step_gains
-from .eq import highpass_sweep, low_band
+from .curves import fade_gains, mashup_gains, swap_gains
+from .eq import bass_level, highpass_sweep, low_pass
 from .errors import MixInputError
 from .excerpt import Excerpt
-from .limiter import limit, true_peak_dbtp
+from .limiter import Limited, limit
 from .quality import (
     beat_alignment_error_ms,
     loudness_step_lu,
@@ -45,8 +48,14 @@ DEFAULT_MASHUP_BARS = 8
 MAX_BARS = 64
 # The stem of the incoming song starts this early, so WSOLA has settled when it is heard.
 _PREROLL_S = 0.05
-# Beats over which the bass passes from A to B.
-BASS_SWAP_BEATS = 1.0
+# Bars over which the bass passes from A to B, centred on the swap downbeat: a DJ swaps on
+# the one, and a ramp this long leaves no step in the spectrum (bench/bench_mixer.py).
+BASS_SWAP_BARS = 1.0
+# Half-second windows either side of each point when the bass swap is placed (as the
+# spectral-continuity metric's).
+_SWAP_STEP_WINDOW_S = 0.5
+# ... and its largest steps compared (more would let steps too small to hear decide).
+_SWAP_STEPS_COMPARED = 3
 # Largest correction of the mix's loudness after crossfading.
 _MAX_CORRECTION_DB = 6.0
 
@@ -132,6 +141,9 @@ class Rendered:
     a_origin_s: float = 0.0  # A's time at the output's first sample
     b_start_s: float = 0.0  # B's time (after any key-shift resampling) where the overlap starts
     report: mixer_pb2.QualityReport = field(default_factory=mixer_pb2.QualityReport)
+    # Low-band gains (without the loudness levels) at ENVELOPE_RATE_HZ; empty: no bass swap.
+    bass_outgoing: F64 = field(default_factory=lambda: np.zeros(0))
+    bass_incoming: F64 = field(default_factory=lambda: np.zeros(0))
 
     def envelope(self) -> mixer_pb2.MixEnvelope:
         return mixer_pb2.MixEnvelope(
@@ -144,34 +156,115 @@ class Rendered:
 
 
 def grid_of(excerpt: Excerpt) -> BeatGrid:
-    """The excerpt's grid from its analysis, else estimated from its audio."""
+    """The excerpt's grid: given with it, from the client's analysis, else from the audio.
+
+    Without a client grid the beats come from the project's structure analysis of the
+    excerpt (`Excerpt.structure`), the same tracker the embedder runs.
+    """
+    if excerpt.grid is not None:
+        return excerpt.grid
     if excerpt.analysis is not None:
         grid = beatgrid.from_analysis(excerpt.analysis)
         if grid is not None:
             return grid
-    return beatgrid.estimate(excerpt.mono, excerpt.rate_hz)
+    computed = beatgrid.from_analysis(excerpt.structure, "estimated")
+    return computed if computed is not None else beatgrid.free_time(excerpt.duration_s)
 
 
 def key_of(excerpt: Excerpt) -> keys.KeyInfo:
-    known = keys.from_analysis(excerpt.analysis) if excerpt.analysis is not None else None
-    return known if known is not None else keys.estimate_key(excerpt.mono, excerpt.rate_hz)
+    """The client's key, else the structure analysis' key of the excerpt."""
+    for analysis in (excerpt.analysis, excerpt.structure):
+        known = keys.from_analysis(analysis) if analysis is not None else None
+        if known is not None:
+            return known
+    return keys.estimate_key(excerpt.mono, excerpt.rate_hz)
 
 
-def match_tempo(bpm_a: float, grid_b: BeatGrid, max_stretch: float) -> tuple[BeatGrid, float]:
-    """B's grid at the metrical level nearest A's tempo, and the tempo ratio B is played at.
+# Readings of the incoming beat (beats of B per tracked beat) tried in turn, as a DJ would:
+# the tracked beat, then half or double time, then the 3:2 and 4:3 family that a tracker
+# confuses with the beat on short excerpts (dotted or triplet pulses). Within a tier the
+# smallest stretch wins; the first tier with a reading inside the stretch limit is used.
+# The 3:2 family re-reads only grids the mixer estimated itself: a client's analysis (of
+# the whole song, usually) is taken at its word, as before.
+TEMPO_LEVELS: tuple[tuple[float, ...], ...] = ((1.0,), (0.5, 2.0), (1.5, 2 / 3, 4 / 3, 3 / 4))
+# ... and only when the new beats fall on onsets at least this strong, relative to the
+# tracked beats (`beatgrid.reread`): a click track at another tempo scores 0.3 to 0.5.
+MIN_REREAD_PLAUSIBILITY = 0.6
 
-    Raises MixInputError when even half or double time needs more than `max_stretch`.
+
+@dataclass(frozen=True)
+class TempoMatch:
+    grid_a: BeatGrid  # A's grid as it is mixed (re-read only in the 3:2 family)
+    grid_b: BeatGrid  # B's grid at the level matched to A's
+    ratio: float  # tempo ratio B is played at
+    note: str  # how the levels were read, for the length reason ("" for the tracked beat)
+
+
+def _level_name(factor: float) -> str:
+    names = {0.5: "half time", 2.0: "double time", 1.5: "3:2", 2 / 3: "2:3", 4 / 3: "4:3"}
+    return names.get(factor, "3:4")
+
+
+def match_tempo(
+    grid_a: BeatGrid,
+    grid_b: BeatGrid,
+    max_stretch: float,
+    audio: tuple[FloatArray, FloatArray, int, float] | None = None,
+) -> TempoMatch:
+    """B's grid at the metrical level nearest A's tempo (see TEMPO_LEVELS).
+
+    `audio` is (A's mono, B's mono, rate, B's pitch factor): without it the 3:2 family is
+    not tried, since its readings are placed and checked on the onsets. For those, either
+    song may be the misread one (of those whose grid the mixer estimated), so B read at f
+    and A read at 1/f are both checked and the more plausible kept. Raises MixInputError
+    when no reading fits within `max_stretch`.
     """
-    options = [(grid_b, 1.0), (grid_b.every_other(), 0.5), (grid_b.doubled(), 2.0)]
-    grid, _ = min(options, key=lambda o: abs(math.log(bpm_a / o[0].bpm)))
-    ratio = bpm_a / grid.bpm
-    if abs(ratio - 1.0) > max_stretch + 1e-9:
-        raise MixInputError(
-            f"tempo ratio {ratio:.3f} between the outgoing ({bpm_a:.1f} BPM) and incoming "
-            f"({grid_b.bpm:.1f} BPM) excerpts is beyond the stretch limit of "
-            f"+-{max_stretch * 100:.0f}% (half and double time were tried too)"
+    bpm_a = grid_a.bpm
+    bpb = grid_a.beats_per_bar
+    for tier in TEMPO_LEVELS:
+        fits = sorted(
+            (abs(math.log(bpm_a / (grid_b.bpm * f))), f)
+            for f in tier
+            if abs(bpm_a / (grid_b.bpm * f) - 1.0) <= max_stretch + 1e-9
         )
-    return grid, ratio
+        for _, f in fits:
+            if f in (1.0, 0.5, 2.0):
+                grid = grid_b.at_level(f, bpb)
+                note = "" if f == 1.0 else f"incoming at {_level_name(f)}"
+                return TempoMatch(grid_a, grid, bpm_a / grid.bpm, note)
+            if audio is None:
+                continue
+            mono_a, mono_b, rate, pitch = audio
+            # Either song may be the misread one: B read at f, or A at 1/f.
+            b_plaus = a_plaus = 0.0
+            b_read, a_read = grid_b, grid_a
+            if grid_b.source != "analysis":  # B's grid is in the key-shifted time
+                b_read, b_plaus = beatgrid.reread(grid_b.rescaled(1 / pitch), f, bpb, mono_b, rate)
+            if grid_a.source != "analysis":
+                a_read, a_plaus = beatgrid.reread(grid_a, 1 / f, bpb, mono_a, rate)
+            if max(a_plaus, b_plaus) < MIN_REREAD_PLAUSIBILITY:
+                continue
+            if b_plaus >= a_plaus:
+                grid = b_read.rescaled(pitch)
+                note = (
+                    f"incoming read at {_level_name(f)} of its tracked beat "
+                    f"({grid_b.bpm:.1f} -> {grid.bpm:.1f} BPM; onsets on the new beats "
+                    f"{b_plaus:.2f}x as strong)"
+                )
+                return TempoMatch(grid_a, grid, bpm_a / grid.bpm, note)
+            note = (
+                f"outgoing read at {_level_name(1 / f)} of its tracked beat "
+                f"({bpm_a:.1f} -> {a_read.bpm:.1f} BPM; onsets on the new beats "
+                f"{a_plaus:.2f}x as strong)"
+            )
+            return TempoMatch(a_read, grid_b, a_read.bpm / grid_b.bpm, note)
+    nearest = bpm_a / grid_b.bpm
+    raise MixInputError(
+        f"tempo ratio {nearest:.3f} between the outgoing ({bpm_a:.1f} BPM) and incoming "
+        f"({grid_b.bpm:.1f} BPM) excerpts is beyond the stretch limit of "
+        f"+-{max_stretch * 100:.0f}% (half and double time, and 3:2 and 4:3 readings where "
+        "the onsets allow them, were tried too)"
+    )
 
 
 def _window(audio: FloatArray, start: int, frames: int) -> FloatArray:
@@ -220,6 +313,8 @@ class Plan:
     n_out: int
     b_audio: FloatArray  # B after the key shift
     beat_matched: bool = True  # False for free-time fades (no beat grids to line up)
+    # A's downbeats inside the overlap (output time): where the bass may change hands.
+    downbeats_s: F64 = field(default_factory=lambda: np.zeros(0))
 
     @property
     def duration_s(self) -> float:
@@ -237,6 +332,9 @@ class Mixed:
     gain_incoming: F64
     beats_incoming_measured_s: F64
     beat_alignment_error_ms: float
+    # The low band's gains at ENVELOPE_RATE_HZ when the bass was swapped, else empty.
+    bass_outgoing: F64 = field(default_factory=lambda: np.zeros(0))
+    bass_incoming: F64 = field(default_factory=lambda: np.zeros(0))
 
 
 def plan_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Plan:
@@ -269,11 +367,16 @@ def plan_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Pla
             times, np.zeros(times.size, np.int64), grid_a.bpm, grid_b_own.clarity, "free time"
         )
         tempo_ratio = pitch
-    else:
-        grid_b, tempo_ratio = match_tempo(
-            grid_a.bpm, grid_b_own.rescaled(pitch), params.max_stretch
+    level_note = ""
+    if not free_time:
+        matched = match_tempo(
+            grid_a,
+            grid_b_own.rescaled(pitch),
+            params.max_stretch,
+            (a.mono, b.mono, rate, pitch),
         )
-        tempo_ratio *= pitch  # relative to B's own tempo, before the resampling
+        grid_a, grid_b, level_note = matched.grid_a, matched.grid_b, matched.note
+        tempo_ratio = matched.ratio * pitch  # relative to B's own tempo, before the resampling
     bpb = grid_a.beats_per_bar
 
     beats_a = grid_a.extended(a.duration_s)
@@ -324,6 +427,8 @@ def plan_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Pla
         )
         choice = choose_length(facts)
         n_beats, reason = choice.bars * bpb, choice.reason
+    if level_note:
+        reason = f"{reason}; {level_note}"
     overlap_need_s = n_beats * grid_a.period_s
     ia_start = ia_end - n_beats
     if ia_end < 0 or ia_start < 0:
@@ -355,6 +460,8 @@ def plan_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Pla
     a_origin = float(beats_a[ia_start]) - pre
     a_out = beats_a - a_origin
     ov_start, ov_end = float(a_out[ia_start]), float(a_out[ia_end])
+    inner = np.arange(ia_start + 1, ia_end)
+    downbeats_s = a_out[inner[positions_a[inner] == 1]]
 
     # Time map of B: beat onto beat through the overlap, then steady or ramping to its own tempo.
     out_anchors = list(a_out[ia_start : ia_end + 1])
@@ -403,6 +510,7 @@ def plan_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Pla
         n_out=round(duration * rate),
         b_audio=b_audio,
         beat_matched=not free_time,
+        downbeats_s=downbeats_s,
     )
 
 
@@ -412,7 +520,8 @@ def mix_transition(
     """Stretches B along the plan's time map and mixes it with A, before any limiting.
 
     `levels` are the linear gains of A and B; by default each song is brought to the target
-    loudness on the part of it that is heard (see `heard_loudness`).
+    loudness on the part of it that is heard (see `heard_loudness`). The gains only move
+    inside the overlap, so they are computed there alone (float32, like the audio).
     """
     rate, n_out = plan.rate_hz, plan.n_out
     ov_start, ov_end = plan.overlap_start_s, plan.overlap_end_s
@@ -423,26 +532,46 @@ def mix_transition(
     b_stem = np.zeros((2, n_out), dtype=np.float32)
     b_stem[:, stem_from:] = stretch(plan.b_audio, rate, shifted_map, n_out - stem_from)
 
-    t = np.arange(n_out, dtype=np.float64) / rate
-    x = (t - ov_start) / (ov_end - ov_start)
-    fade_a, fade_b = mashup_gains(x) if style.mashup else fade_gains(x, style.curve)
+    # Samples i0..i1 hold the overlap; before it A plays alone, after it B.
+    i0 = min(n_out, max(0, int(np.floor(ov_start * rate))))
+    i1 = min(n_out, max(i0, int(np.ceil(ov_end * rate)) + 1))
+    x = ((np.arange(i0, i1, dtype=np.float64) / rate - ov_start) / (ov_end - ov_start)).astype(
+        np.float32
+    )
+    gains = mashup_gains(x) if style.mashup else fade_gains(x, style.curve)
 
     if levels is None:
+        fade_a = _full_curve(gains[0], n_out, i0, 1.0)
+        fade_b = _full_curve(gains[1], n_out, i0, 0.0)
         level_a = gain_to_target(heard_loudness(a_part, fade_a, rate), params.target_lufs)
         level_b = gain_to_target(heard_loudness(b_stem, fade_b, rate), params.target_lufs)
     else:
         level_a, level_b = levels
 
-    i_ov1 = round(ov_end * rate)
-    a_sig, b_sig = a_part, b_stem
+    a_sig = a_part
     if style.filter_sweep:
+        # The sweep rises over the overlap; before it A plays untouched (progress 0).
+        progress = np.zeros(i1)
+        progress[i0:i1] = np.clip(x, 0.0, 1.0)
         a_sig = a_sig.copy()
-        a_sig[:, :i_ov1] = highpass_sweep(a_sig[:, :i_ov1], rate, np.clip(x[:i_ov1], 0.0, 1.0))
+        a_sig[:, :i1] = highpass_sweep(a_sig[:, :i1], rate, progress)
+    mix = np.empty((2, n_out), dtype=np.float32)
+    np.multiply(a_sig[:, :i0], np.float32(level_a), out=mix[:, :i0])
+    np.multiply(b_stem[:, i1:], np.float32(level_b), out=mix[:, i1:])
+    gain_a = (level_a * gains[0]).astype(np.float32)
+    gain_b = (level_b * gains[1]).astype(np.float32)
+    mix[:, i0:i1] = a_sig[:, i0:i1] * gain_a + b_stem[:, i0:i1] * gain_b
+    swap_s: float | None = None
     if style.eq_bass_swap:
-        a_sig, b_sig = _swap_bass(a_sig, b_sig, rate, x, fade_a, fade_b, plan.n_beats)
-    mix = a_sig * (level_a * fade_a).astype(np.float32) + b_sig * (level_b * fade_b).astype(
-        np.float32
-    )
+        # The highs follow the fade; the low band stays with A until the swap, then with B.
+        # Each song's low band moves from its fade gain to its bass gain (`eq.split_bass`):
+        # + LP((bass - fade) * song), summed over both songs first since LP is linear, and
+        # exact to within the filter's few milliseconds of memory as the gains move.
+        swap_s = choose_bass_swap(plan, a_sig, b_stem, (level_a, level_b))
+        bass_a, bass_b = bass_swap_gains(plan, x, swap_s)
+        moved = a_sig[:, i0:i1] * (level_a * bass_a - gain_a).astype(np.float32)
+        moved += b_stem[:, i0:i1] * (level_b * bass_b - gain_b).astype(np.float32)
+        mix[:, i0:i1] += low_pass(moved, rate)
 
     # Where B's overlap beats really landed, against A's grid.
     b_beats_overlap = plan.beats_b[plan.ib_start : plan.ib_end + 1]
@@ -462,7 +591,84 @@ def mix_transition(
         if plan.beat_matched
         else float("nan")
     )
-    return Mixed(mix, level_a, level_b, env_a, env_b, measured, error)
+    mixed = Mixed(mix, level_a, level_b, env_a, env_b, measured, error)
+    if swap_s is not None:
+        bass_env = bass_swap_gains(plan, env_x.astype(np.float32), swap_s)
+        mixed.bass_outgoing, mixed.bass_incoming = (g.astype(np.float64) for g in bass_env)
+    return mixed
+
+
+def _full_curve(inside: FloatArray, frames: int, start: int, before: float) -> F64:
+    """A gain curve over all frames: `before` up to `start`, `inside`, then its last value."""
+    out = np.empty(frames, dtype=np.float64)
+    out[:start] = before
+    out[start : start + inside.size] = inside
+    out[start + inside.size :] = inside[-1] if inside.size else 1.0 - before
+    return out
+
+
+def bass_swap_gains(plan: Plan, x: FloatArray, swap_s: float) -> tuple[FloatArray, FloatArray]:
+    """Low-band gains of A and B at overlap positions x: a one-bar ramp centred on swap_s.
+
+    The ramp is as long as one bar of A (shorter when the swap sits nearer an end of the
+    overlap).
+    """
+    length = plan.overlap_end_s - plan.overlap_start_s
+    at = (swap_s - plan.overlap_start_s) / length
+    bar = BASS_SWAP_BARS * plan.beats_per_bar * plan.grid_a.period_s / length
+    width = min(bar, 2.0 * at, 2.0 * (1.0 - at))
+    return swap_gains(x, at, max(width, 1e-3))
+
+
+def choose_bass_swap(
+    plan: Plan, a_part: FloatArray, b_stem: FloatArray, levels: tuple[float, float]
+) -> float:
+    """The downbeat where the bass changes hands: the one that leaves the bass most even.
+
+    A DJ times the swap to the arrangement: on the downbeat where the incoming song's bass
+    line (or its drop) arrives and the outgoing one's ends, a swap hides both changes, while
+    a swap a few bars earlier plays the incoming song's own bass entry at full level. So for
+    each of A's downbeats in the middle half of the overlap, the bass power of the mix is
+    predicted from each song's low band (at its level, through the swap's gains) and its
+    steps between adjacent half-seconds are measured in dB. The downbeat whose largest step
+    is smallest wins; steps within 0.5 dB tie, and then the second and third largest decide
+    (the largest is often a song's own event that no swap can move), then nearness to the
+    middle. Without downbeats the swap is at the middle.
+    """
+    ov0, ov1 = plan.overlap_start_s, plan.overlap_end_s
+    middle = 0.5 * (ov0 + ov1)
+    quarter = 0.25 * (ov1 - ov0)
+    candidates = plan.downbeats_s[np.abs(plan.downbeats_s - middle) <= quarter + 1e-6]
+    if candidates.size <= 1:
+        return float(candidates[0]) if candidates.size else middle
+    low_a, fps = bass_level(a_part, plan.rate_hz)
+    low_b, _ = bass_level(b_stem, plan.rate_hz)
+    frames = min(low_a.size, low_b.size)
+    t = (np.arange(frames) + 0.5) / fps
+    x = ((t - ov0) / (ov1 - ov0)).astype(np.float32)
+    window = max(1, round(_SWAP_STEP_WINDOW_S * fps))
+    lo = max(window, int(ov0 * fps))
+    hi = min(frames - window, int(ov1 * fps) + 1)
+    if hi <= lo:
+        return float(candidates[np.argmin(np.abs(candidates - middle))])
+    edges = np.arange(lo, hi)
+    steps: list[tuple[int, ...]] = []
+    for c in candidates:
+        gain_a, gain_b = bass_swap_gains(plan, x, float(c))
+        power = (
+            levels[0] ** 2 * gain_a**2 * low_a[:frames]
+            + levels[1] ** 2 * gain_b**2 * low_b[:frames]
+        )
+        cum = np.concatenate([[0.0], np.cumsum(power)])
+        before = cum[edges] - cum[edges - window]
+        after = cum[edges + window] - cum[edges]
+        step_db = 10.0 * np.log10((after + 1e-12) / (before + 1e-12))
+        # The largest steps, to 0.5 dB, compared as words: the largest decides, unless it
+        # ties, then the next.
+        largest = np.sort(np.abs(step_db))[::-1][:_SWAP_STEPS_COMPARED]
+        steps.append(tuple(int(v) for v in np.round(largest / 0.5)))
+    order = sorted(range(candidates.size), key=lambda i: (steps[i], abs(candidates[i] - middle)))
+    return float(candidates[order[0]])
 
 
 def heard_loudness(audio: FloatArray, fade: F64, rate_hz: int) -> float:
@@ -485,43 +691,33 @@ def heard_loudness(audio: FloatArray, fade: F64, rate_hz: int) -> float:
     return integrated_lufs(audio[:, lo:hi], rate_hz, weights=fade[lo:hi] ** 2)
 
 
-def _swap_bass(
-    a_sig: FloatArray, b_sig: FloatArray, rate: int, x: F64, fade_a: F64, fade_b: F64, n_beats: int
-) -> tuple[FloatArray, FloatArray]:
-    """Hands the low end from A to B mid-way through the overlap, over about a beat.
-
-    Only the stretches where a bass gain is neither 0 nor 1, or where it is 0 and the song is
-    still heard, are filtered: elsewhere the song plays unchanged or is silent.
-    """
-    bass_a, bass_b = step_gains(x, 0.5, float(np.clip(BASS_SWAP_BEATS / n_beats, 0.02, 0.5)))
-    a_out, b_out = a_sig.copy(), b_sig.copy()
-    for sig, out, bass, fade in ((a_sig, a_out, bass_a, fade_a), (b_sig, b_out, bass_b, fade_b)):
-        cut = np.flatnonzero((bass < 1.0 - 1e-7) & (fade > 0.0))
-        if cut.size == 0:
-            continue
-        lo, hi = int(cut[0]), int(cut[-1]) + 1
-        low = low_band(sig, rate, lo, hi)
-        out[:, lo:hi] -= low * (1.0 - bass[lo:hi]).astype(np.float32)
-    return a_out, b_out
+@dataclass(frozen=True)
+class Mastered:
+    audio: FloatArray  # [2, frames], at the target loudness, limited
+    loudness_lufs: float
+    peak_dbtp: float  # highest true peak
 
 
-def master(mix: FloatArray, params: Params) -> tuple[FloatArray, float]:
-    """Whole-mix loudness to the target, then the true-peak limiter; (audio, loudness).
+def master(mix: FloatArray, params: Params) -> Mastered:
+    """Whole-mix loudness to the target, then the true-peak limiter.
 
     A second, small correction follows when limiting cost level.
     """
-    rate, out = params.rate_hz, mix
+    rate = params.rate_hz
     bound = 10 ** (_MAX_CORRECTION_DB / 20)
-    output_lufs = integrated_lufs(out, rate)
+    output_lufs = integrated_lufs(mix, rate)
+    limited = Limited(mix, float("-inf"))
     for _ in range(2):
         correction = gain_to_target(output_lufs, params.target_lufs)
-        out = limit(
-            out * np.float32(np.clip(correction, 1 / bound, bound)), rate, params.ceiling_dbtp
+        limited = limit(
+            limited.audio * np.float32(np.clip(correction, 1 / bound, bound)),
+            rate,
+            params.ceiling_dbtp,
         )
-        output_lufs = integrated_lufs(out, rate)
+        output_lufs = integrated_lufs(limited.audio, rate)
         if abs(output_lufs - params.target_lufs) <= 0.3:
             break
-    return out, output_lufs
+    return Mastered(limited.audio, output_lufs, limited.peak_dbtp)
 
 
 def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Rendered:
@@ -529,7 +725,8 @@ def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> R
     started = time.perf_counter()
     plan = plan_transition(a, b, style, params)
     mixed = mix_transition(plan, a, style, params)
-    out, output_lufs = master(mixed.audio, params)
+    mastered = master(mixed.audio, params)
+    out, output_lufs = mastered.audio, mastered.loudness_lufs
     rate, duration = plan.rate_hz, plan.duration_s
     ov_start, ov_end = plan.overlap_start_s, plan.overlap_end_s
     sc, mel = spectral_continuity(out, rate, ov_start, ov_end)
@@ -548,7 +745,7 @@ def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> R
         loudness_step_lu=loudness_step_lu(out, rate, ov_start, ov_end),
         spectral_convergence=sc,
         mel_mse=mel,
-        true_peak_dbtp=true_peak_dbtp(out),
+        true_peak_dbtp=mastered.peak_dbtp,
         output_loudness_lufs=output_lufs,
         render_speed_x_realtime=duration / max(elapsed, 1e-9),
         tempo_a_bpm=plan.grid_a.bpm,
@@ -567,4 +764,6 @@ def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> R
         a_origin_s=plan.a_origin_s,
         b_start_s=float(plan.beats_b[plan.ib_start]),
         report=report,
+        bass_outgoing=mixed.bass_outgoing,
+        bass_incoming=mixed.bass_incoming,
     )

@@ -83,35 +83,59 @@ def _extrapolate(x: F64, xp: F64, fp: F64) -> F64:
     return out
 
 
+def _strided_window_energy(x: F64, step: int, count: int) -> F64:
+    """out[p] = sum of x[p + step * m]^2 for m < count, for every p with a full window."""
+    size = x.size + (-x.size) % step
+    padded = np.zeros(size)
+    padded[: x.size] = x * x
+    # Cumulative sums along each residue class mod `step`, so a window is one difference.
+    running = np.cumsum(padded.reshape(-1, step), axis=0).reshape(-1)
+    last = x.size - step * (count - 1)
+    if last <= 0:
+        return np.zeros(0)
+    out = running[step * (count - 1) : step * (count - 1) + last].copy()
+    out[step:] -= running[: last - step]
+    return out
+
+
 def _shifts(mono: FloatArray, starts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Shift (0 .. 2*TOLERANCE) of every frame from its nominal search start.
 
     Frame k is the window of `mono` starting at starts[k] + shift that best continues the
-    input that followed frame k-1 (its "natural continuation").
+    input that followed frame k-1 (its "natural continuation"). Every energy the search
+    needs is computed once up front, so each frame costs two small matrix products.
     """
     n = starts.size
     shifts = np.full(n, TOLERANCE, dtype=np.int64)
     # Sums of DECIMATE samples starting at every phase, so any start can be decimated.
-    csum = np.concatenate([[0.0], np.cumsum(mono, dtype=np.float64)])
-    coarse = (csum[DECIMATE:] - csum[:-DECIMATE]).astype(np.float32)
-    full = np.lib.stride_tricks.sliding_window_view(mono, FRAME_LENGTH)
-    span = (FRAME_LENGTH + 2 * TOLERANCE) // DECIMATE
+    coarse = mono[: mono.size - DECIMATE + 1].copy()
+    for j in range(1, DECIMATE):
+        coarse += mono[j : mono.size - DECIMATE + 1 + j]
     ref_len = FRAME_LENGTH // DECIMATE
+    lags = (FRAME_LENGTH + 2 * TOLERANCE) // DECIMATE - ref_len + 1
+    # coarse_energy[p]: energy of the decimated window starting at p (ref_len values DECIMATE
+    # apart).
+    coarse_energy = _strided_window_energy(coarse.astype(np.float64), DECIMATE, ref_len)
+    full = np.lib.stride_tricks.sliding_window_view(mono, FRAME_LENGTH)
+    # The decimated signal at each phase, contiguous: np.correlate runs at C speed on it.
+    phases = [np.ascontiguousarray(coarse[r::DECIMATE]) for r in range(DECIMATE)]
+    span = ref_len + lags - 1
     last = 2 * TOLERANCE
     for k in range(1, n):
         nat = int(starts[k - 1] + shifts[k - 1]) + SYNTHESIS_HOP
         s0 = int(starts[k])
-        ref = coarse[nat : nat + FRAME_LENGTH : DECIMATE]
-        seg = coarse[s0 : s0 + span * DECIMATE : DECIMATE]
+        if nat + FRAME_LENGTH > coarse.size or s0 + DECIMATE * (lags - 1) >= coarse_energy.size:
+            continue
+        ref_energy = float(coarse_energy[nat])
+        window_energy = coarse_energy[s0 : s0 + DECIMATE * lags : DECIMATE]
+        if ref_energy <= 1e-12 or float(window_energy.max()) <= 1e-12:
+            continue  # silence: every shift ties, so stay on the map
+        ref = phases[nat % DECIMATE][nat // DECIMATE : nat // DECIMATE + ref_len]
+        seg = phases[s0 % DECIMATE][s0 // DECIMATE : s0 // DECIMATE + span]
         if ref.size < ref_len or seg.size < span:
             continue
         # Normalised cross-correlation: a raw correlation peaks where the signal is loudest,
         # not where it matches best (at speed 1 it would not even reproduce the input).
-        energy = np.concatenate([[0.0], np.cumsum(seg * seg, dtype=np.float64)])
-        window_energy = energy[ref_len:] - energy[:-ref_len]
-        ref_energy = float(np.dot(ref, ref))
-        if ref_energy <= 1e-12 or float(window_energy.max()) <= 1e-12:
-            continue  # silence: every shift ties, so stay on the map
         ncc = np.correlate(seg, ref, mode="valid") / np.sqrt(
             np.maximum(window_energy, 1e-12 * ref_energy)
         )
@@ -149,7 +173,11 @@ def stretch(audio: FloatArray, rate_hz: int, time_map: TimeMap, output_frames: i
     starts = centres - FRAME_LENGTH // 2 - TOLERANCE - origin  # nominal search starts in src
     chosen = starts + _shifts(src.mean(axis=0), starts)
     # Overlap-add: frame k is centred on output sample k * SYNTHESIS_HOP.
-    frames = src[:, chosen[:, None] + np.arange(FRAME_LENGTH)] * _WINDOW  # [ch, frame, L]
+    # Gathering whole rows of a strided view copies each frame in one block.
+    frames = np.stack(
+        [np.lib.stride_tricks.sliding_window_view(row, FRAME_LENGTH)[chosen] for row in src]
+    )
+    frames *= _WINDOW  # [ch, frame, L]
     halves = frames.reshape(channels, n_frames, 2, SYNTHESIS_HOP)
     joined = halves[:, 1:, 0, :] + halves[:, :-1, 1, :]  # output blocks from frame 0's centre
     out = np.zeros((channels, output_frames), dtype=np.float32)
