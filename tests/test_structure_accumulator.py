@@ -47,10 +47,13 @@ def test_resuming_from_bytes_mid_song_gives_the_same_result(song: np.ndarray) ->
     assert resumed.to_bytes() == whole.to_bytes()
 
 
-def test_state_is_compact(song: np.ndarray) -> None:
+def test_state_grows_by_under_400_bytes_per_second_of_audio(song: np.ndarray) -> None:
     state = StructureAccumulator(SR)
-    _push_all(state, song)
-    assert len(state.to_bytes()) < 400 * 30  # bytes per second of audio
+    _push_all(state, song[: 10 * SR])
+    at_10_s = len(state.to_bytes())
+    _push_all(state, song[10 * SR : 30 * SR])
+    assert at_10_s < 400 * 10 + 1000
+    assert (len(state.to_bytes()) - at_10_s) / 20 < 400
 
 
 def test_an_empty_state_round_trips_and_analyses() -> None:
@@ -162,3 +165,97 @@ def test_own_log_mel_matches_the_model_frames_to_within_rounding() -> None:
     ours = _model_frames(audio)
     assert ours.shape == frames[0][0].shape
     assert np.max(np.abs(ours - frames[0][0])) < 0.01
+
+
+def test_writing_the_state_mid_stream_changes_nothing_that_follows(song: np.ndarray) -> None:
+    # to_bytes analyses windows held back for a group early; groups must not matter.
+    checkpointed = StructureAccumulator(SR)
+    plain = StructureAccumulator(SR)
+    for i in range(0, len(song), SR):
+        checkpointed.push(song[i : i + SR])
+        plain.push(song[i : i + SR])
+        if (i // SR) % 5 == 4:
+            checkpointed.to_bytes()
+    assert checkpointed.to_bytes() == plain.to_bytes()
+    assert checkpointed.analyze() == plain.analyze()
+
+
+def test_windows_held_back_for_a_group_are_counted_and_analysed(song: np.ndarray) -> None:
+    state = StructureAccumulator(SR)
+    _push_all(state, song[: 3 * SR])
+    assert state.windows_pushed == 3
+    assert state.duration_s == pytest.approx(3.0)
+    features = state.features()
+    assert len(features.onset_full) == 3 * 45
+    assert len(features.chroma) == 3 * 4
+
+
+@pytest.mark.parametrize("section", ["windows", "onset", "tonal", "timbre", "previous mel"])
+def test_a_changed_byte_in_any_part_of_the_state_is_detected(
+    song: np.ndarray, section: str
+) -> None:
+    state = StructureAccumulator(SR)
+    _push_all(state, song[: 5 * SR])
+    data = bytearray(state.to_bytes())
+    # Sections in layout order after the 10-byte header and the 40-byte fixed part.
+    sizes = {
+        "windows": 5 * 3 * 4,
+        "onset": 5 * 45 * 2 * 2,
+        "tonal": 5 * 4 * 13 * 2,
+        "timbre": 5 * 2 * 13 * 2,
+        "previous mel": 40 * 4,
+    }
+    offset = 10 + 40
+    for name, size in sizes.items():
+        if name == section:
+            data[offset + size // 2] ^= 0x01
+            break
+        offset += size
+    with pytest.raises(ValueError, match="checksum"):
+        StructureAccumulator.from_bytes(bytes(data))
+
+
+def test_a_version_2_state_written_before_the_upgrade_is_still_read(song: np.ndarray) -> None:
+    import io
+    import struct
+    import zlib
+
+    state = StructureAccumulator(SR)
+    _push_all(state, song[: 8 * SR])
+    features = state.features()
+    restored_v3 = StructureAccumulator.from_bytes(state.to_bytes())
+    # The version 2 layout: an npz archive of these arrays, zlib-compressed, behind a header.
+    windows = np.tile(np.asarray([SR, 45, 4], np.int32), (8, 1))  # samples, mel, chroma frames
+    tonal = np.c_[features.chroma, features.level_db].astype(np.float16)
+    arrays = {
+        "meta": np.asarray([SR, 1], np.int64),
+        "window_lengths": windows[:, 0],
+        "mel_counts": windows[:, 1],
+        "chroma_counts": windows[:, 2],
+        "onset": np.c_[features.onset_full, features.onset_low].astype(np.float16),
+        "tonal": tonal,
+        "timbre": features.timbre.astype(np.float16),
+        "previous_mel": np.zeros(0, np.float32),
+        "tail": np.zeros(0, np.float32),
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    payload = zlib.compress(buffer.getvalue())
+    old = struct.pack("<4sHI", b"SGST", 2, zlib.crc32(payload)) + payload
+    restored = StructureAccumulator.from_bytes(old)
+    assert restored.windows_pushed == 8
+    assert restored.analyze() == restored_v3.analyze()
+
+
+def test_spectral_flux_leaves_its_input_alone_unless_told_to_overwrite_it(
+    song: np.ndarray,
+) -> None:
+    from segue.structure.onset import spectral_flux
+
+    mel = _model_frames(song[:SR])
+    kept = mel.copy()
+    flux = spectral_flux(mel, None)
+    assert np.array_equal(mel, kept)
+    assert np.array_equal(spectral_flux(mel, None, overwrite=True), flux)
+    assert flux[0].tolist() == [0.0, 0.0]
+    assert np.all(flux >= 0.0)

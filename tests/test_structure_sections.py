@@ -6,6 +6,7 @@ import pytest
 from immich_memories_music import tracks_dir
 
 from segue.structure import analyze_audio
+from segue.structure.sections import BlockFeatures, fused_similarity, segment
 from segue.structure.splice import load_mono, splice
 from segue.synth import generate_song
 
@@ -59,3 +60,37 @@ def test_sections_tile_the_song_and_cues_sit_on_downbeats() -> None:
     for cue in result.cue_points:
         assert np.min(np.abs(downbeats - cue.time_s)) < 0.01
         assert cue.phrase_bars in (0, 8, 16, 32)
+
+
+def _blocks(timbre_shift_at: int, loudness: np.ndarray) -> BlockFeatures:
+    """One-second blocks whose noisy timbre changes at one block; harmony and groove hold."""
+    rng = np.random.default_rng(5)
+    n = len(loudness)
+    sounds = rng.normal(0.0, 1.0, (2, 13))
+    timbre = sounds[(np.arange(n) >= timbre_shift_at).astype(int)] + rng.normal(0.0, 0.5, (n, 13))
+    timbre = (timbre - timbre.mean(axis=0)) / timbre.std(axis=0)  # standardised, as pooled
+    groups = {
+        "chroma": np.tile(rng.normal(0.0, 1.0, 12), (n, 1)),
+        "timbre": timbre,
+        "loudness": loudness[:, None],
+        "rhythm": np.tile(rng.normal(0.0, 1.0, 12), (n, 1)),
+    }
+    stacked = np.hstack(list(groups.values()))
+    return BlockFeatures(np.arange(n, dtype=np.float64), stacked, np.ones(n), groups)
+
+
+def test_a_change_of_timbre_outweighs_a_swell_in_loudness() -> None:
+    swell = np.zeros(60)
+    swell[8:20] = np.hanning(12) * 3.0  # louder for a while inside the first section
+    bounds, strengths = segment(_blocks(35, swell), 60.0, 1.0, 10)
+    assert bounds[int(np.argmax(strengths))] == 35.0
+    assert all(s < 0.5 for b, s in zip(bounds, strengths, strict=True) if b != 35.0)
+    assert segment(_blocks(35, np.zeros(60)), 60.0, 1.0, 10)[0] == [35.0]
+
+
+def test_scaling_a_feature_group_does_not_change_the_boundaries() -> None:
+    blocks = _blocks(35, np.zeros(60))
+    louder = dict(blocks.groups, timbre=blocks.groups["timbre"] * 50.0)
+    scaled = BlockFeatures(blocks.starts_s, blocks.features, blocks.energy, louder)
+    assert np.allclose(fused_similarity(scaled), fused_similarity(blocks))
+    assert segment(scaled, 60.0, 1.0, 10)[0] == segment(blocks, 60.0, 1.0, 10)[0]

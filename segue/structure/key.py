@@ -19,16 +19,29 @@ MINOR_PROFILE = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5,
 KRUMHANSL_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KRUMHANSL_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
+_ROLL = (np.arange(12)[None, :] - np.arange(12)[:, None]) % 12
+
 # Share of the Temperley correlation in the key score (the rest is Krumhansl's).
 TEMPERLEY_WEIGHT = 0.8
 
 
 def key_scores(profile_chroma: F64, major: F64 = MAJOR_PROFILE, minor: F64 = MINOR_PROFILE) -> F64:
     """Pearson correlation of a 12-bin chroma with each key, [24]: 0-11 major, 12-23 minor."""
-    out = np.zeros(24)
-    for mode_index, profile in enumerate((major, minor)):
-        for tonic in range(12):
-            out[mode_index * 12 + tonic] = _pearson(profile_chroma, np.roll(profile, tonic))
+    keys = _standardised_keys(major, minor)
+    centred = profile_chroma - profile_chroma.mean()
+    norm = float(np.linalg.norm(centred))
+    if norm <= 1e-12:
+        return np.zeros(24)
+    out: F64 = keys @ (centred / norm)
+    return out
+
+
+def _standardised_keys(major: F64, minor: F64) -> F64:
+    """[24, 12]: each key's profile rolled to its tonic, centred and scaled to unit norm."""
+    # Row t of profile[_ROLL] is np.roll(profile, t).
+    rolled = np.concatenate([major[_ROLL], minor[_ROLL]])
+    centred = rolled - rolled.mean(axis=1, keepdims=True)
+    out: F64 = centred / np.linalg.norm(centred, axis=1, keepdims=True)
     return out
 
 
@@ -92,9 +105,3 @@ def _confidence(profile: F64, scores: F64, best: int) -> float:
     margin = float(np.clip((scores[best] - max(others)) / 0.3, 0.0, 1.0))
     fit = float(np.clip((scores[best] - 0.3) / 0.5, 0.0, 1.0))
     return round(fit * (0.5 + 0.5 * margin) * spread * contrast, 3)
-
-
-def _pearson(a: F64, b: F64) -> float:
-    a0, b0 = a - a.mean(), b - b.mean()
-    denom = float(np.linalg.norm(a0) * np.linalg.norm(b0))
-    return float(a0 @ b0 / denom) if denom > 1e-12 else 0.0

@@ -8,6 +8,7 @@ a stream analysed without the model gets the same onsets as one fed the model's 
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -27,7 +28,7 @@ LOW_BAND_HZ = 200.0
 OTHER_LOW_BAND_SHARE = 0.08
 # Bands more than 60 dB (natural log 13.8) below a frame's loudest are leakage, not music:
 # with short frames they wobble with the phase of a steady tone and would read as onsets.
-FLUX_RANGE_LOG = 6.0 * np.log(10.0)
+FLUX_RANGE_LOG = 6.0 * math.log(10.0)
 # Rises below this (natural log, about 0.4 dB) are a steady sound's frame-to-frame jitter.
 FLUX_DEAD_ZONE = 0.1
 
@@ -104,17 +105,26 @@ class LogMel:
         return mel, np.array(buf[used:], dtype=np.float32)
 
 
-def spectral_flux(log_mel: F32, previous: F32 | None) -> F32:
+def spectral_flux(log_mel: F32, previous: F32 | None, *, overwrite: bool = False) -> F32:
     """Half-wave rectified log-mel difference averaged over all bands and over the low bands,
     [frames, 2].
 
     `previous` is the frame before `log_mel[0]`; without one the first flux is 0. Any log
     base works downstream (the envelope is normalised), but the leakage floor assumes ln.
+    With `overwrite`, `log_mel` is floored in place instead of copied.
     """
     n_mels = log_mel.shape[1]
-    first = log_mel[:1] if previous is None else previous[None, :]
-    stacked = np.concatenate([first, log_mel])
-    floored = np.maximum(stacked, stacked.max(axis=1, keepdims=True) - FLUX_RANGE_LOG)
-    rise = np.maximum(floored[1:] - floored[:-1] - FLUX_DEAD_ZONE, 0.0)
+    floored = log_mel if overwrite else log_mel.copy()
+    # Maxima down the columns of the transpose: numpy reduces short rows slowly.
+    loudest = np.ascontiguousarray(floored.T).max(axis=0)
+    np.maximum(floored, (loudest - FLUX_RANGE_LOG)[:, None], out=floored)
+    rise = np.empty_like(floored)
+    if previous is None:
+        rise[0] = FLUX_DEAD_ZONE
+    else:
+        np.subtract(floored[0], np.maximum(previous, previous.max() - FLUX_RANGE_LOG), out=rise[0])
+    np.subtract(floored[1:], floored[:-1], out=rise[1:])
+    np.maximum(rise, FLUX_DEAD_ZONE, out=rise)
+    rise -= np.float32(FLUX_DEAD_ZONE)
     out: F32 = rise @ _band_means(n_mels)
     return out
