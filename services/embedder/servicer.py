@@ -317,7 +317,7 @@ class _AnalyzeCall:
         response.windows.windows.append(window)
         return response
 
-    async def _checkpoint(self, stream: SongStream) -> embedder_pb2.AnalyzeResponse:
+    def _checkpoint(self, stream: SongStream) -> embedder_pb2.AnalyzeResponse:
         spec = self.servicer.model.spec
         codec = self.servicer.codec
 
@@ -326,8 +326,8 @@ class _AnalyzeCall:
                 song_id=self.song_id, model_name=spec.name, model_version=spec.version,
                 model_sha256=spec.sha256, arrays=stream.snapshot()))
 
-        # The stream does not change while this coroutine awaits, so a thread may read it.
-        token = await asyncio.to_thread(encode)
+        # About 0.1 ms for a 2-minute song: cheaper inline than a hand-off to a thread.
+        token = encode()
         self.next_checkpoint_s = self._after(stream.position_s)
         return embedder_pb2.AnalyzeResponse(
             song_id=self.song_id,
@@ -384,7 +384,7 @@ class _AnalyzeCall:
             EMBEDDER_AUDIO_SECONDS.inc(mono.size / fmt.sample_rate_hz)
             EMBEDDER_CHUNK_DURATION.observe(time.perf_counter() - arrived)
             if stream.position_s + 1e-9 >= self.next_checkpoint_s:
-                yield await self._checkpoint(stream)
+                yield self._checkpoint(stream)
         if stream.frames_consumed == 0:
             await self._fail(grpc.StatusCode.FAILED_PRECONDITION,
                              "empty stream: end was sent before any audio")
