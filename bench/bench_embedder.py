@@ -758,10 +758,10 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     baseline = report.get("baseline")
     if baseline:
         lines += ["", f"## Before and after: {baseline['label']}", "",
-                  f"The same harness run just before against the earlier code (load "
-                  f"{baseline['load_before']:.1f} then; {report['load_before']:.1f} for this "
-                  "run). Closed loop, medians, rows matched by replicas and streams (a "
-                  "baseline without replicas served one):", "",
+                  f"An earlier run (load {baseline['load_before']:.1f} then; "
+                  f"{report['load_before']:.1f} for this run; its settings are in its label). "
+                  "Closed loop, medians, rows matched by replicas and streams (a baseline "
+                  "without replicas served one):", "",
                   "| replicas | streams | p50 ms before / after | p99 ms before / after "
                   "| x real time before / after | server CPU ms/window before / after |",
                   "|---:|---:|---:|---:|---:|---:|"]
