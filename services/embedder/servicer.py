@@ -319,15 +319,10 @@ class _AnalyzeCall:
 
     def _checkpoint(self, stream: SongStream) -> embedder_pb2.AnalyzeResponse:
         spec = self.servicer.model.spec
-        codec = self.servicer.codec
-
-        def encode() -> bytes:
-            return codec.encode(TokenContents(
-                song_id=self.song_id, model_name=spec.name, model_version=spec.version,
-                model_sha256=spec.sha256, arrays=stream.snapshot()))
-
         # About 0.1 ms for a 2-minute song: cheaper inline than a hand-off to a thread.
-        token = encode()
+        token = self.servicer.codec.encode(TokenContents(
+            song_id=self.song_id, model_name=spec.name, model_version=spec.version,
+            model_sha256=spec.sha256, arrays=stream.snapshot()))
         self.next_checkpoint_s = self._after(stream.position_s)
         return embedder_pb2.AnalyzeResponse(
             song_id=self.song_id,

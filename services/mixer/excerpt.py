@@ -17,7 +17,6 @@ from .errors import MixInputError, MixLimitError
 
 FloatArray = npt.NDArray[np.float32]
 
-SIDE_NAMES = {mixer_pb2.SIDE_OUTGOING: "outgoing", mixer_pb2.SIDE_INCOMING: "incoming"}
 OUTPUT_CHANNELS = 2
 
 
@@ -38,9 +37,6 @@ class ExcerptBuffer:
                 f"{self.name} excerpt is over the size limit of {self.max_bytes} bytes"
             )
         self.parts.append(data)
-
-    def pcm_rate(self) -> int | None:
-        return self.info.pcm.sample_rate_hz if self.info.WhichOneof("encoding") == "pcm" else None
 
 
 @dataclass(frozen=True)
