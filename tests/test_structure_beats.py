@@ -30,6 +30,31 @@ def test_beat_grid_is_recovered_within_20_ms_at_its_own_metrical_level(
 
 
 @pytest.mark.parametrize(
+    ("seed", "bpm", "instrumentation", "swing"),
+    [
+        (32, 155.0, "band", 0.6),
+        (34, 146.0, "acoustic", 0.3),
+        (36, 76.0, "band", 0.6),
+        (37, 73.0, "minimal", 0.3),
+    ],
+)
+def test_a_snare_backbeat_between_the_beats_decides_between_half_and_full_time(
+    seed: int, bpm: float, instrumentation: str, swing: float
+) -> None:
+    # Kick and snare alternating at 146-155 BPM also fit a 73-78 BPM grid on the kicks; the
+    # snare halfway between those beats (loud, with little bass) marks it as half time.
+    song = generate_song(
+        seed,
+        duration_s=40,
+        tempo_bpm=bpm,
+        instrumentation=instrumentation,  # type: ignore[arg-type]
+        swing=swing,
+    )
+    result = analyze_audio(song.audio, song.sample_rate_hz)
+    assert result.tempo_bpm == pytest.approx(bpm, rel=0.04)
+
+
+@pytest.mark.parametrize(
     ("swing", "instrumentation"),
     [(0.7, "electronic"), (0.4, "band"), (0.4, "acoustic")],
 )

@@ -39,26 +39,35 @@ MIN_METER_CONFIDENCE = 0.05
 
 
 def onset_envelope(features: StructureFeatures) -> F32:
+    return _combine(*_band_onsets(features))
+
+
+def _band_onsets(features: StructureFeatures) -> tuple[F32, F32]:
+    """Normalised all-band and bass-band onset envelopes at ONSET_FPS."""
     full = normalise_onset(uniform_onset(features, ONSET_FPS), ONSET_FPS)
     low = normalise_onset(uniform_low_onset(features, ONSET_FPS), ONSET_FPS)
+    return full, low
+
+
+def _combine(full: F32, low: F32) -> F32:
     out: F32 = (full + LOW_ONSET_WEIGHT * low).astype(np.float32)
     return out
 
 
 def analyze_features(features: StructureFeatures) -> StructureResult:
     duration = features.duration_s
-    onset = onset_envelope(features)
+    full, low = _band_onsets(features)
+    onset = _combine(full, low)
     tempo = estimate_tempo(onset, ONSET_FPS)
     beats = np.zeros(0)
     if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
         beats = track_beats(onset, tempo.local_period, ONSET_FPS)
-        factor = metrical_level(beats, onset, ONSET_FPS)
+        factor = metrical_level(beats, onset, full, low, ONSET_FPS)
         bpm_after = tempo.bpm * factor
         if factor != 1.0 and MIN_LEVEL_BPM <= bpm_after <= MAX_LEVEL_BPM:
             beats = track_beats(onset, tempo.local_period / factor, ONSET_FPS)
     if len(beats) < 4:
         beats = np.zeros(0)
-    low = normalise_onset(uniform_low_onset(features, ONSET_FPS), ONSET_FPS)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
     key = estimate_key(features.chroma, features.level_db)
 

@@ -19,6 +19,9 @@ MAX_RATIO = 1.5
 # Thresholds of metrical_level (ratios of median onset strengths).
 HALVE_RATIO = 0.2
 DOUBLE_RATIO = 0.85
+# A backbeat halfway between the tracked beats: strong over all bands, weak in the bass.
+BACKBEAT_FULL_RATIO = 0.45
+BACKBEAT_LOW_RATIO = 0.6
 # Leading and trailing beats weaker than this share of the RMS beat strength are dropped.
 TRIM_SHARE = 0.2
 
@@ -126,29 +129,41 @@ def _regularise_weak(beats: F64, strength: F64) -> F64:
     return result
 
 
-def metrical_level(beats_s: F64, onset: F32, fps: float) -> float:
+def metrical_level(beats_s: F64, onset: F32, full: F32, low: F32, fps: float) -> float:
     """Factor (0.5, 1 or 2) by which the tracked beat rate should change.
 
-    Halve when every other beat is much weaker than its neighbours (the tracker locked on
-    eighths); double when the points halfway between beats are nearly as strong as the
-    beats themselves (it locked on half notes). Swing is allowed for by looking for the
-    off-beat anywhere from 35% to 75% of the way to the next beat.
+    `onset` is the envelope the beats were tracked on; `full` and `low` are its all-band and
+    bass-band parts. Halve when every other beat is much weaker than its neighbours (the
+    tracker locked on eighths). Double when the points halfway between beats are nearly as
+    strong as the beats themselves, or when they carry a backbeat: a strong onset over all
+    bands with little bass under it. Kick on the tracked beats and snare halfway between
+    them is the pattern of a fast song's beats 1-2-3-4 read as half notes. Swing is allowed
+    for by looking for the off-beat anywhere from 35% to 75% of the way to the next beat.
     """
     if len(beats_s) < 16:
         return 1.0
     frames = beats_s * fps
     on = window_max(onset, frames - 1.5, frames + 1.5)
-    gaps = np.diff(frames)
-    mid = window_max(onset, frames[:-1] + 0.35 * gaps, frames[:-1] + 0.75 * gaps)
-    even, odd = float(np.median(on[0::2])), float(np.median(on[1::2]))
     beat_level = float(np.median(on))
     if beat_level <= 0:
         return 1.0
+    even, odd = float(np.median(on[0::2])), float(np.median(on[1::2]))
     if min(even, odd) < HALVE_RATIO * max(even, odd):
         return 0.5
-    if float(np.median(mid)) > DOUBLE_RATIO * beat_level:
+    if _midpoint_ratio(frames, onset) > DOUBLE_RATIO:
+        return 2.0
+    backbeat = _midpoint_ratio(frames, full) > BACKBEAT_FULL_RATIO
+    if backbeat and _midpoint_ratio(frames, low) < BACKBEAT_LOW_RATIO:
         return 2.0
     return 1.0
+
+
+def _midpoint_ratio(frames: F64, onset: F32) -> float:
+    """Median onset strength between consecutive beats over the median on the beats."""
+    on = float(np.median(window_max(onset, frames - 1.5, frames + 1.5)))
+    gaps = np.diff(frames)
+    mid = window_max(onset, frames[:-1] + 0.35 * gaps, frames[:-1] + 0.75 * gaps)
+    return float(np.median(mid)) / on if on > 0 else 0.0
 
 
 def window_max(values: F32 | F64, lo: F64, hi: F64) -> F64:
