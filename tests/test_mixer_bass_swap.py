@@ -1,4 +1,5 @@
-"""The EQ bass swap: a flat crossover, and a bass that changes hands smoothly on a downbeat."""
+"""The EQ bass swap: a flat crossover, and a bass that changes hands over two bars on the
+downbeat where the mix changes sound least."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from mixer_fixtures import RATE, click_analysis, click_track
 from scipy.signal import butter, sosfiltfilt
 
 from segue.v1 import mixer_pb2
-from services.mixer.eq import BASS_CUTOFF_HZ, low_pass, split_bass
+from services.mixer.bass_swap import SWAP_BARS
+from services.mixer.eq import BASS_CUTOFF_HZ, low_band_weight, low_pass, split_bass
 from services.mixer.excerpt import Excerpt
 from services.mixer.render import Params, Rendered, Style, render_transition
 
@@ -17,6 +19,9 @@ TEMPO = 120.0
 BAR_S = 4 * 60.0 / TEMPO
 A_BASS_HZ, B_BASS_HZ = 55.0, 82.5
 FRAME_S = 0.05
+SONG_S = 30.0
+# A bass line: (frequency, from, until) in the song's own seconds.
+Note = tuple[float, float, float]
 
 
 def tone(freq_hz: float, duration_s: float, from_s: float = 0.0) -> npt.NDArray[np.float32]:
@@ -24,12 +29,15 @@ def tone(freq_hz: float, duration_s: float, from_s: float = 0.0) -> npt.NDArray[
     return (0.3 * np.sin(2 * np.pi * freq_hz * t) * (t >= from_s)).astype(np.float32)
 
 
-def song_with_bass(
-    bass_hz: float, click_hz: float, bass_from_s: float = 0.0
-) -> tuple[Excerpt, npt.NDArray[np.float64]]:
-    """A bass tone under clicks on every beat, at TEMPO, with its true beats as the analysis."""
-    clicks, beats = click_track(TEMPO, 30.0, click_hz, first_beat_s=0.25)
-    mono = clicks + tone(bass_hz, 30.0, bass_from_s)
+def song_with_bass(click_hz: float, notes: list[Note]) -> tuple[Excerpt, npt.NDArray[np.float64]]:
+    """Bass notes under clicks on every beat, at TEMPO, with its true beats as the analysis."""
+    clicks, beats = click_track(TEMPO, SONG_S, click_hz, first_beat_s=0.25)
+    t = np.arange(clicks.size) / RATE
+    mono = clicks.copy()
+    for freq, start, until in notes:
+        mono += (0.3 * np.sin(2 * np.pi * freq * t) * ((t >= start) & (t < until))).astype(
+            np.float32
+        )
     info = mixer_pb2.ExcerptInfo(encoded=True)
     info.analysis.CopyFrom(click_analysis(beats, TEMPO))
     return Excerpt("song", np.stack([mono, mono]), RATE, info), beats
@@ -57,15 +65,23 @@ def basses(rendered: Rendered) -> tuple[npt.NDArray[np.float64], ...]:
     return t, env_a / float(np.median(env_a[alone_a])), env_b / float(np.median(env_b[alone_b]))
 
 
-def render_swap(b_bass_from_s: float = 0.0) -> Rendered:
-    a, _ = song_with_bass(A_BASS_HZ, 1000.0)
-    b, _ = song_with_bass(B_BASS_HZ, 5000.0, b_bass_from_s)
+def render_swap(a_notes: list[Note] | None = None, b_notes: list[Note] | None = None) -> Rendered:
+    """8 bars from A (bass at 55 Hz) to B (82.5 Hz): steady bass lines unless given."""
+    a, _ = song_with_bass(1000.0, a_notes or [(A_BASS_HZ, 0.0, SONG_S)])
+    b, _ = song_with_bass(5000.0, b_notes or [(B_BASS_HZ, 0.0, SONG_S)])
     return render_transition(
         a,
         b,
         Style("bars", bars=8, eq_bass_swap=True),
         Params(target_lufs=-20.0, context_s=2.0),
     )
+
+
+def crossing_s(rendered: Rendered) -> float:
+    """Where A's and B's bass are equally loud inside the overlap (the swap downbeat)."""
+    t, bass_a, bass_b = basses(rendered)
+    inside = (t > rendered.overlap_start_s) & (t < rendered.overlap_end_s)
+    return float(t[inside][np.argmin(np.abs(bass_a[inside] - bass_b[inside]))])
 
 
 def test_the_crossover_bands_sum_exactly_to_the_input_and_split_at_the_cutoff() -> None:
@@ -83,20 +99,38 @@ def test_the_crossover_bands_sum_exactly_to_the_input_and_split_at_the_cutoff() 
     assert gain == pytest.approx(0.5, abs=0.02)  # -6 dB, the two bands cross in phase
 
 
-def test_the_bass_changes_hands_on_the_middle_downbeat_over_about_a_bar() -> None:
+@pytest.mark.parametrize("freq_hz", [50.0, 120.0, 150.0, 220.0, 400.0])
+def test_the_swap_placements_model_of_the_crossover_is_the_crossover(freq_hz: float) -> None:
+    # The swap is placed by predicting the mix's spectrum through the crossover's weights.
+    sine = tone(freq_hz, 4.0)[None, :]
+    middle = slice(RATE, 3 * RATE)
+    measured = np.abs(low_pass(sine, RATE)[:, middle]).max() / 0.3
+    assert float(low_band_weight(np.array([freq_hz]))[0]) == pytest.approx(measured, abs=0.01)
+
+
+def test_with_nothing_to_choose_between_the_bass_changes_hands_on_the_middle_downbeat() -> None:
     rendered = render_swap()
     t, bass_a, bass_b = basses(rendered)
     ov0, ov1 = rendered.overlap_start_s, rendered.overlap_end_s
     inside = (t > ov0) & (t < ov1)
-    crossing = float(t[inside][np.argmin(np.abs(bass_a[inside] - bass_b[inside]))])
+    crossing = crossing_s(rendered)
     assert crossing == pytest.approx(ov0 + 4 * BAR_S, abs=0.06)
-    # From 90% to 10% of A's bass takes about half the one-bar ramp (smoothstep), not a beat.
+    # From 90% to 10% of A's bass takes about half the two-bar ramp (smoothstep), not a beat.
     falling = t[(bass_a < 0.9) & (bass_a > 0.1) & inside]
-    assert 0.4 * BAR_S <= falling[-1] - falling[0] <= 1.0 * BAR_S
-    # Before the swap A's bass holds, after it B's; no frame jumps.
-    assert np.all(bass_a[(t > ov0) & (t < crossing - BAR_S)] > 0.9)
-    assert np.all(bass_b[(t > crossing + BAR_S) & (t < ov1)] > 0.9)
-    assert np.abs(np.diff(bass_a[inside])).max() < 0.15
+    assert 0.4 * SWAP_BARS * BAR_S <= falling[-1] - falling[0] <= 0.6 * SWAP_BARS * BAR_S
+    # Before the ramp A's bass holds, after it B's; no frame jumps.
+    half_ramp = 0.5 * SWAP_BARS * BAR_S
+    assert np.all(bass_a[(t > ov0) & (t < crossing - half_ramp)] > 0.9)
+    assert np.all(bass_b[(t > crossing + half_ramp) & (t < ov1)] > 0.9)
+    assert np.abs(np.diff(bass_a[inside])).max() < 0.1
+    assert "bass swapped over 2 bars on the downbeat of bar 4 of 8" in rendered.report.length_reason
+
+
+def test_the_two_kick_drums_are_never_both_near_full_level_for_long() -> None:
+    rendered = render_swap()
+    _, bass_a, bass_b = basses(rendered)
+    both = (bass_a > 0.5) & (bass_b > 0.5)  # each within 6 dB of its own level
+    assert np.count_nonzero(both) * FRAME_S <= 0.6 * BAR_S
 
 
 def test_the_summed_bass_power_stays_level_through_the_swap() -> None:
@@ -110,9 +144,36 @@ def test_the_summed_bass_power_stays_level_through_the_swap() -> None:
 def test_the_swap_waits_for_the_incoming_bass_line() -> None:
     # B's bass enters 5 bars into the overlap: a swap before that would play its entry at
     # full level, so the bass changes hands on or after it.
-    _, b_beats = song_with_bass(B_BASS_HZ, 5000.0)
-    rendered = render_swap(b_bass_from_s=float(b_beats[0]) + 5 * BAR_S)
+    _, b_beats = song_with_bass(5000.0, [])
+    entry_in_b = float(b_beats[0]) + 5 * BAR_S  # B's overlap starts on its first downbeat
+    rendered = render_swap(b_notes=[(B_BASS_HZ, entry_in_b, SONG_S)])
     t, bass_a, _ = basses(rendered)
-    entry = rendered.overlap_start_s + 5 * BAR_S  # B plays at its own tempo, from a downbeat
+    entry = rendered.overlap_start_s + 5 * BAR_S  # B plays at its own tempo
     inside = (t > rendered.overlap_start_s) & (t < rendered.overlap_end_s)
     assert t[inside & (bass_a < 0.5)][0] >= entry - 0.06
+
+
+def test_the_swap_is_done_before_the_outgoing_bass_line_stops() -> None:
+    # A's bass stops 3 bars into the overlap: the incoming bass must be in by then, or the
+    # mix would lose its bass there.
+    steady = render_swap()
+    a_overlap_start = steady.a_origin_s + steady.overlap_start_s
+    rendered = render_swap(a_notes=[(A_BASS_HZ, 0.0, a_overlap_start + 3 * BAR_S)])
+    t, _, bass_b = basses(rendered)
+    stop = rendered.overlap_start_s + 3 * BAR_S
+    assert crossing_s(rendered) <= stop - BAR_S + 0.06
+    after = (t > stop) & (t < rendered.overlap_end_s)
+    assert np.all(bass_b[after] > 0.9)
+
+
+def test_a_new_note_of_the_incoming_bass_is_not_heard_on_its_own_after_the_swap() -> None:
+    # B's bass line moves from 82.5 to 110 Hz 6 bars into the overlap, where A's is steady: a
+    # swap on the middle downbeat would leave B's bass alone for that change; later, A's
+    # bass is still there when it happens.
+    _, b_beats = song_with_bass(5000.0, [])
+    change_in_b = float(b_beats[0]) + 6 * BAR_S
+    rendered = render_swap(b_notes=[(B_BASS_HZ, 0.0, change_in_b), (110.0, change_in_b, SONG_S)])
+    t, bass_a, _ = basses(rendered)
+    change = rendered.overlap_start_s + 6 * BAR_S
+    assert crossing_s(rendered) >= change - 0.06
+    assert float(np.interp(change, t, bass_a)) > 0.5

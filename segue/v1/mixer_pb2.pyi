@@ -146,7 +146,10 @@ class TransitionStyle(_message.Message):
     """Chosen from the phrase structure and the transition score; the report says why."""
     curve: Global___FadeCurve.ValueType
     eq_bass_swap: _builtins.bool
-    """Swap the bass between the songs at the middle of the overlap."""
+    """Hand the low band from one song to the other over two bars, on the downbeat (in the
+    middle three quarters of the overlap) where the mix changes sound least, so that two
+    kick drums never play together at full level. The QualityReport says where.
+    """
     filter_sweep: _builtins.bool
     """Sweep a high-pass filter over the outgoing song."""
     tempo_ramp_bars: _builtins.int

@@ -370,6 +370,8 @@ def render_continuous_mix(
         b_ex = _excerpt("incoming", analyses[i + 1], b_track, grids[i + 1], b_lo, share, rate)
         plan = _plan(a_ex, b_ex, style, params, label)
         mixed = mix_transition(plan, a_ex, style, params, levels=(levels[i], levels[i + 1]))
+        if mixed.bass_note:
+            plan = replace(plan, reason=f"{plan.reason}; {mixed.bass_note}")
 
         a_origin = cursor + round(plan.a_origin_s * rate)
         body = a_track.audio[:, cursor:a_origin] * np.float32(levels[i])

@@ -32,23 +32,13 @@ def low_pass(audio: FloatArray, rate_hz: int, cutoff_hz: float = BASS_CUTOFF_HZ)
     return out
 
 
-def bass_level(audio: FloatArray, rate_hz: int, frame_s: float = 0.05) -> tuple[F64, float]:
-    """Power of the low band of the channels' mean in `frame_s` frames, and the frame rate.
+def low_band_weight(freqs_hz: F64, cutoff_hz: float = BASS_CUTOFF_HZ) -> F64:
+    """The share of each frequency's amplitude that `low_pass` keeps (the high band has the rest).
 
-    Cheap enough to call on whole transitions: 32-sample block means (a first low-pass that
-    also decimates), then the Butterworth at the low rate.
+    |H|^2 of the second-order Butterworth, as run forwards and backwards: 1 / (1 + (f/fc)^4).
     """
-    block = 32
-    mono = audio.mean(axis=0, dtype=np.float32)
-    n = mono.size // block
-    low_rate = rate_hz / block
-    coarse = mono[: n * block].reshape(n, block).mean(axis=1)
-    sos = butter(2, BASS_CUTOFF_HZ, btype="low", fs=low_rate, output="sos")
-    low = sosfilt(sos, coarse)
-    per = max(1, round(frame_s * low_rate))
-    frames = low.size // per
-    power: F64 = np.square(low[: frames * per]).reshape(frames, per).mean(axis=1)
-    return power, low_rate / per
+    out: F64 = 1.0 / (1.0 + (freqs_hz / cutoff_hz) ** 4)
+    return out
 
 
 def split_bass(

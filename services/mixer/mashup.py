@@ -1,8 +1,9 @@
 """Mashups: two beat-aligned, key-matched excerpts overlaid over N bars.
 
 A mashup is rendered by the transition renderer with a different mask: the incoming song
-rises over the first quarter, both play at full level through the middle (bass handed over
-half-way so that two kicks never stack), and the outgoing song leaves in the last quarter.
+rises over the first quarter, both play at full level through the middle (the bass handed
+over on one downbeat, as in a transition, so that two kicks never stack: `bass_swap`), and
+the outgoing song leaves in the last quarter.
 The key shift is always allowed: overlaid harmony clashes far more than a crossfade does.
 """
 

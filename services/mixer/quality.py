@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -130,14 +131,31 @@ def mel_filterbank(rate_hz: int, n_fft: int, n_mels: int = N_MELS) -> F64:
     return bank
 
 
+@dataclass(frozen=True)
+class WorstSeams:
+    """The largest spectral steps over the candidate seams, and where they are."""
+
+    convergence: float
+    convergence_at_s: float  # the seam's time (NaN when no seam fits)
+    mel_mse: float  # dB^2
+    mel_mse_at_s: float
+
+
 def spectral_continuity(
     audio: FloatArray, rate_hz: int, start_s: float, end_s: float
 ) -> tuple[float, float]:
-    """(worst spectral convergence, worst mel MSE in dB^2) over seams in [start_s, end_s].
+    """(worst spectral convergence, worst mel MSE in dB^2) over seams in [start_s, end_s]."""
+    worst = worst_seams(audio, rate_hz, start_s, end_s)
+    return worst.convergence, worst.mel_mse
+
+
+def worst_seams(audio: FloatArray, rate_hz: int, start_s: float, end_s: float) -> WorstSeams:
+    """The worst seams in [start_s, end_s] by spectral convergence and by mel MSE.
 
     Only the audio the windows reach is analysed, cut at a multiple of the hop so that the
     frames are the ones the whole output would give.
     """
+    none = WorstSeams(0.0, float("nan"), 0.0, float("nan"))
     n_fft = 2048
     hop = int(SEAM_HOP_S * rate_hz / 4)
     reach = SEAM_WINDOW_S + SEAM_HOP_S
@@ -145,7 +163,7 @@ def spectral_continuity(
     last = min(audio.shape[1], int((end_s + reach) * rate_hz) + n_fft)
     mono = audio[:, first:last].mean(axis=0, dtype=np.float32)
     if mono.size < n_fft:
-        return 0.0, 0.0
+        return none
     freqs, times, spec = stft(
         mono, fs=rate_hz, nperseg=n_fft, noverlap=n_fft - hop, boundary=None, padded=False
     )
@@ -154,20 +172,40 @@ def spectral_continuity(
     mag = np.abs(spec)
     bank = _mel_bank(rate_hz, n_fft)
     win = max(1, round(SEAM_WINDOW_S * rate_hz / hop))
-    seams = np.arange(start_s, end_s + 1e-9, SEAM_HOP_S)
-    ks = np.searchsorted(times, seams)
-    ks = ks[(ks - win >= 0) & (ks + win <= mag.shape[1])]
+    ks = seam_frames(times, start_s, end_s, win, mag.shape[1])
     if ks.size == 0:
-        return 0.0, 0.0
-    # Window means for every seam at once, from cumulative sums over the frames.
-    cum = np.concatenate([np.zeros((mag.shape[0], 1)), np.cumsum(mag, axis=1, dtype=np.float64)], 1)
-    before = ((cum[:, ks] - cum[:, ks - win]) / win).T  # [seams, bins]
-    after = ((cum[:, ks + win] - cum[:, ks]) / win).T
+        return none
+    before, after = seam_means(mag, ks, win)
     sc = np.linalg.norm(after - before, axis=1) / np.maximum(np.linalg.norm(before, axis=1), 1e-12)
     mel_b = 10.0 * np.log10(before**2 @ bank.T + 1e-10)
     mel_a = 10.0 * np.log10(after**2 @ bank.T + 1e-10)
     mel = np.mean((mel_a - mel_b) ** 2, axis=1)
-    return float(sc.max()), float(mel.max())
+    i, j = int(np.argmax(sc)), int(np.argmax(mel))
+    return WorstSeams(float(sc[i]), float(times[ks[i]]), float(mel[j]), float(times[ks[j]]))
+
+
+def seam_frames(
+    times: F64, start_s: float, end_s: float, win: int, n_frames: int
+) -> npt.NDArray[np.int64]:
+    """Frame index of each candidate seam, every SEAM_HOP_S from start_s to end_s.
+
+    Only seams with `win` frames on either side among the `n_frames` frames at `times`.
+    """
+    seams = np.arange(start_s, end_s + 1e-9, SEAM_HOP_S)
+    ks = np.searchsorted(times, seams)
+    out: npt.NDArray[np.int64] = ks[(ks - win >= 0) & (ks + win <= n_frames)]
+    return out
+
+
+def seam_means(mag: FloatArray | F64, ks: npt.NDArray[np.int64], win: int) -> tuple[F64, F64]:
+    """Mean spectra [seams, bins] of the `win` frames before and after each seam frame.
+
+    Every seam at once, from cumulative sums over the frames of `mag` [bins, frames].
+    """
+    cum = np.concatenate([np.zeros((mag.shape[0], 1)), np.cumsum(mag, axis=1, dtype=np.float64)], 1)
+    before: F64 = ((cum[:, ks] - cum[:, ks - win]) / win).T
+    after: F64 = ((cum[:, ks + win] - cum[:, ks]) / win).T
+    return before, after
 
 
 @lru_cache(maxsize=4)

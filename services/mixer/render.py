@@ -4,8 +4,9 @@ Pipeline: beat grids (the client's analysis, else the structure analysis of the 
 `beatgrid`) -> key shift (optional) -> tempo plan (the metrical level that fits the stretch
 limit: half/double time, then 3:2 and 4:3 readings) -> overlap placement on both grids ->
 time map (beat to beat through the overlap, then the tempo ramp) -> WSOLA stretch of the
-incoming song -> loudness match (BS.1770) -> bass swap (the low band handed over on a
-downbeat by a one-bar ramp, through a crossover that sums flat) and filter sweep ->
+incoming song -> loudness match (BS.1770) -> bass swap (the low band handed over by a
+two-bar ramp on the downbeat where the mix changes sound least, through a crossover that sums
+flat; `bass_swap`) and filter sweep ->
 crossfade -> true-peak limiter -> quality metrics.
 """
 
@@ -24,9 +25,10 @@ from segue.v1 import common_pb2, mixer_pb2
 
 from . import beatgrid, keys
 from .auto_length import WEAK_BEAT, PairFacts, choose_length, phrase_bars
+from .bass_swap import Fade, bass_swap_gains, choose_bass_swap, swap_note
 from .beatgrid import BeatGrid
-from .curves import fade_gains, mashup_gains, swap_gains
-from .eq import bass_level, highpass_sweep, low_pass
+from .curves import fade_gains, mashup_gains
+from .eq import highpass_sweep, low_pass
 from .errors import MixInputError
 from .excerpt import Excerpt
 from .limiter import Limited, limit
@@ -48,14 +50,6 @@ DEFAULT_MASHUP_BARS = 8
 MAX_BARS = 64
 # The stem of the incoming song starts this early, so WSOLA has settled when it is heard.
 _PREROLL_S = 0.05
-# Bars over which the bass passes from A to B, centred on the swap downbeat: a DJ swaps on
-# the one, and a ramp this long leaves no step in the spectrum (bench/bench_mixer.py).
-BASS_SWAP_BARS = 1.0
-# Half-second windows either side of each point when the bass swap is placed (as the
-# spectral-continuity metric's).
-_SWAP_STEP_WINDOW_S = 0.5
-# ... and its largest steps compared (more would let steps too small to hear decide).
-_SWAP_STEPS_COMPARED = 3
 # Largest correction of the mix's loudness after crossfading.
 _MAX_CORRECTION_DB = 6.0
 
@@ -144,6 +138,7 @@ class Rendered:
     # Low-band gains (without the loudness levels) at ENVELOPE_RATE_HZ; empty: no bass swap.
     bass_outgoing: F64 = field(default_factory=lambda: np.zeros(0))
     bass_incoming: F64 = field(default_factory=lambda: np.zeros(0))
+    bass_swap_s: float = float("nan")  # the downbeat the bass changed hands on (output time)
 
     def envelope(self) -> mixer_pb2.MixEnvelope:
         return mixer_pb2.MixEnvelope(
@@ -335,6 +330,9 @@ class Mixed:
     # The low band's gains at ENVELOPE_RATE_HZ when the bass was swapped, else empty.
     bass_outgoing: F64 = field(default_factory=lambda: np.zeros(0))
     bass_incoming: F64 = field(default_factory=lambda: np.zeros(0))
+    # Where the bass was swapped (output time), and in words for the QualityReport.
+    bass_swap_s: float = float("nan")
+    bass_note: str = ""
 
 
 def plan_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> Plan:
@@ -538,7 +536,8 @@ def mix_transition(
     x = ((np.arange(i0, i1, dtype=np.float64) / rate - ov_start) / (ov_end - ov_start)).astype(
         np.float32
     )
-    gains = mashup_gains(x) if style.mashup else fade_gains(x, style.curve)
+    fade = fader(style)
+    gains = fade(x)
 
     if levels is None:
         fade_a = _full_curve(gains[0], n_out, i0, 1.0)
@@ -567,7 +566,7 @@ def mix_transition(
         # Each song's low band moves from its fade gain to its bass gain (`eq.split_bass`):
         # + LP((bass - fade) * song), summed over both songs first since LP is linear, and
         # exact to within the filter's few milliseconds of memory as the gains move.
-        swap_s = choose_bass_swap(plan, a_sig, b_stem, (level_a, level_b))
+        swap_s = choose_bass_swap(plan, a_sig, b_stem, (level_a, level_b), fade)
         bass_a, bass_b = bass_swap_gains(plan, x, swap_s)
         moved = a_sig[:, i0:i1] * (level_a * bass_a - gain_a).astype(np.float32)
         moved += b_stem[:, i0:i1] * (level_b * bass_b - gain_b).astype(np.float32)
@@ -595,7 +594,17 @@ def mix_transition(
     if swap_s is not None:
         bass_env = bass_swap_gains(plan, env_x.astype(np.float32), swap_s)
         mixed.bass_outgoing, mixed.bass_incoming = (g.astype(np.float64) for g in bass_env)
+        mixed.bass_swap_s, mixed.bass_note = swap_s, swap_note(plan, swap_s)
     return mixed
+
+
+def fader(style: Style) -> Fade:
+    """The style's fade gains (outgoing, incoming) at overlap positions, as float32."""
+
+    def gains(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return mashup_gains(x) if style.mashup else fade_gains(x, style.curve)
+
+    return gains
 
 
 def _full_curve(inside: FloatArray, frames: int, start: int, before: float) -> F64:
@@ -605,70 +614,6 @@ def _full_curve(inside: FloatArray, frames: int, start: int, before: float) -> F
     out[start : start + inside.size] = inside
     out[start + inside.size :] = inside[-1] if inside.size else 1.0 - before
     return out
-
-
-def bass_swap_gains(plan: Plan, x: FloatArray, swap_s: float) -> tuple[FloatArray, FloatArray]:
-    """Low-band gains of A and B at overlap positions x: a one-bar ramp centred on swap_s.
-
-    The ramp is as long as one bar of A (shorter when the swap sits nearer an end of the
-    overlap).
-    """
-    length = plan.overlap_end_s - plan.overlap_start_s
-    at = (swap_s - plan.overlap_start_s) / length
-    bar = BASS_SWAP_BARS * plan.beats_per_bar * plan.grid_a.period_s / length
-    width = min(bar, 2.0 * at, 2.0 * (1.0 - at))
-    return swap_gains(x, at, max(width, 1e-3))
-
-
-def choose_bass_swap(
-    plan: Plan, a_part: FloatArray, b_stem: FloatArray, levels: tuple[float, float]
-) -> float:
-    """The downbeat where the bass changes hands: the one that leaves the bass most even.
-
-    A DJ times the swap to the arrangement: on the downbeat where the incoming song's bass
-    line (or its drop) arrives and the outgoing one's ends, a swap hides both changes, while
-    a swap a few bars earlier plays the incoming song's own bass entry at full level. So for
-    each of A's downbeats in the middle half of the overlap, the bass power of the mix is
-    predicted from each song's low band (at its level, through the swap's gains) and its
-    steps between adjacent half-seconds are measured in dB. The downbeat whose largest step
-    is smallest wins; steps within 0.5 dB tie, and then the second and third largest decide
-    (the largest is often a song's own event that no swap can move), then nearness to the
-    middle. Without downbeats the swap is at the middle.
-    """
-    ov0, ov1 = plan.overlap_start_s, plan.overlap_end_s
-    middle = 0.5 * (ov0 + ov1)
-    quarter = 0.25 * (ov1 - ov0)
-    candidates = plan.downbeats_s[np.abs(plan.downbeats_s - middle) <= quarter + 1e-6]
-    if candidates.size <= 1:
-        return float(candidates[0]) if candidates.size else middle
-    low_a, fps = bass_level(a_part, plan.rate_hz)
-    low_b, _ = bass_level(b_stem, plan.rate_hz)
-    frames = min(low_a.size, low_b.size)
-    t = (np.arange(frames) + 0.5) / fps
-    x = ((t - ov0) / (ov1 - ov0)).astype(np.float32)
-    window = max(1, round(_SWAP_STEP_WINDOW_S * fps))
-    lo = max(window, int(ov0 * fps))
-    hi = min(frames - window, int(ov1 * fps) + 1)
-    if hi <= lo:
-        return float(candidates[np.argmin(np.abs(candidates - middle))])
-    edges = np.arange(lo, hi)
-    steps: list[tuple[int, ...]] = []
-    for c in candidates:
-        gain_a, gain_b = bass_swap_gains(plan, x, float(c))
-        power = (
-            levels[0] ** 2 * gain_a**2 * low_a[:frames]
-            + levels[1] ** 2 * gain_b**2 * low_b[:frames]
-        )
-        cum = np.concatenate([[0.0], np.cumsum(power)])
-        before = cum[edges] - cum[edges - window]
-        after = cum[edges + window] - cum[edges]
-        step_db = 10.0 * np.log10((after + 1e-12) / (before + 1e-12))
-        # The largest steps, to 0.5 dB, compared as words: the largest decides, unless it
-        # ties, then the next.
-        largest = np.sort(np.abs(step_db))[::-1][:_SWAP_STEPS_COMPARED]
-        steps.append(tuple(int(v) for v in np.round(largest / 0.5)))
-    order = sorted(range(candidates.size), key=lambda i: (steps[i], abs(candidates[i] - middle)))
-    return float(candidates[order[0]])
 
 
 def heard_loudness(audio: FloatArray, fade: F64, rate_hz: int) -> float:
@@ -738,7 +683,7 @@ def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> R
         duration_s=duration,
         overlap_s=ov_end - ov_start,
         overlap_bars=round(plan.n_beats / plan.beats_per_bar),
-        length_reason=plan.reason,
+        length_reason="; ".join(r for r in (plan.reason, mixed.bass_note) if r),
         tempo_ratio=plan.tempo_ratio,
         key_shift_semitones=plan.key_shift,
         beat_alignment_error_ms=mixed.beat_alignment_error_ms,
@@ -766,4 +711,5 @@ def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> R
         report=report,
         bass_outgoing=mixed.bass_outgoing,
         bass_incoming=mixed.bass_incoming,
+        bass_swap_s=mixed.bass_swap_s,
     )
