@@ -249,8 +249,8 @@ def main() -> None:
         f"Where segue's worst seam (spectral convergence) lies: inside the bass swap's "
         f"{SWAP_BARS:g}-bar ramp (or within a half-second window of it) for {in_ramp} of "
         f"{len(rows)} pairs; elsewhere, on a song's own change, for the others (per pair in "
-        f"the .json, `worst_seam`). The bass was swapped on bar "
-        f"{', '.join(str(b) for b in swap_bars)} of 8.",
+        f"the .json, `worst_seam`). The bass was swapped this many bars into the 8-bar "
+        f"overlap: {', '.join(str(b) for b in swap_bars)}.",
     ]
     lines += [
         "",

@@ -94,8 +94,8 @@ def swap_note(plan: Plan, swap_s: float) -> str:
     bar = round((swap_s - plan.overlap_start_s) / bar_s)
     bars = round(plan.n_beats / plan.beats_per_bar)
     return (
-        f"bass swapped over {SWAP_BARS:g} bars on the downbeat of bar {bar} of {bars}, where "
-        "the mix changes sound least"
+        f"bass swapped over {SWAP_BARS:g} bars on the downbeat {bar} bars into the {bars}-bar "
+        "overlap, where the mix changes sound least"
     )
 
 
