@@ -38,10 +38,6 @@ MAX_LEVEL_BPM = 170.0
 MIN_METER_CONFIDENCE = 0.05
 
 
-def onset_envelope(features: StructureFeatures) -> F32:
-    return _combine(*_band_onsets(features))
-
-
 def _band_onsets(features: StructureFeatures) -> tuple[F32, F32]:
     """Normalised all-band and bass-band onset envelopes at ONSET_FPS."""
     full = normalise_onset(uniform_onset(features, ONSET_FPS), ONSET_FPS)
@@ -50,6 +46,7 @@ def _band_onsets(features: StructureFeatures) -> tuple[F32, F32]:
 
 
 def _combine(full: F32, low: F32) -> F32:
+    """The envelope beats are tracked on: all bands, with the bass's kicks weighted up."""
     out: F32 = (full + LOW_ONSET_WEIGHT * low).astype(np.float32)
     return out
 
