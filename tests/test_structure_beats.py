@@ -55,6 +55,24 @@ def test_a_snare_backbeat_between_the_beats_decides_between_half_and_full_time(
 
 
 @pytest.mark.parametrize(
+    ("seed", "bpm", "instrumentation", "swing"),
+    [(32, 155.0, "band", 0.0), (34, 146.0, "acoustic", 0.3)],
+)
+def test_beats_added_at_double_time_land_on_the_backbeat(
+    seed: int, bpm: float, instrumentation: str, swing: float
+) -> None:
+    song = generate_song(
+        seed,
+        duration_s=40,
+        tempo_bpm=bpm,
+        instrumentation=instrumentation,  # type: ignore[arg-type]
+        swing=swing,
+    )
+    result = analyze_audio(song.audio, song.sample_rate_hz)
+    assert _share_within(result.beat_times_s, song.beat_times_s, 0.020) >= 0.95
+
+
+@pytest.mark.parametrize(
     ("swing", "instrumentation"),
     [(0.7, "electronic"), (0.4, "band"), (0.4, "acoustic")],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from segue.structure.beats import metrical_level, track_beats
+from segue.structure.beats import change_level, metrical_level, track_beats
 from segue.structure.cues import energy_curve, find_cues
 from segue.structure.features import StructureFeatures, uniform_low_onset, uniform_onset
 from segue.structure.key import estimate_key
@@ -62,7 +62,7 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
         factor = metrical_level(beats, onset, full, low, ONSET_FPS)
         bpm_after = tempo.bpm * factor
         if factor != 1.0 and MIN_LEVEL_BPM <= bpm_after <= MAX_LEVEL_BPM:
-            beats = track_beats(onset, tempo.local_period / factor, ONSET_FPS)
+            beats = change_level(beats, onset, factor, ONSET_FPS)
     if len(beats) < 4:
         beats = np.zeros(0)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
