@@ -120,15 +120,20 @@ def _regularise_weak(beats: F64, strength: F64) -> F64:
         if b - a > 1:
             out[a : b + 1] = np.linspace(beats[a], beats[b], b - a + 1)
     first, last = int(idx[0]), int(idx[-1])
-    head = np.diff(beats[first : first + 9][strong[first : first + 9]])
-    if first > 0 and len(head):
-        out[:first] = beats[first] - np.arange(first, 0, -1) * float(np.median(head))
-    tail = np.diff(beats[max(0, last - 8) : last + 1][strong[max(0, last - 8) : last + 1]])
-    if last < n - 1 and len(tail):
-        out[last + 1 :] = beats[last] + np.arange(1, n - last) * float(np.median(tail))
-    keep = out >= 0
+    if first > 0:
+        out[:first] = beats[first] - np.arange(first, 0, -1) * _beat_step(beats, idx[:9])
+    if last < n - 1:
+        out[last + 1 :] = beats[last] + np.arange(1, n - last) * _beat_step(beats, idx[-9:])
+    keep = (out >= 0) & (out <= beats[-1])
     result: F64 = out[keep]
     return result
+
+
+def _beat_step(beats: F64, strong: npt.NDArray[np.int64]) -> float:
+    """Median time per beat between consecutive strong beats (indices `strong`, two or more),
+    counting the weak beats between them: strong beats may be several beats apart."""
+    per_beat = np.diff(beats[strong]) / np.diff(strong)
+    return float(np.median(per_beat))
 
 
 def metrical_level(beats_s: F64, onset: F32, full: F32, low: F32, fps: float) -> float:
