@@ -67,14 +67,19 @@ def integrated_lufs(
 
 
 def short_term_lufs(audio: FloatArray, rate_hz: int) -> float:
-    """Ungated loudness of the whole slice as one block (3 s slices give short-term loudness)."""
+    """Ungated loudness of the whole slice as one block (3 s slices give short-term loudness).
+
+    pyloudnorm's one-block measurement, computed directly: its Meter with a block as long as
+    the slice refuses some lengths, as frames / rate * rate can round to just above frames.
+    """
     frames = audio.shape[1]
     if frames < 64:
         return -math.inf
-    meter = pyloudnorm.Meter(rate_hz, block_size=frames / rate_hz)
-    meter.integrated_loudness(np.ascontiguousarray(audio.T, dtype=np.float64))
-    values = [v for v in meter.blockwise_loudness if np.isfinite(v)]
-    return float(values[0]) if values else -math.inf
+    weighted = sosfilt(k_weighting_sos(rate_hz), audio.astype(np.float64), axis=1)
+    total = float(np.mean(np.square(weighted), axis=1).sum())
+    if total <= 0.0:
+        return -math.inf
+    return -0.691 + 10.0 * math.log10(total)
 
 
 def gain_to_target(measured_lufs: float, target_lufs: float) -> float:
