@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from segue.structure.beats import change_level, metrical_level, track_beats
+from segue.structure.beats import metrical_level, track_beats
 from segue.structure.cues import energy_curve, find_cues
 from segue.structure.features import StructureFeatures, uniform_low_onset, uniform_onset
 from segue.structure.key import estimate_key
@@ -27,7 +27,10 @@ F64 = npt.NDArray[np.float64]
 
 # Onset envelope rate: the model's log-mel frame rate (490-sample frames at 22050 Hz).
 ONSET_FPS = 1.0 / FRAME_S
-# Share of the bass-band flux in the onset envelope: it favours kicks over off-beat hats.
+# Share of the bass-band flux in the envelope the tempo is read from: it favours the kick's
+# period over off-beat hats. Beats are placed on the all-band flux alone: a bass line that
+# pushes onto the off-beats (bass notes starting after a gap) would otherwise pull the
+# grid there, while kick and snare, which mark the beat, reach well above the bass band.
 LOW_ONSET_WEIGHT = 0.5
 # Below this tempo confidence no beat grid is reported.
 MIN_TEMPO_CONFIDENCE = 0.05
@@ -46,7 +49,7 @@ def _band_onsets(features: StructureFeatures) -> tuple[F32, F32]:
 
 
 def _combine(full: F32, low: F32) -> F32:
-    """The envelope beats are tracked on: all bands, with the bass's kicks weighted up."""
+    """The envelope the tempo is read from: all bands, with the bass's kicks weighted up."""
     out: F32 = (full + LOW_ONSET_WEIGHT * low).astype(np.float32)
     return out
 
@@ -58,11 +61,13 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     tempo = estimate_tempo(onset, ONSET_FPS)
     beats = np.zeros(0)
     if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
-        beats = track_beats(onset, tempo.local_period, ONSET_FPS)
+        beats = track_beats(full, tempo.local_period, ONSET_FPS)
         factor = metrical_level(beats, onset, full, low, ONSET_FPS)
         bpm_after = tempo.bpm * factor
         if factor != 1.0 and MIN_LEVEL_BPM <= bpm_after <= MAX_LEVEL_BPM:
-            beats = change_level(beats, onset, factor, ONSET_FPS)
+            # Tracked again at the new level: at half time the grid skips the snares that
+            # pin the beat's phase, and a swung chorus can pull it onto the off-beats.
+            beats = track_beats(full, tempo.local_period / factor, ONSET_FPS)
     if len(beats) < 4:
         beats = np.zeros(0)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import numpy.typing as npt
 
@@ -22,8 +20,6 @@ DOUBLE_RATIO = 0.85
 # A backbeat halfway between the tracked beats: strong over all bands, weak in the bass.
 BACKBEAT_FULL_RATIO = 0.45
 BACKBEAT_LOW_RATIO = 0.6
-# Inserted beats snap to the strongest onset within this share of the gap around the midpoint.
-SNAP_SHARE = 0.05
 # Leading and trailing beats weaker than this share of the RMS beat strength are dropped.
 TRIM_SHARE = 0.2
 
@@ -116,9 +112,9 @@ def _regularise_weak(beats: F64, strength: F64) -> F64:
     out = beats.copy()
     idx = np.flatnonzero(strong)
     # Interior runs: equal steps between the two strong beats around them.
-    for a, b in itertools.pairwise(idx):
-        if b - a > 1:
-            out[a : b + 1] = np.linspace(beats[a], beats[b], b - a + 1)
+    for k in np.flatnonzero(np.diff(idx) > 1):
+        a, b = int(idx[k]), int(idx[k + 1])
+        out[a : b + 1] = np.linspace(beats[a], beats[b], b - a + 1)
     first, last = int(idx[0]), int(idx[-1])
     if first > 0:
         out[:first] = beats[first] - np.arange(first, 0, -1) * _beat_step(beats, idx[:9])
@@ -139,13 +135,14 @@ def _beat_step(beats: F64, strong: npt.NDArray[np.int64]) -> float:
 def metrical_level(beats_s: F64, onset: F32, full: F32, low: F32, fps: float) -> float:
     """Factor (0.5, 1 or 2) by which the tracked beat rate should change.
 
-    `onset` is the envelope the beats were tracked on; `full` and `low` are its all-band and
-    bass-band parts. Halve when every other beat is much weaker than its neighbours (the
-    tracker locked on eighths). Double when the points halfway between beats are nearly as
-    strong as the beats themselves, or when they carry a backbeat: a strong onset over all
-    bands with little bass under it. Kick on the tracked beats and snare halfway between
-    them is the pattern of a fast song's beats 1-2-3-4 read as half notes. Swing is allowed
-    for by looking for the off-beat anywhere from 35% to 75% of the way to the next beat.
+    `onset` is the envelope the tempo was read from (the ratios below were set on it);
+    `full` and `low` are its all-band and bass-band parts. Halve when every other beat is
+    much weaker than its neighbours (the tracker locked on eighths). Double when the points
+    halfway between beats are nearly as strong as the beats themselves, or when they carry a
+    backbeat: a strong onset over all bands with little bass under it. Kick on the tracked
+    beats and snare halfway between them is the pattern of a fast song's beats 1-2-3-4 read
+    as half notes. Swing is allowed for by looking for the off-beat anywhere from 35% to 75%
+    of the way to the next beat.
     """
     if len(beats_s) < 16:
         return 1.0
@@ -163,36 +160,6 @@ def metrical_level(beats_s: F64, onset: F32, full: F32, low: F32, fps: float) ->
     if backbeat and _midpoint_ratio(frames, low) < BACKBEAT_LOW_RATIO:
         return 2.0
     return 1.0
-
-
-def change_level(beats_s: F64, onset: F32, factor: float, fps: float) -> F64:
-    """The beat grid at `factor` (metrical_level's) times the rate of `beats_s`.
-
-    Doubling adds a beat halfway between each pair, snapped to the strongest onset within
-    SNAP_SHARE of their gap; halving keeps the stronger of the two alternating phases. Both
-    follow the grid already tracked, rubato included, at a fraction of the cost of tracking
-    the song again (the dynamic programme is most of the final analysis).
-    """
-    if factor == 1.0 or len(beats_s) < 2:
-        return beats_s
-    frames = beats_s * fps
-    if factor < 1.0:
-        strength = window_max(onset, frames - 1.5, frames + 1.5)
-        phase = int(np.median(strength[1::2]) > np.median(strength[0::2]))
-        halved: F64 = beats_s[phase::2]
-        return halved
-    gaps = np.diff(frames)
-    middle = frames[:-1] + 0.5 * gaps
-    reach = SNAP_SHARE * gaps
-    lo = np.clip(np.floor(middle - reach).astype(np.int64), 0, len(onset) - 1)
-    width = int(np.ceil(2 * reach.max())) + 2
-    index = np.minimum(lo[:, None] + np.arange(width)[None, :], len(onset) - 1)
-    inside = index <= np.ceil(middle + reach)[:, None]
-    values = np.where(inside, onset[index], -np.inf)
-    best = index[np.arange(len(lo)), values.argmax(axis=1)]
-    snapped = np.where(onset[best] > 0, _refine(best, onset.astype(np.float64)), middle)
-    out: F64 = np.sort(np.r_[frames, snapped]) / fps
-    return out
 
 
 def _midpoint_ratio(frames: F64, onset: F32) -> float:
