@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from immich_memories_music import tracks_dir
 
-from segue.structure import analyze_audio
+from segue.structure import StructureResult, analyze_audio
 from segue.structure.splice import load_mono
-from segue.synth import generate_song
+from segue.synth import SynthSong, generate_song
 
 
 def _share_within(estimated: tuple[float, ...], truth: np.ndarray, tolerance_s: float) -> float:
@@ -14,6 +14,20 @@ def _share_within(estimated: tuple[float, ...], truth: np.ndarray, tolerance_s: 
     # Ignore the first and last two beats: fades and the lead-in are legitimately ambiguous.
     inner = truth[2:-2]
     return float(np.mean([np.min(np.abs(est - t)) <= tolerance_s for t in inner]))
+
+
+def _analysed_song(
+    seed: int, bpm: float, instrumentation: str, swing: float
+) -> tuple[SynthSong, StructureResult]:
+    """A generated 40 s song and its structure analysis."""
+    song = generate_song(
+        seed,
+        duration_s=40,
+        tempo_bpm=bpm,
+        instrumentation=instrumentation,  # type: ignore[arg-type]
+        swing=swing,
+    )
+    return song, analyze_audio(song.audio, song.sample_rate_hz)
 
 
 @pytest.mark.parametrize(
@@ -45,14 +59,7 @@ def test_a_snare_backbeat_between_the_beats_decides_between_half_and_full_time(
 ) -> None:
     # Kick and snare alternating at 146-155 BPM also fit a 73-78 BPM grid on the kicks; the
     # snare halfway between those beats (loud, with little bass) marks it as half time.
-    song = generate_song(
-        seed,
-        duration_s=40,
-        tempo_bpm=bpm,
-        instrumentation=instrumentation,  # type: ignore[arg-type]
-        swing=swing,
-    )
-    result = analyze_audio(song.audio, song.sample_rate_hz)
+    _, result = _analysed_song(seed, bpm, instrumentation, swing)
     assert result.tempo_bpm == pytest.approx(bpm, rel=0.04)
 
 
@@ -65,14 +72,7 @@ def test_a_fast_song_first_read_at_half_time_gets_its_own_beats_through_a_swung_
 ) -> None:
     # The band's chorus puts open hats and bass notes on the swung off-beats; the grid must
     # stay on kick and snare there too.
-    song = generate_song(
-        seed,
-        duration_s=40,
-        tempo_bpm=bpm,
-        instrumentation=instrumentation,  # type: ignore[arg-type]
-        swing=swing,
-    )
-    result = analyze_audio(song.audio, song.sample_rate_hz)
+    song, result = _analysed_song(seed, bpm, instrumentation, swing)
     assert _share_within(result.beat_times_s, song.beat_times_s, 0.020) >= 0.95
 
 
