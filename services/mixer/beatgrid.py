@@ -194,11 +194,7 @@ def fit_grid(times: F64, positions: I64, confidence: float, source: str) -> Beat
     rms = float(np.sqrt(np.mean(residual[inliers] ** 2))) if inliers.any() else np.inf
     close = np.abs(residual) <= STEADY_TOLERANCE_S
     share = float(inliers.mean())
-    if (
-        rms <= STEADY_RMS_S
-        and close.mean() >= STEADY_SHARE
-        and _end_runs(~close) <= STEADY_MAX_RUN
-    ):
+    if rms <= STEADY_RMS_S and close.mean() >= STEADY_SHARE and _end_runs(~close) <= STEADY_MAX_RUN:
         first = int(np.ceil(-t0 / period - 1e-9))
         index = np.arange(min(first, int(k.min())), int(k.max()) + 1)
         index = index[t0 + period * index >= 0.0]

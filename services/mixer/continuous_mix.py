@@ -48,7 +48,15 @@ from .errors import MixInputError
 from .excerpt import Excerpt
 from .limiter import limit, true_peak_dbtp
 from .quality import loudness_step_lu, spectral_continuity
-from .render import ENVELOPE_RATE_HZ, Params, Plan, Style, mix_transition, plan_transition
+from .render import (
+    ENVELOPE_RATE_HZ,
+    Params,
+    Plan,
+    Style,
+    length_reason,
+    mix_transition,
+    plan_transition,
+)
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -370,8 +378,7 @@ def render_continuous_mix(
         b_ex = _excerpt("incoming", analyses[i + 1], b_track, grids[i + 1], b_lo, share, rate)
         plan = _plan(a_ex, b_ex, style, params, label)
         mixed = mix_transition(plan, a_ex, style, params, levels=(levels[i], levels[i + 1]))
-        if mixed.bass_note:
-            plan = replace(plan, reason=f"{plan.reason}; {mixed.bass_note}")
+        plan = replace(plan, reason=length_reason(plan, mixed))
 
         a_origin = cursor + round(plan.a_origin_s * rate)
         body = a_track.audio[:, cursor:a_origin] * np.float32(levels[i])

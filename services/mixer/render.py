@@ -598,6 +598,11 @@ def mix_transition(
     return mixed
 
 
+def length_reason(plan: Plan, mixed: Mixed) -> str:
+    """The QualityReport's length_reason: the plan's choice of length, then the bass swap."""
+    return "; ".join(r for r in (plan.reason, mixed.bass_note) if r)
+
+
 def fader(style: Style) -> Fade:
     """The style's fade gains (outgoing, incoming) at overlap positions, as float32."""
 
@@ -683,7 +688,7 @@ def render_transition(a: Excerpt, b: Excerpt, style: Style, params: Params) -> R
         duration_s=duration,
         overlap_s=ov_end - ov_start,
         overlap_bars=round(plan.n_beats / plan.beats_per_bar),
-        length_reason="; ".join(r for r in (plan.reason, mixed.bass_note) if r),
+        length_reason=length_reason(plan, mixed),
         tempo_ratio=plan.tempo_ratio,
         key_shift_semitones=plan.key_shift,
         beat_alignment_error_ms=mixed.beat_alignment_error_ms,
