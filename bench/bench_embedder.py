@@ -429,10 +429,10 @@ def _best_ms(fn: Callable[[], object], repeats: int = 15) -> float:
 def breakdown(audio: FloatArray) -> dict[str, float]:
     """Per-window costs of the serving path's parts, timed in-process on one stream's audio
     (`stream_audio`, so the end-of-song analysis is spread over as many windows as served)."""
-    from services.embedder.analysis import build_analysis
-    from services.embedder.model import StreamModel
+    from segue.embedding.analysis import build_analysis
+    from segue.embedding.model import StreamModel
+    from segue.embedding.stream_state import SongStream, StreamSettings
     from services.embedder.resume_token import TokenCodec, TokenContents
-    from services.embedder.stream_state import SongStream, StreamSettings
 
     model = StreamModel(REPO / "models" / "segue_stream.onnx", provider="cpu")
     spec = model.spec

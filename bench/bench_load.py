@@ -25,9 +25,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from devkit.localstack import running_stack  # noqa: E402
 from segue.audio import decode  # noqa: E402
 from segue.loadgen import MODEL_RATE_HZ, LoadConfig, LoadGenerator  # noqa: E402
-from segue.localstack import running_stack  # noqa: E402
 from segue.machine import describe_machine  # noqa: E402
 from segue.music import find_music  # noqa: E402
 

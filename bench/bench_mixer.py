@@ -33,14 +33,13 @@ import numpy as np
 
 from segue.audio import decode
 from segue.machine import describe_machine
-from segue.v1 import mixer_pb2
-from services.mixer.bass_swap import SWAP_BARS
-from services.mixer.beatgrid import analyse, estimate
-from services.mixer.errors import MixInputError
-from services.mixer.excerpt import Excerpt
-from services.mixer.limiter import true_peak_dbtp
-from services.mixer.plot import plot_transition
-from services.mixer.quality import (
+from segue.mixing.bass_swap import SWAP_BARS
+from segue.mixing.beatgrid import analyse, estimate
+from segue.mixing.errors import MixInputError
+from segue.mixing.excerpt import Excerpt
+from segue.mixing.limiter import true_peak_dbtp
+from segue.mixing.plot import plot_transition
+from segue.mixing.quality import (
     SEAM_WINDOW_S,
     beat_alignment_error_ms,
     loudness_step_lu,
@@ -48,7 +47,8 @@ from services.mixer.quality import (
     spectral_continuity,
     worst_seams,
 )
-from services.mixer.render import Params, Rendered, Style, render_transition
+from segue.mixing.render import Params, Rendered, Style, render_transition
+from segue.v1 import mixer_pb2
 
 RATE = 44100
 DATE = "2026-11-21"
@@ -290,7 +290,7 @@ def speed_runs(songs: dict[Path, np.ndarray], pairs: list[tuple[Path, Path]]) ->
     from audiotsm.io.array import ArrayReader, ArrayWriter
 
     from segue.audio import encode
-    from services.mixer.stretch import TimeMap, stretch
+    from segue.mixing.stretch import TimeMap, stretch
 
     p, q = pairs[0]
     info = mixer_pb2.ExcerptInfo(encoded=True)
@@ -336,8 +336,8 @@ def speed_runs(songs: dict[Path, np.ndarray], pairs: list[tuple[Path, Path]]) ->
 
 def continuous_mix(songs: dict[Path, np.ndarray]) -> dict[str, Any]:
     """Five packaged tracks as one continuous mix (entered 2 s in), with its plot."""
-    from services.mixer.continuous_mix import MixTrack, render_continuous_mix
-    from services.mixer.plot import plot_mix
+    from segue.mixing.continuous_mix import MixTrack, render_continuous_mix
+    from segue.mixing.plot import plot_mix
 
     names = [
         "happy_electronic_1",

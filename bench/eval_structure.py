@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,16 @@ import mir_eval
 import numpy as np
 from immich_memories_music import tracks_dir
 
-from segue.machine import describe_machine
-from segue.structure import StructureAccumulator, analyze_audio
-from segue.structure.camelot import key_name
-from segue.structure.key import krumhansl_key
-from segue.structure.onset import LogMel
-from segue.structure.splice import load_mono, splice
-from segue.synth import generate_song
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # devkit/ is not installed
+
+from devkit.splice import load_mono, splice  # noqa: E402
+from devkit.synth import generate_song  # noqa: E402
+from segue.machine import describe_machine  # noqa: E402
+from segue.structure import StructureAccumulator, analyze_audio  # noqa: E402
+from segue.structure.camelot import key_name  # noqa: E402
+from segue.structure.key import krumhansl_key  # noqa: E402
+from segue.structure.onset import LogMel  # noqa: E402
 
 SR = 22050
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,10 +24,10 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from devkit.localstack import running_stack  # noqa: E402
 from segue.cli import main as segue_cli  # noqa: E402
 from segue.client.embedder import EmbedderClient  # noqa: E402
 from segue.client.matcher import MatcherClient, make_metadata  # noqa: E402
-from segue.localstack import running_stack  # noqa: E402
 from segue.music import find_music  # noqa: E402
 from segue.v1 import common_pb2  # noqa: E402
 

@@ -85,7 +85,7 @@ def stream_model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def stream_model(stream_model_path: Path):  # type: ignore[no-untyped-def]
-    from services.embedder.model import StreamModel
+    from segue.embedding.model import StreamModel
 
     return StreamModel(stream_model_path, provider="cpu", intra_threads=1)
 
@@ -106,8 +106,8 @@ def embedder_thread_server(factory: Callable[[], EmbedderServicer],
 
 def make_embedder_server(model_path: Path, **overrides: object) -> ThreadServer:
     """Starts an in-process embedder on a free loopback port with config overrides."""
+    from segue.embedding.model import StreamModel
     from services.embedder.config import EmbedderConfig
-    from services.embedder.model import StreamModel
     from services.embedder.servicer import EmbedderServicer
 
     def factory() -> EmbedderServicer:

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from thread_server import ThreadServer
 
-from segue.synth import SynthSong, generate_song
+from devkit.synth import SynthSong, generate_song
 from segue.v1 import common_pb2
 
 RATE = 44100

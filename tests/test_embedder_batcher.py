@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import Song
 
+from segue.embedding.model import FloatArray, ModelOutputs, StreamModel
 from services.embedder.batcher import Batcher, BatcherClosedError
-from services.embedder.model import FloatArray, ModelOutputs, StreamModel
 
 
 class _Stream:

@@ -7,12 +7,12 @@ import pyloudnorm
 import pytest
 from conftest import Song
 
+from segue.embedding.analysis import build_analysis
+from segue.embedding.local import analyze_mono, run_windows
+from segue.embedding.model import StreamModel
+from segue.embedding.stream_state import SongStream, StreamSettings
 from segue.resample import resample
 from segue.v1 import common_pb2
-from services.embedder.analysis import build_analysis
-from services.embedder.local import analyze_mono, run_windows
-from services.embedder.model import StreamModel
-from services.embedder.stream_state import SongStream, StreamSettings
 
 
 def _fmt(rate: int) -> common_pb2.AudioFormat:

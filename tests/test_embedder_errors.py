@@ -16,12 +16,12 @@ from test_embedder_stream import assert_same_analysis, random_chunks
 
 from segue.audio import mono_to_pcm
 from segue.client.embedder import AnalyzeResult, EmbedderClient, f32_mono_format
+from segue.embedding.local import analyze_mono
+from segue.embedding.model import StreamModel
+from segue.embedding.stream_state import SongStream
 from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.embedder.config import DEV_TOKEN_KEY
-from services.embedder.local import analyze_mono
-from services.embedder.model import StreamModel
 from services.embedder.resume_token import TokenCodec, TokenContents
-from services.embedder.stream_state import SongStream
 
 Req = embedder_pb2.AnalyzeRequest
 F32 = common_pb2.SAMPLE_FORMAT_F32LE

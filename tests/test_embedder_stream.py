@@ -10,9 +10,9 @@ from conftest import Song, ThreadServer, decode_song
 
 from segue.audio import mono_to_pcm
 from segue.client.embedder import AnalyzeResult, EmbedderClient, f32_mono_format
+from segue.embedding.local import analyze_mono
+from segue.embedding.model import StreamModel
 from segue.v1 import common_pb2
-from services.embedder.local import analyze_mono
-from services.embedder.model import StreamModel
 
 TOLERANCE = 1e-5
 

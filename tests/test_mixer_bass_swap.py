@@ -9,11 +9,11 @@ import pytest
 from mixer_fixtures import RATE, click_analysis, click_track
 from scipy.signal import butter, sosfiltfilt
 
+from segue.mixing.bass_swap import SWAP_BARS
+from segue.mixing.eq import BASS_CUTOFF_HZ, low_band_weight, low_pass, split_bass
+from segue.mixing.excerpt import Excerpt
+from segue.mixing.render import Params, Rendered, Style, render_transition
 from segue.v1 import mixer_pb2
-from services.mixer.bass_swap import SWAP_BARS
-from services.mixer.eq import BASS_CUTOFF_HZ, low_band_weight, low_pass, split_bass
-from services.mixer.excerpt import Excerpt
-from services.mixer.render import Params, Rendered, Style, render_transition
 
 TEMPO = 120.0
 BAR_S = 4 * 60.0 / TEMPO

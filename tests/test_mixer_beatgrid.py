@@ -8,10 +8,10 @@ import numpy.typing as npt
 import pytest
 from mixer_fixtures import RATE, analysis_of, song
 
+from segue.mixing.beatgrid import BeatGrid, fit_grid
+from segue.mixing.excerpt import Excerpt
+from segue.mixing.render import Params, Plan, Style, plan_transition, render_transition
 from segue.v1 import mixer_pb2
-from services.mixer.beatgrid import BeatGrid, fit_grid
-from services.mixer.excerpt import Excerpt
-from services.mixer.render import Params, Plan, Style, plan_transition, render_transition
 
 F64 = npt.NDArray[np.float64]
 

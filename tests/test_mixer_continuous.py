@@ -15,16 +15,16 @@ from mixer_fixtures import RATE, analysis_of, song
 
 from segue.audio import decode, encode
 from segue.cli.mix import load_analyses, write_mix
-from segue.v1 import matcher_pb2
-from services.mixer.continuous_mix import (
+from segue.mixing.continuous_mix import (
     ContinuousMix,
     MixTrack,
     render_continuous_mix,
     tracks_from_plan,
 )
-from services.mixer.errors import MixInputError
-from services.mixer.limiter import true_peak_dbtp
-from services.mixer.render import Params, Style
+from segue.mixing.errors import MixInputError
+from segue.mixing.limiter import true_peak_dbtp
+from segue.mixing.render import Params, Style
+from segue.v1 import matcher_pb2
 
 TEMPOS = (124.0, 120.0, 92.0)  # the last is too slow to beat-match with the second
 

@@ -8,11 +8,11 @@ import pytest
 from mixer_fixtures import RATE, analysis_of, click_analysis, click_track, song
 from scipy.signal import butter, sosfiltfilt
 
+from segue.mixing.errors import MixInputError
+from segue.mixing.excerpt import Excerpt
+from segue.mixing.limiter import true_peak_dbtp
+from segue.mixing.render import Params, Style, render_transition
 from segue.v1 import common_pb2, mixer_pb2
-from services.mixer.errors import MixInputError
-from services.mixer.excerpt import Excerpt
-from services.mixer.limiter import true_peak_dbtp
-from services.mixer.render import Params, Style, render_transition
 
 
 def excerpt(
@@ -158,7 +158,7 @@ def test_auto_length_blends_club_tracks_longer_than_free_time_music_and_says_why
 
 @pytest.mark.parametrize("gain", [0.2, 4.0])
 def test_the_limiter_reports_the_true_peak_it_leaves(gain: float) -> None:
-    from services.mixer.limiter import limit
+    from segue.mixing.limiter import limit
 
     s = song(13, 124.0)
     loud = (gain * np.stack([s.audio, s.audio[::-1].copy()]) / np.abs(s.audio).max()).astype(

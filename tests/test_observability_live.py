@@ -28,9 +28,9 @@ from deploy_helpers import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.localstack import Stack, running_stack
 from segue.audio import decode
 from segue.loadgen import MODEL_RATE_HZ, LoadConfig, LoadGenerator
-from segue.localstack import Stack, running_stack
 from segue.music import find_music
 
 SERVICES = ("embedder", "matcher", "mixer")

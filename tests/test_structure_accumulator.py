@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devkit.synth import generate_song
 from segue.structure import StructureAccumulator, analyze_audio
 from segue.structure.onset import LogMel
-from segue.synth import generate_song
 
 SR = 22050
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from immich_memories_music import tracks_dir
 
+from devkit.splice import load_mono
+from devkit.synth import SynthSong, generate_song
 from segue.structure import StructureResult, analyze_audio
-from segue.structure.splice import load_mono
-from segue.synth import SynthSong, generate_song
 
 
 def _share_within(estimated: tuple[float, ...], truth: np.ndarray, tolerance_s: float) -> float:

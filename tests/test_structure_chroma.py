@@ -3,8 +3,8 @@
 import numpy as np
 import scipy.fft
 
+from devkit.synth import generate_song
 from segue.structure.chroma import ChromaExtractor, chroma_filterbank
-from segue.synth import generate_song
 
 SR = 22050
 

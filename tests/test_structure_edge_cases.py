@@ -45,7 +45,7 @@ def test_white_noise_is_low_confidence_throughout() -> None:
 
 
 def test_two_second_clip_is_analysed_with_low_tempo_confidence() -> None:
-    from segue.synth import generate_song
+    from devkit.synth import generate_song
 
     clip = generate_song(51, duration_s=20, tempo_bpm=120).audio[SR : 3 * SR]
     result = analyze_audio(clip, SR)

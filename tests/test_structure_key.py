@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from devkit.synth import generate_song
 from segue.structure import analyze_audio
 from segue.structure.key import estimate_key
-from segue.synth import generate_song
 
 
 @pytest.mark.parametrize(

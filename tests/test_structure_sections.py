@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from immich_memories_music import tracks_dir
 
+from devkit.splice import load_mono, splice
+from devkit.synth import generate_song
 from segue.structure import analyze_audio
 from segue.structure.sections import BlockFeatures, fused_similarity, segment
-from segue.structure.splice import load_mono, splice
-from segue.synth import generate_song
 
 TRACKS = (
     "happy/happy_electronic_s411.opus",

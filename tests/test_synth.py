@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from segue.synth import INSTRUMENTATIONS, generate_song, parse_key, plan_sections
+from devkit.synth import INSTRUMENTATIONS, generate_song, parse_key, plan_sections
 
 
 def test_same_seed_gives_identical_song() -> None:

@@ -15,7 +15,6 @@ RUN python requirements_from_pyproject.py pyproject.toml cpu > requirements.txt 
  && pip install --no-cache-dir -r requirements.txt
 COPY README.md ./
 COPY segue/ segue/
-COPY services/ services/
 RUN pip install --no-cache-dir --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -26,6 +25,9 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY models/segue_stream.onnx models/segue_stream.onnx
 COPY deploy/docker/grpc_health_check.py grpc_health_check.py
+# Only the segue package is installed; the service shell runs from /app.
+COPY services/__init__.py services/__init__.py
+COPY services/embedder/ services/embedder/
 # Nothing is written outside mounted volumes and /tmp: the root filesystem may be read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

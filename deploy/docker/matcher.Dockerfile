@@ -16,7 +16,6 @@ RUN python requirements_from_pyproject.py pyproject.toml cpu > requirements.txt 
  && pip install --no-cache-dir -r requirements.txt
 COPY README.md ./
 COPY segue/ segue/
-COPY services/ services/
 RUN pip install --no-cache-dir --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -28,6 +27,9 @@ COPY --from=build /opt/venv /opt/venv
 RUN mkdir -p /data/matcher && chown -R 10001:10001 /data
 WORKDIR /app
 COPY deploy/docker/grpc_health_check.py grpc_health_check.py
+# Only the segue package is installed; the service shell runs from /app.
+COPY services/__init__.py services/__init__.py
+COPY services/matcher/ services/matcher/
 # Nothing is written outside mounted volumes and /tmp: the root filesystem may be read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -63,15 +63,14 @@ Analyzer = Callable[[str, FloatArray], common_pb2.SongAnalysis]
 
 
 def _local_analyzer(model_path: Path | None) -> Analyzer:
-    from services.embedder.config import EmbedderConfig
-    from services.embedder.local import analyze_mono
-    from services.embedder.model import StreamModel
-    from services.embedder.stream_state import StreamSettings
+    from segue.embedding.local import analyze_mono
+    from segue.embedding.model import StreamModel
+    from segue.embedding.settings import EngineSettings
 
-    config = EmbedderConfig.from_env()
+    config = EngineSettings.from_env()
     model = StreamModel(model_path or config.model_path, provider=config.execution_provider,
                         intra_threads=config.ort_threads)
-    settings = StreamSettings(segment_s=config.segment_s, min_tail_s=config.min_tail_s)
+    settings = config.stream
 
     def analyze(song_id: str, audio: FloatArray) -> common_pb2.SongAnalysis:
         return analyze_mono(model, audio, DECODE_RATE_HZ, song_id, settings=settings)

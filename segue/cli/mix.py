@@ -21,7 +21,7 @@ from segue.cli.common import add_target, fail, message_to_json, print_json
 from segue.v1 import common_pb2, matcher_pb2, mixer_pb2
 
 if TYPE_CHECKING:
-    from services.mixer.continuous_mix import ContinuousMix
+    from segue.mixing.continuous_mix import ContinuousMix
 
 CURVES = {
     "equal-power": mixer_pb2.FADE_CURVE_EQUAL_POWER,
@@ -112,8 +112,8 @@ def render_local(
     a: Path, b: Path, config: mixer_pb2.RenderConfig, plot: str | None = None
 ) -> tuple[np.ndarray, mixer_pb2.QualityReport]:
     """Renders in this process with the mixer's own code (no server needed)."""
-    from services.mixer.excerpt import Excerpt
-    from services.mixer.render import Params, Style, render_transition
+    from segue.mixing.excerpt import Excerpt
+    from segue.mixing.render import Params, Style, render_transition
 
     params = Params(
         rate_hz=RATE,
@@ -134,7 +134,7 @@ def render_local(
     )
     rendered = render_transition(ea, eb, Style.from_proto(config.style), params)
     if plot:
-        from services.mixer.plot import plot_transition
+        from segue.mixing.plot import plot_transition
 
         plot_transition(rendered, plot, f"{a.stem} -> {b.stem}")
     return rendered.audio, rendered.report
@@ -152,7 +152,7 @@ def write_mix(mix: ContinuousMix, out: Path, plot: str | None = None) -> list[Pa
     _write_atomically(sheet, (mix.to_json_text() + "\n").encode())
     written = [out, cue, sheet]
     if plot:
-        from services.mixer.plot import plot_mix
+        from segue.mixing.plot import plot_mix
 
         plot_mix(mix, plot, out.stem)
         written.append(Path(plot))
@@ -172,8 +172,8 @@ def render_playlist(
     plan: matcher_pb2.PlanPlaylistResponse, args: argparse.Namespace
 ) -> ContinuousMix:
     """Renders the matcher's plan in this process (the mixer API renders one pair at a time)."""
-    from services.mixer.continuous_mix import render_continuous_mix, tracks_from_plan
-    from services.mixer.render import Params, Style
+    from segue.mixing.continuous_mix import render_continuous_mix, tracks_from_plan
+    from segue.mixing.render import Params, Style
 
     params = Params(rate_hz=RATE, target_lufs=args.lufs or -14.0)
     style = Style.from_proto(_style(args))

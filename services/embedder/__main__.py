@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence  # noqa: E402
 import grpc  # noqa: E402
 
 from segue.config import ServerConfig, describe  # noqa: E402
+from segue.embedding.model import StreamModel  # noqa: E402
 from segue.log import configure_logging, get_logger  # noqa: E402
 from segue.server import serve_forever  # noqa: E402
 from segue.v1 import embedder_pb2, embedder_pb2_grpc  # noqa: E402
 from services.embedder.config import EmbedderConfig  # noqa: E402
-from services.embedder.model import StreamModel  # noqa: E402
 from services.embedder.servicer import EmbedderServicer  # noqa: E402
 
 GRPC_PORT = 50051

@@ -35,9 +35,9 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from segue.embedding.model import ModelOutputs, StreamModel
 from segue.log import get_logger
 from segue.metrics import EMBEDDER_BATCH_SIZE, EMBEDDER_QUEUE_DELAY
-from services.embedder.model import ModelOutputs, StreamModel
 
 FloatArray = npt.NDArray[np.float32]
 S = TypeVar("S")

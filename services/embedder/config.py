@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segue.config import env_float, env_int, env_str
+from segue.embedding.settings import DEFAULT_MODEL
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "segue_stream.onnx"
 # Publicly known, so tokens signed with it are forgeable: only for development.
 DEV_TOKEN_KEY = "segue-dev-token-key-do-not-use-in-production"
 

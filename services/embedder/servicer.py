@@ -14,15 +14,15 @@ import numpy as np
 import structlog
 
 from segue.audio import pcm_to_mono, validate_format
+from segue.embedding.analysis import build_analysis
+from segue.embedding.model import FloatArray, ModelOutputs, StreamModel
+from segue.embedding.stream_state import PendingWindow, SongStream, StreamSettings
 from segue.log import get_logger
 from segue.metrics import EMBEDDER_ACTIVE_STREAMS, EMBEDDER_AUDIO_SECONDS, EMBEDDER_CHUNK_DURATION
 from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
-from services.embedder.analysis import build_analysis
 from services.embedder.batcher import Batcher, BatcherClosedError
 from services.embedder.config import EmbedderConfig
-from services.embedder.model import FloatArray, ModelOutputs, StreamModel
 from services.embedder.resume_token import TokenCodec, TokenContents, TokenError
-from services.embedder.stream_state import PendingWindow, SongStream, StreamSettings
 
 log = get_logger("segue.embedder")
 

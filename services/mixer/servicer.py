@@ -18,13 +18,10 @@ import structlog
 from segue.audio import SUPPORTED_RATES_HZ, encode
 from segue.log import get_logger
 from segue.metrics import MIXER_RENDER_TIME_RATIO, MIXER_RENDERED_AUDIO_SECONDS
-from segue.v1 import mixer_pb2, mixer_pb2_grpc
-
-from .config import MixerConfig
-from .errors import MixInputError, MixLimitError
-from .excerpt import ExcerptBuffer, check_info, decode_excerpt
-from .mashup import render_mashup
-from .render import (
+from segue.mixing.errors import MixInputError, MixLimitError
+from segue.mixing.excerpt import ExcerptBuffer, check_info, decode_excerpt
+from segue.mixing.mashup import render_mashup
+from segue.mixing.render import (
     DEFAULT_CONTEXT_S,
     DEFAULT_TARGET_LUFS,
     Params,
@@ -32,6 +29,9 @@ from .render import (
     Style,
     render_transition,
 )
+from segue.v1 import mixer_pb2, mixer_pb2_grpc
+
+from .config import MixerConfig
 
 log = get_logger("segue.mixer")
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from segue.embedding.analysis import build_analysis
+from segue.embedding.model import StreamModel
+from segue.embedding.stream_state import PendingWindow, SongStream, StreamSettings
 from segue.v1 import common_pb2
-from services.embedder.analysis import build_analysis
-from services.embedder.model import StreamModel
-from services.embedder.stream_state import PendingWindow, SongStream, StreamSettings
 
 FloatArray = npt.NDArray[np.float32]
 

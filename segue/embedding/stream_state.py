@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from segue.embedding.loudness import LoudnessMeter
+from segue.embedding.model import ModelOutputs, ModelSpec
 from segue.resample import ResamplerState, StreamingResampler
 from segue.structure.accumulator import StructureAccumulator
 from segue.v1 import common_pb2, embedder_pb2
-from services.embedder.loudness import LoudnessMeter
-from services.embedder.model import ModelOutputs, ModelSpec
 
 FloatArray = npt.NDArray[np.float32]
 Arrays = dict[str, npt.NDArray[np.generic]]

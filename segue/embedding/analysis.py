@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from segue.embedding.stream_state import SongStream
 from segue.log import get_logger
 from segue.structure.result import fill_analysis
 from segue.v1 import common_pb2
-from services.embedder.stream_state import SongStream
 
 log = get_logger("segue.embedder.analysis")
 
