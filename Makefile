@@ -35,7 +35,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy segue services training bench scripts tests deploy
+	$(VENV)/bin/mypy segue services training bench scripts tests deploy devkit
 
 test: setup proto-check lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -5,33 +5,30 @@ drives `segue.loadgen` for --duration-s (default 300 s), then reports the client
 percentiles and errors, and what Prometheus's SLO recording rules say over the same window.
 
     .venv/bin/python bench/bench_load.py [--duration-s 300] [--rate 8] [--concurrency 16]
+        [--out bench/results]
 
-Results: bench/results/load_<date>.md and .json, with the machine and date.
+Results: <out>/load_<date>.md and .json, with the machine, date and command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import report as rep  # noqa: E402
 from devkit.localstack import running_stack  # noqa: E402
 from segue.audio import decode  # noqa: E402
 from segue.loadgen import MODEL_RATE_HZ, LoadConfig, LoadGenerator  # noqa: E402
-from segue.machine import describe_machine  # noqa: E402
 from segue.music import find_music  # noqa: E402
-
-RESULTS = REPO / "bench" / "results"
 
 
 def prometheus_slos(query: Any, window: str) -> list[dict[str, Any]]:
@@ -50,17 +47,27 @@ def prometheus_slos(query: Any, window: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (str(r["service"]), str(r["slo"])))
 
 
+def slo_table(slos: list[dict[str, Any]]) -> list[str]:
+    """Prometheus's SLO error ratios beside their budgets."""
+    return rep.table(
+        ["service", "SLO", "error ratio", "error budget", "verdict"],
+        [[row["service"], row["slo"], f"{row['error_ratio']:.4f}", f"{1 - row['objective']:.4f}",
+          "met" if row["met"] else "MISSED"] for row in slos], "llrrl")
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=300.0)
     parser.add_argument("--rate", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--songs", type=int, default=8)
     parser.add_argument("--music", type=Path)
+    parser.add_argument("--out", type=Path, default=rep.RESULTS,
+                        help="folder of the results (load_<date>.md and .json)")
     args = parser.parse_args()
 
     songs = {p.stem: decode(p, MODEL_RATE_HZ) for p in find_music(args.music)[: args.songs]}
-    machine_before = describe_machine()
+    run = rep.capture_run()
     with tempfile.TemporaryDirectory() as tmp, \
             running_stack(Path(tmp), prometheus=True) as stack:
         config = LoadConfig(
@@ -73,13 +80,10 @@ def main() -> int:
         window = "5m" if args.duration_s >= 240 else "30m"
         slos = prometheus_slos(stack.query, window)
 
-    date = datetime.now(UTC)
-    lines = [
-        f"# Load run, {date:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Machine: {machine_before} (at the start; shared with other jobs). The load generator "
-        "runs on the same 2 cores as the three services and Prometheus.",
-        "",
+    started = run.started_utc[:16].replace("T", " ")
+    text = "\n".join([
+        *rep.header(f"Load run, {started} UTC", run, [
+            "The load generator runs on the same cores as the three services and Prometheus."]),
         f"{len(songs)} real songs (immich-memories-music unless --music), "
         f"{args.duration_s:.0f} s at {args.rate} operations/s (30% Analyze streams of 10 s in "
         f"1 s chunks, 60% NextSegment, 10% 10 s RenderTransition), at most "
@@ -90,26 +94,18 @@ def main() -> int:
         report.markdown(),
         f"## Prometheus, SLO recording rules over the last {window}",
         "",
-        "| service | SLO | error ratio | error budget | verdict |",
-        "|---|---|---|---|---|",
-    ]
-    for row in slos:
-        lines.append(f"| {row['service']} | {row['slo']} | {row['error_ratio']:.4f} | "
-                     f"{1 - row['objective']:.4f} | {'met' if row['met'] else 'MISSED'} |")
-    text = "\n".join(lines) + "\n"
+        *slo_table(slos),
+    ]) + "\n"
     print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"load_{date:%Y-%m-%d}"
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({
-        "date": date.isoformat(), "machine": machine_before,
+    rep.write_results(rep.results_stem(args.out, "load", run.date), text, {
+        **run.as_dict(), "date": run.started_utc,
         "duration_s": report.duration_s, "rate_per_s": args.rate,
         "concurrency": args.concurrency,
         "percentiles_ms": {k: {q: report.percentile(k, q) * 1e3 for q in (50, 90, 99)}
                            for k in report.latencies_s},
         "codes": {s: dict(c) for s, c in report.codes.items()},
         "client_slo": report.slo_verdicts(), "prometheus_slo": slos,
-    }, indent=2))
+    })
     return 0
 
 

@@ -47,7 +47,8 @@ from segue.mixing.quality import (
     spectral_continuity,
     worst_seams,
 )
-from segue.mixing.render import Params, Rendered, Style, render_transition
+from segue.mixing.render import Rendered, render_transition
+from segue.mixing.style import Params, Style
 from segue.v1 import mixer_pb2
 
 RATE = 44100

@@ -209,13 +209,16 @@ def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str
     full = np.stack([w for w in windows if len(w) == SR])
     full_mels = np.stack(mels[: len(full)])
 
-    # Each run ends with to_bytes, so windows still held back for a group are analysed too.
+    # Each run ends with flush and to_bytes, so windows still held back for a group are
+    # analysed too.
     def push_mel(checkpoint_every: int = 0) -> StructureAccumulator:
         state = StructureAccumulator(SR)
         for i, (w, m) in enumerate(zip(windows, mels, strict=True)):
             state.push(w, m)
             if checkpoint_every and i % checkpoint_every == checkpoint_every - 1:
+                state.flush()
                 state.to_bytes()
+        state.flush()
         state.to_bytes()
         return state
 
@@ -223,12 +226,14 @@ def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str
         state = StructureAccumulator(SR)
         for i in range(0, len(full), 16):
             state.push_batch(full[i : i + 16], full_mels[i : i + 16])
+        state.flush()
         state.to_bytes()
 
     def push_pcm() -> None:
         state = StructureAccumulator(SR)
         for w in windows:
             state.push(w)
+        state.flush()
         state.to_bytes()
 
     state = push_mel()
@@ -243,8 +248,8 @@ def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str
     n = len(windows)
     result = {
         "push_mel_us": _best_cpu_time(push_mel, 9) / n * 1e6,
-        # As the embedder runs it: a checkpoint (to_bytes) every 5 s of audio, which also
-        # analyses the windows held back so far, so groups hold 5 windows, not 16.
+        # As the embedder runs it: a checkpoint (flush, to_bytes) every 5 s of audio, which
+        # also analyses the windows held back so far, so groups hold 5 windows, not 8.
         "push_mel_checkpointed_us": _best_cpu_time(lambda: push_mel(5), 9) / n * 1e6,
         "push_mel_batch16_us": _best_cpu_time(push_batches, 9) / len(full) * 1e6,
         "push_pcm_us": _best_cpu_time(push_pcm) / n * 1e6,

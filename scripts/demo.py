@@ -4,7 +4,8 @@
 2. Streams every song to the embedder and prints what it learned (tempo, key, sections).
 3. Stores the analyses in the matcher and asks it for similar songs, the best next segment
    and a playlist.
-4. Renders the playlist as one continuous DJ mix with its cue sheet and plot.
+4. Has the mixer render the playlist as one continuous DJ mix (RenderMix), with its cue sheet
+   and plot; the mixer takes each song's beats and key from the analysis the matcher stores.
 
 Everything is written under out/demo/.
 """
@@ -115,8 +116,6 @@ def main() -> int:
             "mix", "--playlist", seed, "-n", str(min(args.mix_songs, len(analyses))),
             "-o", str(mix), "--plot", str(args.out / "mix.png"),
             "--matcher", addresses["matcher"], "--mixer", addresses["mixer"],
-            # The embedder's beats and keys: the mix needs no second analysis of each song.
-            "--analyses", str(args.out / "analyses"),
         ])
         if code != 0:
             return code

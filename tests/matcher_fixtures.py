@@ -1,13 +1,15 @@
-"""Synthetic songs and in-process matcher servers for the matcher tests.
+"""Synthetic and real songs, stores and in-process matcher servers for the matcher tests.
 
-Songs are built so that the true continuation is knowable: each segment's entry vector is the
-previous segment's exit vector plus a little noise, as the real model is trained to produce.
+Synthetic songs are built so that the true continuation is knowable: each segment's entry
+vector is the previous segment's exit vector plus a little noise, as the real model is trained
+to produce. Real songs are analysed by the real model (beats, sections and cue points too).
 """
 
 from __future__ import annotations
 
 import atexit
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,9 +17,13 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from matcher_qdrant_standin import QdrantStandIn
 from qdrant_client import QdrantClient
 
+from segue.audio import decode
 from segue.config import ServerConfig
+from segue.embedding.local import analyze_mono
+from segue.embedding.model import StreamModel
 from segue.server import RunningServer, start_server
 from segue.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from services.matcher.client_store import ClientStore
@@ -128,6 +134,25 @@ def client_store(path: Path | None = None) -> ClientStore:
 
 def open_store(kind: str, tmp_path: Path) -> SegmentStore:
     return edge_store(tmp_path / "edge") if kind == "edge" else client_store()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_store(qdrant: QdrantStandIn, collection: str = "segue") -> ClientStore:
+    """A store on the stand-in Qdrant server over gRPC, as the matcher reaches a real one
+    (nothing answers on the URL's REST port)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    return ClientStore.connect(url, collection, DIMS, timeout_s=1, grpc_port=qdrant.port)
+
+
+def analysed_song(model: StreamModel, path: Path, song_id: str) -> common_pb2.SongAnalysis:
+    """The real model's analysis of a real song file, as the embedder makes it."""
+    rate = model.spec.sample_rate_hz
+    return analyze_mono(model, decode(path, rate), rate, song_id)
 
 
 @asynccontextmanager

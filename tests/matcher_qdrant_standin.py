@@ -5,8 +5,10 @@ No Qdrant server can be installed here (none ships on PyPI, apt or npm; qdrant-c
 mode runs in-process), so the matcher's server path is tested against this: the real client
 code and wire protocol, the real connection errors while the port is closed, the real
 reconnection once it listens again. Only the calls the matcher makes are implemented; the
-engine behind them is local mode's, not a Qdrant server's. Stopping and starting it again
-keeps the data, like a server restarting on its storage.
+engine behind them is local mode's, not a Qdrant server's. Local mode keeps no payload indexes,
+so the stand-in keeps the ones asked for itself and reports them in the collection info, as a
+server does. Stopping and starting it again keeps the data, like a server restarting on its
+storage.
 """
 
 from __future__ import annotations
@@ -32,9 +34,25 @@ class _Root(qdrant_pb2_grpc.QdrantServicer):
         return qg.HealthCheckReply(title="segue test stand-in", version="0.0.0")
 
 
+class PayloadIndexes:
+    """Payload indexes by collection (field name -> type name, as in PayloadSchemaType:
+    "Keyword", "Float"...), and every CreateFieldIndex request in order (to see which were
+    asked for again)."""
+
+    def __init__(self) -> None:
+        self.by_collection: dict[str, dict[str, str]] = {}
+        self.requests: list[tuple[str, str]] = []
+
+    def create(self, request: Any) -> None:
+        type_name = qg.FieldType.Name(request.field_type).removeprefix("FieldType")
+        self.by_collection.setdefault(request.collection_name, {})[request.field_name] = type_name
+        self.requests.append((request.field_name, type_name))
+
+
 class _Collections(collections_service_pb2_grpc.CollectionsServicer):
-    def __init__(self, engine: QdrantClient) -> None:
+    def __init__(self, engine: QdrantClient, indexes: PayloadIndexes) -> None:
         self.engine = engine
+        self.indexes = indexes
 
     def CollectionExists(self, request: Any, context: Any) -> Any:  # noqa: N802
         exists = self.engine.collection_exists(request.collection_name)
@@ -46,13 +64,20 @@ class _Collections(collections_service_pb2_grpc.CollectionsServicer):
         return qg.CollectionOperationResponse(result=done, time=0)
 
     def Get(self, request: Any, context: Any) -> Any:  # noqa: N802
-        info = self.engine.get_collection(request.collection_name)
-        return qg.GetCollectionInfoResponse(result=RestToGrpc.convert_collection_info(info), time=0)
+        info = RestToGrpc.convert_collection_info(
+            self.engine.get_collection(request.collection_name)
+        )
+        indexes = self.indexes.by_collection.get(request.collection_name, {})
+        for name, type_name in indexes.items():
+            data_type = qg.PayloadSchemaType.Value(type_name)
+            info.payload_schema[name].CopyFrom(qg.PayloadSchemaInfo(data_type=data_type))
+        return qg.GetCollectionInfoResponse(result=info, time=0)
 
 
 class _Points(points_service_pb2_grpc.PointsServicer):
-    def __init__(self, engine: QdrantClient) -> None:
+    def __init__(self, engine: QdrantClient, indexes: PayloadIndexes) -> None:
         self.engine = engine
+        self.indexes = indexes
 
     @staticmethod
     def _done() -> Any:
@@ -63,7 +88,8 @@ class _Points(points_service_pb2_grpc.PointsServicer):
         return GrpcToRest.convert_filter(getattr(request, name)) if request.HasField(name) else None
 
     def CreateFieldIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._done()  # local mode has no payload indexes
+        self.indexes.create(request)  # local mode has no payload indexes: kept here
+        return self._done()
 
     def Upsert(self, request: Any, context: Any) -> Any:  # noqa: N802
         points = [GrpcToRest.convert_point_struct(p) for p in request.points]
@@ -135,6 +161,7 @@ class QdrantStandIn:
     def __init__(self, port: int) -> None:
         self.port = port
         self.engine = QdrantClient(location=":memory:")
+        self.indexes = PayloadIndexes()
         self._server: grpc.Server | None = None
 
     def start(self) -> QdrantStandIn:
@@ -142,10 +169,10 @@ class QdrantStandIn:
         # The generated registration functions carry no type hints.
         qdrant_pb2_grpc.add_QdrantServicer_to_server(_Root(), server)  # type: ignore[no-untyped-call]
         collections_service_pb2_grpc.add_CollectionsServicer_to_server(  # type: ignore[no-untyped-call]
-            _Collections(self.engine), server
+            _Collections(self.engine, self.indexes), server
         )
         points_service_pb2_grpc.add_PointsServicer_to_server(  # type: ignore[no-untyped-call]
-            _Points(self.engine), server
+            _Points(self.engine, self.indexes), server
         )
         if server.add_insecure_port(f"127.0.0.1:{self.port}") != self.port:
             raise RuntimeError(f"port {self.port} is taken")

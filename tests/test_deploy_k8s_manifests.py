@@ -339,6 +339,7 @@ def test_network_policies_deny_by_default_and_open_only_needed_ports() -> None:
     egress = _allowed(docs, "egress")
     assert egress == {
         ("*", 53),
+        ("segue-mixer", 50052),  # GetSong: stored analyses for excerpts given by song id
         ("segue-matcher", 6333),
         ("segue-matcher", 6334),
         ("qdrant-snapshots", 6333),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from deploy_helpers import (
     DEPLOY,
@@ -34,6 +35,7 @@ def test_promtool_accepts_the_rule_file() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_of_every_alert_pass() -> None:
     assert len(RULE_TESTS) >= 3
     result = run([tool("promtool"), "test", "rules", *map(str, RULE_TESTS)])

@@ -16,6 +16,9 @@ from test_embedder_stream import assert_same_analysis, random_chunks
 
 from segue.client.embedder import AnalyzeResult, EmbedderClient, f32_mono_format
 
+# Starts real servers or trains: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -113,6 +113,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_analysis(
     assert resumed.windows[0].index == full.windows[-len(resumed.windows)].index
 
 
+@pytest.mark.slow
 def test_thirty_two_concurrent_streams_all_finish_correctly(
     embedder_server: ThreadServer, stream_model: StreamModel, music_tracks: list,  # type: ignore[type-arg]
 ) -> None:

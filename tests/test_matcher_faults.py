@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,17 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from matcher_fixtures import DIMS, make_song, metadata_for, running_matcher
+from matcher_fixtures import DIMS, free_port, make_song, metadata_for, running_matcher
 from matcher_qdrant_standin import QdrantStandIn
 
 from segue.v1 import matcher_pb2, matcher_pb2_grpc
 from services.matcher.client_store import ClientStore
 from services.matcher.library import SongLibrary
 
+# Starts real servers or trains: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_an_unreachable_qdrant_server_answers_unavailable_and_the_service_stays_up() -> None:

@@ -313,3 +313,27 @@ def test_a_playlist_by_duration_plays_at_least_that_long(library: SongLibrary) -
         assert len({s.song_id for s in response.steps}) == len(response.steps)
 
     run(library, scenario)
+
+
+def test_results_show_their_songs_whole_metadata_tempo_and_key(library: SongLibrary) -> None:
+    songs = {s.song_id: (i, s) for i, s in enumerate(make_library(SONGS))}
+
+    async def scenario(stub: matcher_pb2_grpc.MatcherAsyncStub) -> None:
+        found = await stub.NextSegment(next_from("song-003", k=5))
+        planned = await stub.PlanPlaylist(
+            matcher_pb2.PlanPlaylistRequest(seed_song_ids=["song-003"], num_songs=3)
+        )
+        similar = await stub.SimilarSongs(matcher_pb2.SimilarSongsRequest(song_id="song-003", k=5))
+        shown: list[matcher_pb2.Candidate | matcher_pb2.PlaylistStep] = [
+            *found.candidates,
+            *planned.steps,
+        ]
+        assert len(shown) == 8 and len(similar.songs) == 5
+        for result in shown:
+            index, song = songs[result.song_id]
+            assert result.metadata == metadata_for(index)
+            assert (result.tempo_bpm, result.key) == (song.tempo.bpm, song.key)
+        for similar_song in similar.songs:
+            assert similar_song.metadata == metadata_for(songs[similar_song.song_id][0])
+
+    run(library, scenario)

@@ -12,7 +12,8 @@ from scipy.signal import butter, sosfiltfilt
 from segue.mixing.bass_swap import SWAP_BARS
 from segue.mixing.eq import BASS_CUTOFF_HZ, low_band_weight, low_pass, split_bass
 from segue.mixing.excerpt import Excerpt
-from segue.mixing.render import Params, Rendered, Style, render_transition
+from segue.mixing.render import Rendered, render_transition
+from segue.mixing.style import Params, Style
 from segue.v1 import mixer_pb2
 
 TEMPO = 120.0

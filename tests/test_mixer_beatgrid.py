@@ -10,7 +10,10 @@ from mixer_fixtures import RATE, analysis_of, song
 
 from segue.mixing.beatgrid import BeatGrid, fit_grid
 from segue.mixing.excerpt import Excerpt
-from segue.mixing.render import Params, Plan, Style, plan_transition, render_transition
+from segue.mixing.plan import Plan
+from segue.mixing.planner import plan_transition
+from segue.mixing.render import render_transition
+from segue.mixing.style import Params, Style
 from segue.v1 import mixer_pb2
 
 F64 = npt.NDArray[np.float64]
@@ -32,10 +35,10 @@ def stereo_excerpt(name: str, mono: npt.NDArray[np.float32], **kwargs: object) -
 
 def true_beat_errors_ms(plan: Plan, a_beats: F64, b_beats: F64) -> F64:
     """Distance from each of B's true overlap beats, where the plan plays it, to A's true beats."""
-    ov0, ov1 = plan.overlap_start_s, plan.overlap_end_s
-    b_out = plan.time_map.to_output(b_beats / plan.pitch)
+    ov0, ov1 = plan.overlap.start_s, plan.overlap.end_s
+    b_out = plan.time_map.to_output(b_beats / plan.playback.pitch)
     b_out = b_out[(b_out > ov0 + 0.05) & (b_out < ov1 - 0.05)]
-    return nearest_ms(b_out, a_beats - plan.a_origin_s)
+    return nearest_ms(b_out, a_beats - plan.overlap.a_origin_s)
 
 
 def test_a_steady_line_through_jittery_tracked_beats_lands_within_2_ms_of_the_true_beats() -> None:
@@ -68,8 +71,8 @@ def test_without_analyses_generated_songs_are_beat_matched_on_their_true_beats()
         Style("bars", bars=4),
         Params(),
     )
-    assert plan.grid_a.source == plan.grid_b_own.source == "estimated"
-    assert plan.tempo_ratio == pytest.approx(126.0 / 119.0, rel=2e-3)
+    assert plan.playback.grid_a.source == plan.playback.grid_b_own.source == "estimated"
+    assert plan.playback.tempo_ratio == pytest.approx(126.0 / 119.0, rel=2e-3)
     errors = true_beat_errors_ms(plan, np.asarray(a.beat_times_s), np.asarray(b.beat_times_s))
     assert errors.size >= 12
     assert np.median(errors) <= 10.0 and errors.max() <= 20.0
@@ -88,8 +91,11 @@ def test_an_incoming_grid_read_at_4_3_of_its_true_beat_is_matched_at_3_4() -> No
     outgoing = stereo_excerpt("outgoing", a.audio, analysis=analysis_of(a))
     incoming = stereo_excerpt("incoming", b.audio, grid=grid)
     plan = plan_transition(outgoing, incoming, Style("bars", bars=4), Params())
-    assert plan.tempo_ratio == pytest.approx(126.0 / 120.0, rel=2e-3)
-    assert "incoming read at 3:4" in plan.reason
+    assert plan.playback.tempo_ratio == pytest.approx(126.0 / 120.0, rel=2e-3)
+    assert "incoming read at 3:4" in plan.reason.text()
+    reading = plan.reason.tempo_reading
+    assert reading is not None and (reading.song, reading.level) == ("incoming", "3:4")
+    assert (reading.bpm_tracked, reading.bpm_read) == pytest.approx((160.0, 120.0), rel=2e-3)
     errors = true_beat_errors_ms(plan, np.asarray(a.beat_times_s), b_truth)
     assert errors.size >= 12 and np.median(errors) <= 10.0
     rendered = render_transition(outgoing, incoming, Style("bars", bars=4), Params())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import replace
@@ -21,10 +20,10 @@ from segue.mixing.continuous_mix import (
     render_continuous_mix,
     tracks_from_plan,
 )
-from segue.mixing.errors import MixInputError
+from segue.mixing.errors import MixInputError, TempoMismatch
 from segue.mixing.limiter import true_peak_dbtp
-from segue.mixing.render import Params, Style
-from segue.v1 import matcher_pb2
+from segue.mixing.style import Params, Style
+from segue.v1 import matcher_pb2, mixer_pb2
 
 TEMPOS = (124.0, 120.0, 92.0)  # the last is too slow to beat-match with the second
 
@@ -79,6 +78,38 @@ def test_a_pair_beyond_the_stretch_limit_is_faded_at_its_own_tempos_and_says_so(
     assert "beyond the stretch limit" in second.length_reason
     assert "own tempo" in second.length_reason
     assert np.isnan(second.beat_alignment_error_ms)
+
+
+def test_the_fade_is_chosen_by_the_tempo_mismatch_errors_type_not_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reworded, the refusal still leads to the fade: the mix reads the error's type and facts.
+    monkeypatch.setattr(TempoMismatch, "message", lambda self: "these tempos do not meet")
+    mix = render_continuous_mix(playlist()[1:], Style("bars", bars=4), Params())
+    (transition,) = mix.transitions
+    assert transition.report.length_reason.startswith(
+        "these tempos do not meet; faded over 8 s at each song's own tempo"
+    )
+    why = transition.length_reason
+    assert why is not None and why.unmatched is not None
+    mismatch = why.unmatched.mismatch
+    assert (mismatch.bpm_outgoing, mismatch.bpm_incoming) == pytest.approx((120.0, 92.0), rel=2e-3)
+    assert np.isnan(transition.report.beat_alignment_error_ms)
+
+
+def test_the_json_sheet_gives_each_length_reason_as_data_next_to_its_text(
+    mix: ContinuousMix,
+) -> None:
+    data = mix.to_json()
+    halved, faded = (t["length_reason"] for t in data["transitions"])
+    assert halved["halved"]["request"] == {"length": "bars", "mashup": False, "bars": 4}
+    assert halved["chosen"]["bars"] == halved["halved"]["bars"] < 4
+    assert faded["unmatched_tempo_fade"]["bpm_incoming"] == pytest.approx(92.0, rel=2e-3)
+    assert faded["asked"] == {"length": "seconds", "mashup": False, "seconds": 8.0}
+    assert "bass_swap" in faded
+    for summary, sheet in zip(mix.transitions, data["transitions"], strict=True):
+        assert summary.length_reason is not None
+        assert sheet["report"]["length_reason"] == summary.length_reason.text()
 
 
 def test_the_mix_is_at_the_target_loudness_and_never_reaches_the_ceiling(
@@ -175,21 +206,20 @@ def test_analyses_are_read_by_song_id_for_the_songs_that_have_one(tmp_path: Path
 
 def test_cli_options_for_a_playlist_render_as_a_continuous_style() -> None:
     from segue.cli import build_parser
+    from segue.cli.mix import playlist_style
 
-    args = build_parser().parse_args(
-        [
-            "mix",
-            "--playlist",
-            "seed",
-            "-n",
-            "4",
-            "-o",
-            "set.mp3",
-            "--bars",
-            "8",
-            "--matcher",
-            "127.0.0.1:1",
-        ]
+    def style_of(*options: str) -> Style:
+        args = build_parser().parse_args(["mix", "--playlist", "seed", "-o", "set.mp3", *options])
+        return playlist_style(args)
+
+    assert style_of("--bars", "8") == Style(
+        "bars", bars=8, curve=mixer_pb2.FADE_CURVE_EQUAL_POWER, eq_bass_swap=True
     )
-    assert isinstance(args, argparse.Namespace)
-    assert args.playlist == "seed" and args.num_songs == 4 and args.matcher == "127.0.0.1:1"
+    assert style_of() == Style("auto", curve=mixer_pb2.FADE_CURVE_EQUAL_POWER, eq_bass_swap=True)
+    assert style_of(
+        "--seconds", "12", "--curve", "s-curve", "--no-bass-swap", "--filter-sweep",
+        "--tempo-ramp-bars", "4",
+    ) == Style(
+        "seconds", seconds=12.0, curve=mixer_pb2.FADE_CURVE_S_CURVE, filter_sweep=True,
+        tempo_ramp_bars=4,
+    )  # fmt: skip

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 import pyloudnorm
 import pytest
 from mixer_fixtures import RATE, analysis_of, click_analysis, click_track, song
 from scipy.signal import butter, sosfiltfilt
 
-from segue.mixing.errors import MixInputError
+from segue.mixing.auto_length import LengthChoice
+from segue.mixing.errors import MixInputError, TempoMismatch, TempoMismatchError
 from segue.mixing.excerpt import Excerpt
+from segue.mixing.length_reason import (
+    BassSwapPlace,
+    Halving,
+    LengthReason,
+    LengthRequest,
+    TempoReading,
+    UnmatchedFade,
+)
 from segue.mixing.limiter import true_peak_dbtp
-from segue.mixing.render import Params, Style, render_transition
+from segue.mixing.render import render_transition
+from segue.mixing.style import Params, Style
 from segue.v1 import common_pb2, mixer_pb2
 
 
@@ -154,6 +167,125 @@ def test_auto_length_blends_club_tracks_longer_than_free_time_music_and_says_why
     assert "weak beat" in ballad.report.length_reason
     assert club.report.overlap_bars > ballad.report.overlap_bars
     assert ballad.report.overlap_s == pytest.approx(8.0, abs=3.0)
+
+
+def test_a_pair_beyond_the_stretch_limit_raises_a_tempo_mismatch_with_its_tempos() -> None:
+    a = song(11, 126.0)
+    slow, slow_beats = click_track(100.0, 20.0, 3000.0)
+    with pytest.raises(TempoMismatchError) as raised:
+        render_transition(
+            excerpt("outgoing", a.audio, analysis_of(a)),
+            excerpt("incoming", slow, click_analysis(slow_beats, 100.0)),
+            Style("bars", bars=2),
+            Params(max_stretch=0.1),
+        )
+    mismatch = raised.value.mismatch
+    assert (mismatch.bpm_outgoing, mismatch.bpm_incoming) == pytest.approx((126.0, 100.0), rel=1e-3)
+    assert mismatch.max_stretch == 0.1
+    # Still an input error (INVALID_ARGUMENT), with the message the client has always had.
+    assert isinstance(raised.value, MixInputError)
+    assert str(raised.value) == (
+        "tempo ratio 1.260 between the outgoing (126.0 BPM) and incoming (100.0 BPM) excerpts "
+        "is beyond the stretch limit of +-10% (half and double time, and 3:2 and 4:3 readings "
+        "where the onsets allow them, were tried too)"
+    )
+
+
+def reason(**changes: Any) -> LengthReason:
+    """A length reason for 32 beats of 0.5 s in 4/4, with `changes` to its fields."""
+    return replace(LengthReason(LengthRequest("bars", bars=8), 32, 4, 0.5), **changes)
+
+
+def test_the_length_reason_reads_as_requested_bars_seconds_or_a_mashup() -> None:
+    assert reason().text() == "8 bars, as requested"
+    mashup = reason(asked=LengthRequest("bars", bars=8, mashup=True))
+    assert mashup.text() == "8 bars, as requested (mashup)"
+    seconds = reason(asked=LengthRequest("seconds", seconds=12.0), beats=23)
+    assert seconds.text() == "12.0 s requested: 23 beats of the outgoing grid (11.5 s)"
+    assert seconds.to_json()["chosen"] == {"beats": 23, "bars": 6, "seconds": 11.5}
+
+
+def test_the_auto_length_reason_names_its_rule_numbers_halvings_and_cut() -> None:
+    choice = LengthChoice(2, "strong pair", 0.83, 0.9, 16, 1, True, 3.5)
+    auto = reason(asked=LengthRequest("auto"), beats=8, auto=choice)
+    assert auto.text() == (
+        "strong, compatible pair (score 0.83, beat clarity 0.90): blend over one whole "
+        "16-bar phrase; halved to stay under 48 s; shortened to 2 bar(s), all the excerpts "
+        "hold -> 2 bars (7.0 s)"
+    )
+    assert auto.to_json()["auto"] == {
+        "rule": "strong pair",
+        "score": 0.83,
+        "beat_clarity": 0.9,
+        "phrase_bars": 16,
+        "halvings": 1,
+        "shortened_to_fit_excerpts": True,
+    }
+
+
+def test_the_length_reason_adds_the_tempo_reading_and_the_bass_swap() -> None:
+    reread = TempoReading("incoming", "3:4", True, 160.0, 120.0, 2.5)
+    place = BassSwapPlace(2.0, 4, 8)
+    full = reason(tempo_reading=reread, bass_swap=place)
+    assert full.text() == (
+        "8 bars, as requested; incoming read at 3:4 of its tracked beat (160.0 -> 120.0 BPM; "
+        "onsets on the new beats 2.50x as strong); bass swapped over 2 bars on the downbeat 4 "
+        "bars into the 8-bar overlap, where the mix changes sound least"
+    )
+    assert reason(tempo_reading=TempoReading("incoming", "double time")).text() == (
+        "8 bars, as requested; incoming at double time"
+    )
+    assert full.to_json()["bass_swap"] == {"ramp_bars": 2.0, "downbeat_bar": 4, "overlap_bars": 8}
+
+
+def test_a_halved_or_unmatched_transition_says_so_before_the_planners_own_reason() -> None:
+    halved = reason(
+        asked=LengthRequest("bars", bars=2),
+        beats=8,
+        tempo_reading=TempoReading("incoming", "half time"),
+        halved=Halving(LengthRequest("seconds", seconds=9.0), 2, 2),
+    )
+    assert halved.text() == (
+        "2 bars with a 2-bar tempo ramp: the longest halving of the request (9.0 s) that fits "
+        "the part of each song its other transition leaves"
+    )
+    assert halved.to_json()["halved"]["request"] == {
+        "length": "seconds",
+        "mashup": False,
+        "seconds": 9.0,
+    }
+    mismatch = TempoMismatch(120.0, 92.0, 0.12)
+    faded = reason(
+        asked=LengthRequest("seconds", seconds=8.0),
+        beats=16,
+        unmatched=UnmatchedFade(mismatch, 8.0),
+        bass_swap=BassSwapPlace(2.0, 1, 4),
+    )
+    assert faded.text() == (
+        f"{mismatch.message()}; faded over 8 s at each song's own tempo instead of a "
+        "beat-matched blend: 8.0 s requested: 16 beats of the outgoing grid (8.0 s); bass "
+        "swapped over 2 bars on the downbeat 1 bars into the 4-bar overlap, where the mix "
+        "changes sound least"
+    )
+    assert faded.to_json()["unmatched_tempo_fade"]["tempo_ratio"] == pytest.approx(120 / 92)
+
+
+def test_a_rendered_transition_carries_the_length_reason_its_report_states() -> None:
+    a, b = song(11, 126.0, 40.0), song(12, 124.0, 40.0)
+    rendered = render_transition(
+        excerpt("outgoing", a.audio, analysis_of(a)),
+        excerpt("incoming", b.audio, analysis_of(b)),
+        Style("auto", eq_bass_swap=True),
+        Params(),
+    )
+    why = rendered.length_reason
+    assert why.text() == rendered.report.length_reason
+    assert why.asked.length == "auto" and why.auto is not None
+    assert why.beats == why.auto.bars * 4 == rendered.report.overlap_bars * 4
+    assert why.bass_swap is not None
+    assert why.bass_swap.overlap_bars == rendered.report.overlap_bars
+    swap_bar = (rendered.bass_swap_s - rendered.overlap_start_s) / (4 * why.beat_period_s)
+    assert why.bass_swap.downbeat_bar == round(swap_bar)
 
 
 @pytest.mark.parametrize("gain", [0.2, 4.0])

@@ -35,8 +35,11 @@ from segue.music import find_music
 
 SERVICES = ("embedder", "matcher", "mixer")
 
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
-                                reason="needs Debian's prometheus package (make setup)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None,
+                       reason="needs Debian's prometheus package (make setup)"),
+]
 
 
 @pytest.fixture(scope="module")

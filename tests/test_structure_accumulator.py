@@ -168,13 +168,15 @@ def test_own_log_mel_matches_the_model_frames_to_within_rounding() -> None:
 
 
 def test_writing_the_state_mid_stream_changes_nothing_that_follows(song: np.ndarray) -> None:
-    # to_bytes analyses windows held back for a group early; groups must not matter.
+    # Checkpoints flush (as the embedder's do): windows held back for a group are analysed
+    # early, in smaller groups; groups must not matter.
     checkpointed = StructureAccumulator(SR)
     plain = StructureAccumulator(SR)
     for i in range(0, len(song), SR):
         checkpointed.push(song[i : i + SR])
         plain.push(song[i : i + SR])
         if (i // SR) % 5 == 4:
+            checkpointed.flush()
             checkpointed.to_bytes()
     assert checkpointed.to_bytes() == plain.to_bytes()
     assert checkpointed.analyze() == plain.analyze()
@@ -259,3 +261,124 @@ def test_spectral_flux_leaves_its_input_alone_unless_told_to_overwrite_it(
     assert np.array_equal(spectral_flux(mel, None, overwrite=True), flux)
     assert flux[0].tolist() == [0.0, 0.0]
     assert np.all(flux >= 0.0)
+
+
+def _features_bytes(state: StructureAccumulator) -> list[bytes]:
+    return [np.asarray(v).tobytes() for v in vars(state.features()).values()]
+
+
+def test_reading_features_and_bytes_repeatedly_changes_nothing(song: np.ndarray) -> None:
+    # 13 windows: 8 analysed as a group, 5 still held back when read.
+    read = StructureAccumulator(SR)
+    never_read = StructureAccumulator(SR)
+    for state in (read, never_read):
+        _push_all(state, song[: 13 * SR])
+    first_bytes, first_features = read.to_bytes(), _features_bytes(read)
+    for _ in range(3):
+        assert read.to_bytes() == first_bytes
+        assert _features_bytes(read) == first_features
+        assert read.windows_pushed == 13
+    assert read.analyze() == StructureAccumulator.from_bytes(first_bytes).analyze()
+    for state in (read, never_read):
+        _push_all(state, song, start=13 * SR)
+    assert read.to_bytes() == never_read.to_bytes()
+    assert read.analyze() == never_read.analyze()
+
+
+def test_flushing_held_windows_changes_neither_the_bytes_nor_the_analysis(
+    song: np.ndarray,
+) -> None:
+    state = StructureAccumulator(SR)
+    _push_all(state, song[: 13 * SR])
+    before, result = state.to_bytes(), state.analyze()
+    state.flush()
+    assert state.to_bytes() == before
+    assert state.analyze() == result
+    assert state.windows_pushed == 13
+
+
+# States written by the accumulator before it was split into features, pending windows and
+# codec (version 3), from the first windows of `song`: tests/data/structure_state_v3_pcm.bin
+# after the first 10 windows of ODD_WINDOWS without mel frames (so a partial frame is
+# carried), structure_state_v3_mel.bin after 12 one-second windows with their mel frames.
+DATA = Path(__file__).resolve().parent / "data"
+ODD_WINDOWS = (SR, SR, 15435, 8000)
+
+
+def _push_odd(state: StructureAccumulator, audio: np.ndarray, first: int, last: int) -> None:
+    """Pushes windows first..last-1 of audio cut cyclically into ODD_WINDOWS lengths."""
+    start = 0
+    for index in range(last):
+        length = ODD_WINDOWS[index % len(ODD_WINDOWS)]
+        if index >= first and start < len(audio):
+            state.push(audio[start : start + length])
+        start += length
+
+
+def _push_mel(state: StructureAccumulator, audio: np.ndarray, start: int = 0) -> None:
+    for i in range(start, len(audio), SR):
+        state.push(audio[i : i + SR], _model_frames(audio[i : i + SR]))
+
+
+def test_the_same_windows_write_the_same_bytes_as_before_the_split(song: np.ndarray) -> None:
+    pcm = StructureAccumulator(SR)
+    _push_odd(pcm, song, 0, 10)
+    mel = StructureAccumulator(SR)
+    _push_mel(mel, song[: 12 * SR])
+    assert pcm.to_bytes() == (DATA / "structure_state_v3_pcm.bin").read_bytes()
+    assert mel.to_bytes() == (DATA / "structure_state_v3_mel.bin").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["structure_state_v3_pcm.bin", "structure_state_v3_mel.bin"])
+def test_a_state_written_before_the_split_is_written_back_byte_for_byte(name: str) -> None:
+    from segue.structure.state_codec import decode, encode
+
+    data = (DATA / name).read_bytes()
+    assert encode(decode(data)) == data
+    assert StructureAccumulator.from_bytes(data).to_bytes() == data
+
+
+def test_tokens_issued_before_the_split_resume_to_the_same_song(song: np.ndarray) -> None:
+    whole_pcm = StructureAccumulator(SR)
+    _push_odd(whole_pcm, song, 0, 60)
+    resumed_pcm = StructureAccumulator.from_bytes(
+        (DATA / "structure_state_v3_pcm.bin").read_bytes()
+    )
+    assert resumed_pcm.windows_pushed == 10
+    _push_odd(resumed_pcm, song, 10, 60)
+    assert resumed_pcm.to_bytes() == whole_pcm.to_bytes()
+    assert resumed_pcm.analyze() == whole_pcm.analyze()
+
+    whole_mel = StructureAccumulator(SR)
+    _push_mel(whole_mel, song)
+    resumed_mel = StructureAccumulator.from_bytes(
+        (DATA / "structure_state_v3_mel.bin").read_bytes()
+    )
+    _push_mel(resumed_mel, song, start=12 * SR)
+    assert resumed_mel.to_bytes() == whole_mel.to_bytes()
+    assert resumed_mel.analyze() == whole_mel.analyze()
+
+
+def test_window_features_leave_their_inputs_alone_unless_told_to_overwrite(
+    song: np.ndarray,
+) -> None:
+    from segue.structure.chroma import ChromaExtractor
+    from segue.structure.window_features import analyse_windows
+
+    chroma = ChromaExtractor(SR)
+    windows = song[: 3 * SR].reshape(3, SR)
+    parts, _ = chroma.frames_of(SR)
+    excerpts = np.empty((3 * parts, chroma.excerpt_samples), np.float32)
+    chroma.decimate(windows, excerpts)
+    mean_square = chroma.mean_square(windows)
+    mel = np.stack([_model_frames(w) for w in windows])
+    kept = excerpts.copy(), mel.copy()
+    rows = analyse_windows(chroma, excerpts, mean_square, mel, SR, None)
+    again = analyse_windows(chroma, excerpts, mean_square, mel, SR, None)
+    assert np.array_equal(excerpts, kept[0]) and np.array_equal(mel, kept[1])
+    assert np.array_equal(rows.tonal, again.tonal) and np.array_equal(rows.onset, again.onset)
+    scratch = analyse_windows(chroma, excerpts, mean_square, mel, SR, None, overwrite=True)
+    assert np.array_equal(scratch.tonal, rows.tonal) and np.array_equal(scratch.onset, rows.onset)
+    assert np.array_equal(scratch.timbre, rows.timbre)
+    assert rows.windows.tolist() == [[SR, 45, parts]] * 3
+    assert rows.last_mel is not None and np.array_equal(rows.last_mel, kept[1][-1, -1])

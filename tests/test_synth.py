@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -66,10 +64,14 @@ def test_audio_is_finite_mono_float32_below_full_scale() -> None:
         assert 0.5 < np.max(np.abs(song.audio)) <= 0.9 + 1e-6
 
 
-def test_a_minute_of_audio_renders_in_well_under_a_second() -> None:
-    start = time.perf_counter()
-    generate_song(11, duration_s=60)
-    assert time.perf_counter() - start < 1.0
+def test_a_minute_of_audio_renders_as_a_minute_of_samples_at_the_requested_rate() -> None:
+    # How fast it renders (times real time) is measured by bench/bench_synth.py.
+    at_22k = generate_song(11, duration_s=60)
+    at_44k = generate_song(11, duration_s=60, sample_rate_hz=44100)
+    assert abs(at_22k.duration_s - 60) < 60 / at_22k.tempo_bpm * 4
+    assert len(at_44k.audio) == 2 * len(at_22k.audio)
+    assert np.array_equal(at_44k.beat_times_s, at_22k.beat_times_s)
+    assert at_22k.beat_times_s[-1] < at_22k.duration_s
 
 
 def test_plans_fit_short_and_long_songs() -> None:

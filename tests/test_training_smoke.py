@@ -13,6 +13,9 @@ from training.catalog import Track, save_catalog, split
 from training.export import export_all
 from training.train import Config, next_segment_ignore, train
 
+# Starts real servers or trains: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 SR = 22050
 
 

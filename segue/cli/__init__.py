@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that define sub-commands, in the order `segue --help` lists them.
-COMMAND_MODULES = ("analyze", "index", "next", "similar", "playlist", "mix", "load")
+COMMAND_MODULES = ("analyze", "index", "next", "similar", "playlist", "mix", "export", "load")
 
 
 def build_parser() -> argparse.ArgumentParser:

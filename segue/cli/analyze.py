@@ -15,8 +15,9 @@ import numpy.typing as npt
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from segue.audio import DecodeError, decode
-from segue.cli.common import DEFAULT_EMBEDDER, add_target, fail, message_to_json
+from segue.cli.common import DEFAULT_EMBEDDER, add_target, describe_error, fail, message_to_json
 from segue.client.embedder import AnalyzeResult, EmbedderClient
+from segue.client.errors import SegueError
 from segue.v1 import common_pb2
 
 FloatArray = npt.NDArray[np.float32]
@@ -163,10 +164,13 @@ def run(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"segue: {path}: {e}", file=sys.stderr)
                 continue
-            except Exception as e:  # gRPC errors and the like: report per file, go on
+            except SegueError as e:  # the embedder refused or failed: report per file, go on
                 failures += 1
-                details = getattr(e, "details", None)
-                print(f"segue: {path}: {details() if callable(details) else e}", file=sys.stderr)
+                print(f"segue: {path}: {describe_error(e)}", file=sys.stderr)
+                continue
+            except Exception as e:  # the in-process engine's own errors (--local), likewise
+                failures += 1
+                print(f"segue: {path}: {e}", file=sys.stderr)
                 continue
             data = message_to_json(analysis)
             data["file"] = str(path)

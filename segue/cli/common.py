@@ -9,12 +9,12 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
+from segue.client.errors import DeadlineExceededError, SegueError
 from segue.v1 import matcher_pb2
 
 M = TypeVar("M", bound=Message)
@@ -56,8 +56,13 @@ def fail(message: str) -> int:
     return 1
 
 
-def describe_rpc_error(error: grpc.aio.AioRpcError) -> str:
-    return f"{error.code().name.lower()}: {error.details()}"
+def describe_error(error: SegueError) -> str:
+    """A one-line message for a person: the service, its address, the RPC, status, details."""
+    text = (f"{error.service.lower()} at {error.address}: {error.method} failed: "
+            f"{error.code().name.lower()}: {error.details() or '(no details)'}")
+    if isinstance(error, DeadlineExceededError) and error.timeout_s is not None:
+        text += f" (deadline {error.timeout_s:g} s)"
+    return text
 
 
 def display_name(metadata: matcher_pb2.SongMetadata, song_id: str) -> str:
@@ -74,8 +79,8 @@ def show_response(query: Coroutine[Any, Any, M], as_json: bool,
     """
     try:
         response = asyncio.run(query)
-    except grpc.aio.AioRpcError as e:
-        return fail(describe_rpc_error(e))
+    except SegueError as e:
+        return fail(describe_error(e))
     except ValueError as e:
         return fail(str(e))
     if as_json:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 from tqdm import tqdm
 
 from segue.audio import DecodeError, decode
-from segue.cli.common import DEFAULT_EMBEDDER, DEFAULT_MATCHER, add_target, fail
+from segue.cli.common import DEFAULT_EMBEDDER, DEFAULT_MATCHER, add_target, describe_error, fail
+from segue.client.errors import NotFoundError, SegueError, UnavailableError
 from segue.client.matcher import MatcherClient
 from segue.v1 import common_pb2, matcher_pb2
 
@@ -162,11 +162,11 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"segue: skipped {key}: {e}")
                 failed += 1
                 continue
-            except grpc.aio.AioRpcError as e:
-                tqdm.write(f"segue: {key}: {e.code().name.lower()}: {e.details()}")
+            except SegueError as e:
+                tqdm.write(f"segue: {key}: {describe_error(e)}")
                 failed += 1
-                if e.code() == grpc.StatusCode.UNAVAILABLE:
-                    break  # the matcher or its store is down: stop rather than fail each file
+                if isinstance(e, UnavailableError):
+                    break  # a service or the matcher's store is down: stop, not fail each file
                 continue
             manifest[key] = FileState(
                 stat.st_size, stat.st_mtime_ns, sha256_of(path), song_id
@@ -174,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
             stored += 1
             if stored % 20 == 0:
                 save_manifest(manifest_path, manifest)
+    except SegueError as e:  # the matcher failed while telling what it stores
+        tqdm.write(f"segue: {describe_error(e)}")
+        failed += 1
     finally:
         save_manifest(manifest_path, manifest)
         loop.run_until_complete(matcher.close())
@@ -189,8 +192,6 @@ async def _client(address: str) -> MatcherClient:
 async def _exists(matcher: MatcherClient, song_id: str) -> bool:
     try:
         await matcher.get_song(song_id)
-    except grpc.aio.AioRpcError as e:
-        if e.code() == grpc.StatusCode.NOT_FOUND:
-            return False
-        raise
+    except NotFoundError:
+        return False
     return True

@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from segue.cli.common import DEFAULT_MATCHER, add_target, display_name, show_response
+from segue.cli.export import add_plan_export_options, export_plan
 from segue.cli.next import add_filter_options, filter_from_args
 from segue.client.matcher import MatcherClient
 from segue.v1 import matcher_pb2
@@ -47,6 +48,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--beam", type=int, default=0, help="beam width (default: server's)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_filter_options(parser)
+    add_plan_export_options(parser)
     add_target(parser, "matcher", DEFAULT_MATCHER)
     parser.set_defaults(func=run)
 
@@ -82,4 +84,6 @@ def _table(args: argparse.Namespace, response: matcher_pb2.PlanPlaylistResponse)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export:
+        return export_plan(args, lambda: _plan(args))
     return show_response(_plan(args), args.json, lambda r: _table(args, r))

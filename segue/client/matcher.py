@@ -1,15 +1,24 @@
 """Typed async client of the Matcher service.
 
-    from segue.client.matcher import MatcherClient
+Example::
 
+    from segue.client import EmbedderClient, MatcherClient, make_metadata
+
+    async with EmbedderClient("127.0.0.1:50051") as embedder:
+        analysis = (await embedder.analyze_file("song.mp3", song_id="song-1")).analysis
     async with MatcherClient("127.0.0.1:50052") as matcher:
-        await matcher.upsert_song(analysis, title="Song", artist="Someone")
+        await matcher.upsert_song(analysis, make_metadata(title="Song", artist="Someone"))
         response = await matcher.next_segment("song-1", k=5)
         for candidate in response.candidates:
             print(candidate.song_id, candidate.entry_time_s, candidate.score)
+        stored = await matcher.get_song("song-1")
+        print(stored.metadata.title, stored.tempo_bpm, len(stored.segments))
 
-Errors are grpc.aio.AioRpcError with the codes the proto documents (NOT_FOUND,
-INVALID_ARGUMENT, UNAVAILABLE).
+Responses are the protobuf messages that `segue.client.types` describes. Failures raise
+`segue.client.errors` exceptions: NotFoundError for a song id that is not stored,
+InvalidArgumentError for a malformed filter or vector, UnavailableError when the matcher (or
+its store) cannot be reached. Every call's deadline is the unary one of
+`segue.client.timeouts` (30 s) unless `timeout_s` says otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +28,22 @@ from collections.abc import Iterable, Mapping, Sequence
 import grpc
 
 from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
-from segue.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from segue.client.timeouts import DEFAULT_POLICY, USE_CLIENT_TIMEOUT, CallTimeout, Timeout
+from segue.client.types import (
+    ClusterResponse,
+    DeleteSongResponse,
+    Filter,
+    Key,
+    NextSegmentResponse,
+    PlanPlaylistResponse,
+    ScoreWeights,
+    SimilarSongsResponse,
+    SongAnalysis,
+    SongMetadata,
+    StoredSong,
+    UpsertSongResponse,
+)
+from segue.v1 import matcher_pb2, matcher_pb2_grpc
 
 
 def make_metadata(
@@ -30,21 +54,28 @@ def make_metadata(
     genre: str = "",
     uri: str = "",
     extra: Mapping[str, str] | None = None,
-) -> matcher_pb2.SongMetadata:
+) -> SongMetadata:
+    """A SongMetadata from keyword arguments; `extra` holds any other filterable pairs."""
     return matcher_pb2.SongMetadata(
         title=title, artist=artist, album=album, genre=genre, uri=uri, extra=dict(extra or {})
     )
 
 
 class MatcherClient(ServiceClient):
-    """Async client; use as `async with MatcherClient(address) as client:`."""
+    """Async client; use as `async with MatcherClient(address) as client:`.
+
+    Every method raises `segue.client.errors.SegueError` subclasses on failure and takes a
+    `timeout_s` overriding the client's (see `segue.client.timeouts`).
+    """
+
+    SERVICE = "Matcher"
 
     def __init__(
         self,
         address: str,
         *,
         credentials: grpc.ChannelCredentials | None = None,
-        timeout_s: float | None = 30.0,
+        timeout_s: Timeout = DEFAULT_POLICY,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(address, credentials=credentials, timeout_s=timeout_s,
@@ -53,20 +84,29 @@ class MatcherClient(ServiceClient):
 
     async def upsert_song(
         self,
-        analysis: common_pb2.SongAnalysis,
-        metadata: matcher_pb2.SongMetadata | None = None,
-    ) -> matcher_pb2.UpsertSongResponse:
-        """Stores or replaces a song (idempotent)."""
+        analysis: SongAnalysis,
+        metadata: SongMetadata | None = None,
+        *,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> UpsertSongResponse:
+        """Stores or replaces a song (idempotent); `metadata` from make_metadata()."""
         request = matcher_pb2.UpsertSongRequest(analysis=analysis, metadata=metadata)
-        return await self._stub.UpsertSong(request, timeout=self.timeout_s)
+        return await self._unary("UpsertSong", self._stub.UpsertSong, request, timeout_s)
 
-    async def delete_song(self, song_id: str) -> matcher_pb2.DeleteSongResponse:
+    async def delete_song(
+        self, song_id: str, *, timeout_s: CallTimeout = USE_CLIENT_TIMEOUT
+    ) -> DeleteSongResponse:
+        """Removes a song and all of its segments; NotFoundError when it is not stored."""
         request = matcher_pb2.DeleteSongRequest(song_id=song_id)
-        return await self._stub.DeleteSong(request, timeout=self.timeout_s)
+        return await self._unary("DeleteSong", self._stub.DeleteSong, request, timeout_s)
 
-    async def get_song(self, song_id: str, *, with_vectors: bool = False) -> matcher_pb2.StoredSong:
+    async def get_song(
+        self, song_id: str, *, with_vectors: bool = False,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> StoredSong:
+        """What is stored for a song (vectors only when asked); NotFoundError when absent."""
         request = matcher_pb2.GetSongRequest(song_id=song_id, with_vectors=with_vectors)
-        return await self._stub.GetSong(request, timeout=self.timeout_s)
+        return await self._unary("GetSong", self._stub.GetSong, request, timeout_s)
 
     async def next_segment(
         self,
@@ -74,10 +114,11 @@ class MatcherClient(ServiceClient):
         *,
         time_s: float | None = None,
         k: int = 10,
-        filter: matcher_pb2.Filter | None = None,
-        weights: matcher_pb2.ScoreWeights | None = None,
+        filter: Filter | None = None,
+        weights: ScoreWeights | None = None,
         allow_multiple_per_song: bool = False,
-    ) -> matcher_pb2.NextSegmentResponse:
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> NextSegmentResponse:
         """Best segments to move into when leaving `song_id` at `time_s` (None: its end)."""
         position = (
             matcher_pb2.SongPosition(song_id=song_id, song_end=True)
@@ -91,7 +132,7 @@ class MatcherClient(ServiceClient):
             weights=weights,
             allow_multiple_per_song=allow_multiple_per_song,
         )
-        return await self._stub.NextSegment(request, timeout=self.timeout_s)
+        return await self._unary("NextSegment", self._stub.NextSegment, request, timeout_s)
 
     async def next_from_vectors(
         self,
@@ -99,32 +140,37 @@ class MatcherClient(ServiceClient):
         *,
         feel: Sequence[float] = (),
         tempo_bpm: float = 0.0,
-        key: common_pb2.Key | None = None,
+        key: Key | None = None,
         energy: float = 0.0,
         k: int = 10,
-        filter: matcher_pb2.Filter | None = None,
-        weights: matcher_pb2.ScoreWeights | None = None,
-    ) -> matcher_pb2.NextSegmentResponse:
+        filter: Filter | None = None,
+        weights: ScoreWeights | None = None,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> NextSegmentResponse:
         """NextSegment for music that is not stored, from its raw exit vector."""
         raw = matcher_pb2.RawQuery(
             exit=list(exit), feel=list(feel), tempo_bpm=tempo_bpm, key=key, energy=energy
         )
         request = matcher_pb2.NextSegmentRequest(vectors=raw, k=k, filter=filter, weights=weights)
-        return await self._stub.NextSegment(request, timeout=self.timeout_s)
+        return await self._unary("NextSegment", self._stub.NextSegment, request, timeout_s)
 
     async def similar_songs(
-        self, song_id: str, *, k: int = 10, filter: matcher_pb2.Filter | None = None
-    ) -> matcher_pb2.SimilarSongsResponse:
+        self, song_id: str, *, k: int = 10, filter: Filter | None = None,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> SimilarSongsResponse:
+        """The `k` stored songs whose feel is nearest to `song_id`'s, one result per song."""
         request = matcher_pb2.SimilarSongsRequest(song_id=song_id, k=k, filter=filter)
-        return await self._stub.SimilarSongs(request, timeout=self.timeout_s)
+        return await self._unary("SimilarSongs", self._stub.SimilarSongs, request, timeout_s)
 
     async def similar_to_feel(
-        self, feel: Sequence[float], *, k: int = 10, filter: matcher_pb2.Filter | None = None
-    ) -> matcher_pb2.SimilarSongsResponse:
+        self, feel: Sequence[float], *, k: int = 10, filter: Filter | None = None,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> SimilarSongsResponse:
+        """The `k` stored songs nearest to a raw feel vector (length ModelInfo.feel_dim)."""
         request = matcher_pb2.SimilarSongsRequest(
             feel=matcher_pb2.FloatList(values=list(feel)), k=k, filter=filter
         )
-        return await self._stub.SimilarSongs(request, timeout=self.timeout_s)
+        return await self._unary("SimilarSongs", self._stub.SimilarSongs, request, timeout_s)
 
     async def plan_playlist(
         self,
@@ -133,10 +179,11 @@ class MatcherClient(ServiceClient):
         num_songs: int | None = None,
         duration_s: float | None = None,
         energy_curve: Sequence[float] = (),
-        filter: matcher_pb2.Filter | None = None,
-        weights: matcher_pb2.ScoreWeights | None = None,
+        filter: Filter | None = None,
+        weights: ScoreWeights | None = None,
         beam_width: int = 0,
-    ) -> matcher_pb2.PlanPlaylistResponse:
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> PlanPlaylistResponse:
         """An ordered playlist from the first seed; set num_songs or duration_s (not both)."""
         if num_songs is not None and duration_s is not None:
             raise ValueError("set num_songs or duration_s, not both")
@@ -151,17 +198,19 @@ class MatcherClient(ServiceClient):
             request.num_songs = num_songs
         if duration_s is not None:
             request.duration_s = duration_s
-        return await self._stub.PlanPlaylist(request, timeout=self.timeout_s)
+        return await self._unary("PlanPlaylist", self._stub.PlanPlaylist, request, timeout_s)
 
     async def cluster(
         self,
         *,
         num_clusters: int = 0,
         seed: int = 0,
-        filter: matcher_pb2.Filter | None = None,
-    ) -> matcher_pb2.ClusterResponse:
+        filter: Filter | None = None,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> ClusterResponse:
+        """Groups the library by feel (`num_clusters` 0: chosen by silhouette)."""
         request = matcher_pb2.ClusterRequest(num_clusters=num_clusters, seed=seed, filter=filter)
-        return await self._stub.Cluster(request, timeout=self.timeout_s)
+        return await self._unary("Cluster", self._stub.Cluster, request, timeout_s)
 
 
 __all__ = ["MatcherClient", "make_metadata"]

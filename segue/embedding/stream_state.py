@@ -201,6 +201,8 @@ class SongStream:
         seg = self.segments
         width = self.spec.transition_dim
         lstate = self.loudness.state()
+        # Checkpoints are where held-back structure windows get analysed: once, here.
+        self.structure.flush()
         return {
             "format": np.asarray(
                 [self.audio_format.sample_rate_hz, self.audio_format.channels,

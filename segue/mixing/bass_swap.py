@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -39,10 +38,9 @@ from scipy.signal import get_window
 
 from .curves import swap_gains
 from .eq import low_band_weight
+from .length_reason import BassSwapPlace
+from .plan import Overlap
 from .quality import SEAM_HOP_S, SEAM_WINDOW_S, seam_frames, seam_means
-
-if TYPE_CHECKING:
-    from .render import Plan
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -67,58 +65,55 @@ _TIE_RATIO = 0.05
 _STEPS_COMPARED = 3
 
 
-def swap_candidates(plan: Plan) -> F64:
+def swap_candidates(overlap: Overlap) -> F64:
     """A's downbeats where the bass may change hands (half a beat of slack for a wobbly grid)."""
-    ov0, ov1 = plan.overlap_start_s, plan.overlap_end_s
-    reach = CANDIDATE_REACH * (ov1 - ov0) + 0.5 * plan.grid_a.period_s
-    out: F64 = plan.downbeats_s[np.abs(plan.downbeats_s - 0.5 * (ov0 + ov1)) <= reach]
+    ov0, ov1 = overlap.start_s, overlap.end_s
+    reach = CANDIDATE_REACH * (ov1 - ov0) + 0.5 * overlap.beat_period_s
+    out: F64 = overlap.downbeats_s[np.abs(overlap.downbeats_s - 0.5 * (ov0 + ov1)) <= reach]
     return out
 
 
-def bass_swap_gains(plan: Plan, x: FloatArray, swap_s: float) -> tuple[FloatArray, FloatArray]:
+def bass_swap_gains(
+    overlap: Overlap, x: FloatArray, swap_s: float
+) -> tuple[FloatArray, FloatArray]:
     """Low-band gains of A and B at overlap positions x: a SWAP_BARS ramp centred on swap_s.
 
     The ramp is SWAP_BARS of A's bars long, shorter when the swap sits nearer an end of the
     overlap than half of that, so that it always ends inside the overlap.
     """
-    length = plan.overlap_end_s - plan.overlap_start_s
-    at = (swap_s - plan.overlap_start_s) / length
-    bars = SWAP_BARS * plan.beats_per_bar * plan.grid_a.period_s / length
+    length = overlap.end_s - overlap.start_s
+    at = (swap_s - overlap.start_s) / length
+    bars = SWAP_BARS * overlap.beats_per_bar * overlap.beat_period_s / length
     width = min(bars, 2.0 * at, 2.0 * (1.0 - at))
     return swap_gains(x, at, max(width, 1e-3))
 
 
-def swap_note(plan: Plan, swap_s: float) -> str:
-    """The swap in words, for the QualityReport."""
-    bar_s = plan.beats_per_bar * plan.grid_a.period_s
-    bar = round((swap_s - plan.overlap_start_s) / bar_s)
-    bars = round(plan.n_beats / plan.beats_per_bar)
-    return (
-        f"bass swapped over {SWAP_BARS:g} bars on the downbeat {bar} bars into the {bars}-bar "
-        "overlap, where the mix changes sound least"
-    )
+def swap_place(overlap: Overlap, swap_s: float) -> BassSwapPlace:
+    """Where the swap at `swap_s` (output time) lies, in bars, for the length reason."""
+    bar = round((swap_s - overlap.start_s) / overlap.bar_s)
+    return BassSwapPlace(SWAP_BARS, bar, overlap.bars)
 
 
 def choose_bass_swap(
-    plan: Plan,
-    a_sig: FloatArray,
-    b_stem: FloatArray,
+    overlap: Overlap,
+    rate: int,
+    songs: tuple[FloatArray, FloatArray],
     levels: tuple[float, float],
     fade: Fade,
 ) -> float:
     """The candidate downbeat whose swap leaves the smallest predicted spectral step.
 
-    `a_sig` and `b_stem` are both songs on the output's time axis, before their gains;
+    `songs` are A and B on the output's time axis (`rate` Hz), before their gains;
     `levels` their loudness gains and `fade` the mix's fader curves. Each candidate's largest
     steps (spectral convergence between the half-seconds either side of every seam of the
     overlap) are compared; without candidates the swap is at the middle.
     """
-    ov0, ov1 = plan.overlap_start_s, plan.overlap_end_s
+    ov0, ov1 = overlap.start_s, overlap.end_s
     middle = 0.5 * (ov0 + ov1)
-    candidates = swap_candidates(plan)
+    candidates = swap_candidates(overlap)
     if candidates.size <= 1:
         return float(candidates[0]) if candidates.size else middle
-    rate = plan.rate_hz
+    a_sig, b_stem = songs
     hop = _HOP_FACTOR * int(SEAM_HOP_S * rate / 4)
     win = max(1, round(SEAM_WINDOW_S * rate / hop))
     reach = SEAM_WINDOW_S + SEAM_HOP_S
@@ -144,7 +139,7 @@ def choose_bass_swap(
     w = weight[low, None].astype(np.float32)
     keys: list[tuple[int, ...]] = []
     for c in candidates:
-        bass_a, bass_b = bass_swap_gains(plan, x, float(c))
+        bass_a, bass_b = bass_swap_gains(overlap, x, float(c))
         amp_a = (fade_a + (bass_a - fade_a) * w) * spec_a[low]
         amp_b = (fade_b + (bass_b - fade_b) * w) * spec_b[low]
         before, after = seam_means(np.hypot(amp_a, amp_b), ks, win)

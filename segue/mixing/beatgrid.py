@@ -11,7 +11,7 @@ What is the mixer's own is what a DJ does with those beats:
   `STEADY_RMS_S`), the tracked beats are smoothed locally instead;
 - the grid's bar positions carried over from the tracker's downbeats;
 - the grid read at another metrical level (half, double, 3:2, 4:3 ...) when the two songs'
-  tempos only match that way (see `render.match_tempo`);
+  tempos only match that way (see `tempo.match_tempo`);
 - moving a song's grid into an excerpt of it (the continuous mix).
 """
 

@@ -39,24 +39,22 @@ import numpy as np
 import numpy.typing as npt
 
 from segue.audio import decode
+from segue.export.cue import CueTrack
+from segue.export.cue import cue_sheet as cue_sheet_text
 from segue.loudness import gain_to_target, integrated_lufs
 from segue.v1 import common_pb2, matcher_pb2, mixer_pb2
 
 from . import beatgrid
 from .beatgrid import BeatGrid
-from .errors import MixInputError
+from .errors import MixInputError, TempoMismatchError
 from .excerpt import Excerpt
+from .length_reason import Halving, LengthReason, LengthRequest, UnmatchedFade
 from .limiter import limit, true_peak_dbtp
-from .quality import loudness_step_lu, spectral_continuity
-from .render import (
-    ENVELOPE_RATE_HZ,
-    Params,
-    Plan,
-    Style,
-    length_reason,
-    mix_transition,
-    plan_transition,
-)
+from .mixdown import ENVELOPE_RATE_HZ, Mixed, mix_transition
+from .plan import Plan
+from .planner import plan_transition
+from .quality_report import Heard, quality_report
+from .style import Params, Style
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -120,6 +118,8 @@ class TransitionSummary:
     join_offset_samples: int  # how far WSOLA had left the incoming song from its own timeline
     end_s: float = 0.0  # where the transition ends in the mix and the incoming song plays on
     incoming_resume_s: float = 0.0  # the incoming song's own time at end_s
+    # The report's length_reason as data; None for a summary read back from a sheet.
+    length_reason: LengthReason | None = None
 
 
 @dataclass
@@ -141,19 +141,8 @@ class ContinuousMix:
 
     def cue_sheet(self, audio_file: str, title: str = "Segue mix") -> str:
         """The mix as a CD cue sheet (.cue): one TRACK per song at its crossover point."""
-        kind = "MP3" if audio_file.lower().endswith(".mp3") else "WAVE"
-        lines = [
-            'REM COMMENT "Rendered by Segue"',
-            f"TITLE {_quote(title)}",
-            'PERFORMER "Segue"',
-            f"FILE {_quote(audio_file)} {kind}",
-        ]
-        for cue in self.cues:
-            lines += [f"  TRACK {cue.number:02d} AUDIO", f"    TITLE {_quote(cue.title)}"]
-            if cue.song_id:
-                lines.append(f"    REM SEGUE_SONG_ID {_quote(cue.song_id)}")
-            lines.append(f"    INDEX 01 {_cue_time(cue.start_s)}")
-        return "\n".join(lines) + "\n"
+        tracks = [CueTrack(c.number, c.title, c.song_id, c.start_s) for c in self.cues]
+        return cue_sheet_text(tracks, audio_file, title)
 
     def to_json(self) -> dict[str, Any]:
         from google.protobuf.json_format import MessageToDict
@@ -176,6 +165,11 @@ class ContinuousMix:
                     "incoming_resume_s": t.incoming_resume_s,
                     "join_offset_samples": t.join_offset_samples,
                     "report": MessageToDict(t.report, preserving_proto_field_name=True),
+                    **(
+                        {"length_reason": t.length_reason.to_json()}
+                        if t.length_reason is not None
+                        else {}
+                    ),
                 }
                 for t in self.transitions
             ],
@@ -184,15 +178,6 @@ class ContinuousMix:
 
     def to_json_text(self) -> str:
         return json.dumps(self.to_json(), indent=2)
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace('"', "'") + '"'
-
-
-def _cue_time(seconds: float) -> str:
-    frames = round(max(seconds, 0.0) * 75)  # cue sheets count 1/75 s frames
-    return f"{frames // 4500:02d}:{frames // 75 % 60:02d}:{frames % 75:02d}"
 
 
 def song_analysis(track: MixTrack, rate_hz: int) -> common_pb2.SongAnalysis:
@@ -216,7 +201,7 @@ def song_grid(
 ) -> BeatGrid:
     """The song's beat grid, from `analysis` (default `song_analysis`); free time without beats.
 
-    A grid from beats the mixer computed itself counts as "estimated" (see render.match_tempo).
+    A grid from beats the mixer computed itself counts as "estimated" (see tempo.match_tempo).
     """
     analysis = analysis if analysis is not None else song_analysis(track, rate_hz)
     given = analysis is track.analysis
@@ -255,54 +240,54 @@ def _excerpt(
 def _fits(plan: Plan) -> bool:
     """True when B is back at its own tempo (and unshifted) when the transition ends."""
     end = np.array([plan.duration_s - 1.0 / plan.rate_hz])
-    return plan.key_shift == 0 and abs(float(plan.time_map.speed_at(end)[0]) - 1.0) < 1e-6
+    return plan.playback.key_shift == 0 and abs(float(plan.time_map.speed_at(end)[0]) - 1.0) < 1e-6
 
 
 def _plan(a: Excerpt, b: Excerpt, style: Style, params: Params, label: str) -> Plan:
-    """The requested transition, or the longest halving of it that both songs have room for."""
-    attempt, note = style, ""
+    """The requested transition, or the longest halving of it that both songs have room for.
+
+    A pair too far apart in tempo to beat-match (TempoMismatchError) is faded over
+    UNMATCHED_FADE_S at the songs' own tempos instead, as a DJ would: a set must go on.
+    """
+    attempt, halved = style, False
+    unmatched: UnmatchedFade | None = None
     while True:
         try:
             plan = plan_transition(a, b, attempt, params)
             if _fits(plan):
-                if note:
-                    plan = replace(plan, reason=f"{note}: {plan.reason}")
-                elif attempt is not style:
-                    asked = {"bars": f"{style.bars} bars", "seconds": f"{style.seconds:.1f} s"}.get(
-                        style.length, "auto"
-                    )
-                    plan = replace(
-                        plan,
-                        reason=(
-                            f"{attempt.bars} bars with a {attempt.tempo_ramp_bars}-bar tempo ramp: "
-                            f"the longest halving of the request ({asked}) that fits the part of "
-                            "each song its other transition leaves"
-                        ),
-                    )
-                return plan
-            bars = round(plan.n_beats / plan.beats_per_bar)
+                halving = _halving(style, attempt) if halved else None
+                reason = replace(plan.reason, unmatched=unmatched, halved=halving)
+                return replace(plan, reason=reason)
+            bars = plan.overlap.bars
             problem = f"{label}: the incoming song is not back at its own tempo in time"
         except MixInputError as e:
-            if "beyond the stretch limit" in str(e) and attempt.beat_match:
-                # A set must go on: fade the pair at their own tempos, as a DJ would.
+            if isinstance(e, TempoMismatchError) and attempt.beat_match:
+                unmatched = UnmatchedFade(e.mismatch, UNMATCHED_FADE_S)
                 attempt = replace(
                     attempt, beat_match=False, length="seconds", seconds=UNMATCHED_FADE_S
-                )
-                note = (
-                    f"{e}; faded over {UNMATCHED_FADE_S:.0f} s at each song's own tempo "
-                    "instead of a beat-matched blend"
                 )
                 continue
             bars = attempt.bars if attempt.length == "bars" else 16
             problem = f"{label}: {e}"
         if bars <= 1:
             raise MixInputError(f"{problem} (even a 1-bar transition does not fit)")
-        attempt = replace(
-            attempt,
-            length="bars",
-            bars=bars // 2,
-            tempo_ramp_bars=max(1, min(attempt.tempo_ramp_bars, bars // 2)),
-        )
+        attempt, halved = _halved(attempt, bars), True
+
+
+def _halved(attempt: Style, bars: int) -> Style:
+    """The attempt at half of `bars`, with its tempo ramp no longer than that."""
+    return replace(
+        attempt,
+        length="bars",
+        bars=bars // 2,
+        tempo_ramp_bars=max(1, min(attempt.tempo_ramp_bars, bars // 2)),
+    )
+
+
+def _halving(style: Style, attempt: Style) -> Halving:
+    """The set's request (`style`) halved to `attempt`, for the length reason."""
+    request = LengthRequest(style.length, style.bars, style.seconds, style.mashup)
+    return Halving(request, attempt.bars, attempt.tempo_ramp_bars)
 
 
 def _join_offset(stem_tail: FloatArray, song: FloatArray, at: int) -> int:
@@ -322,6 +307,69 @@ def _join_offset(stem_tail: FloatArray, song: FloatArray, at: int) -> int:
     return int(start + n - at)
 
 
+@dataclass(frozen=True)
+class _Song:
+    """A song of the mix, ready to play: its part heard, its gain, its analysis and grid."""
+
+    track: MixTrack
+    lo: int  # the heard part, in the song's samples
+    hi: int
+    level: float  # linear gain to the target loudness
+    analysis: common_pb2.SongAnalysis
+    grid: BeatGrid
+
+    @property
+    def label(self) -> str:
+        return self.track.title or self.track.song_id
+
+
+@dataclass(frozen=True)
+class _Joined:
+    """A transition mixed and joined to the untouched incoming song."""
+
+    plan: Plan
+    mixed: Mixed
+    reason: LengthReason  # the plan's reason with the bass swap
+    audio: FloatArray  # the transition, its tail crossfaded into the incoming song
+    offset: int  # how far WSOLA had left the incoming song from its own timeline (samples)
+    resume: int  # the incoming song's sample where the mix plays on untouched
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A joined transition at its place in the mix."""
+
+    number: int  # 1 = from song 1 into song 2
+    start: int  # the mix's sample where the transition begins
+    joined: _Joined
+
+
+@dataclass
+class _Timeline:
+    """The mix as it is written: its audio pieces in order and every song's gain lanes."""
+
+    rate_hz: int
+    # Per song: (mix sample where a span starts, its length, gain at ENVELOPE_RATE_HZ or
+    # None for a flat 1).
+    lanes: list[list[tuple[int, int, F64 | None]]]
+    pieces: list[FloatArray] = field(default_factory=list)
+    written: int = 0
+
+    def add(self, audio: FloatArray, gains: Mapping[int, F64 | None]) -> int:
+        """Appends `audio`, heard as each song in `gains` at its curve; returns its start."""
+        start = self.written
+        self.pieces.append(audio)
+        for song, curve in gains.items():
+            self.lanes[song].append((start, audio.shape[1], curve))
+        self.written += audio.shape[1]
+        return start
+
+    def audio(self) -> FloatArray:
+        if not self.pieces:
+            return np.zeros((2, 0), np.float32)
+        return np.concatenate(self.pieces, axis=1)
+
+
 def render_continuous_mix(
     tracks: Sequence[MixTrack], style: Style, params: Params
 ) -> ContinuousMix:
@@ -331,8 +379,7 @@ def render_continuous_mix(
     the stretch limit, or too little audio for even a 1-bar transition).
     """
     started = time.perf_counter()
-    if len(tracks) < 1:
-        raise MixInputError("a mix needs at least one song")
+    songs = _songs(tracks, params)
     rate = params.rate_hz
     params = replace(params, context_s=_CONTEXT_S)
     # The incoming song must be back at its own tempo, and unshifted, when it plays alone.
@@ -342,6 +389,29 @@ def render_continuous_mix(
         mashup=False,
         tempo_ramp_bars=style.tempo_ramp_bars or DEFAULT_RAMP_BARS,
     )
+    timeline = _Timeline(rate, [[] for _ in songs])
+    placed: list[_Placed] = []
+    cursor = songs[0].lo  # next unplayed sample of the current song
+    for i in range(len(songs) - 1):
+        a, b = songs[i], songs[i + 1]
+        joined = _transition(a, b, i + 1, cursor, style, params)
+        a_origin = cursor + round(joined.plan.overlap.a_origin_s * rate)
+        timeline.add(a.track.audio[:, cursor:a_origin] * np.float32(a.level), {i: None})
+        gains = {i: joined.mixed.gain_outgoing, i + 1: joined.mixed.gain_incoming}
+        placed.append(_Placed(i + 1, timeline.add(joined.audio, gains), joined))
+        cursor = joined.resume
+    last = songs[-1]
+    timeline.add(
+        last.track.audio[:, cursor : last.hi] * np.float32(last.level), {len(songs) - 1: None}
+    )
+    return _finished(songs, timeline, placed, params, started)
+
+
+def _songs(tracks: Sequence[MixTrack], params: Params) -> list[_Song]:
+    """Every song's heard part, gain, analysis and grid; refuses a mix it cannot play."""
+    if len(tracks) < 1:
+        raise MixInputError("a mix needs at least one song")
+    rate = params.rate_hz
     bounds = [t.bounds(rate) for t in tracks]
     for t, (lo, hi) in zip(tracks, bounds, strict=True):
         if hi - lo < 2 * rate:
@@ -355,105 +425,100 @@ def render_continuous_mix(
     ]
     # One analysis per song (the caller's, else computed once for the whole song).
     analyses = [song_analysis(t, rate) for t in tracks]
-    grids = [song_grid(t, rate, a) for t, a in zip(tracks, analyses, strict=True)]
-
-    pieces: list[FloatArray] = []
-    written = 0
-    # Per song: (mix sample where it starts, gain curve at ENVELOPE_RATE_HZ or None = flat 1).
-    lanes: list[list[tuple[int, int, F64 | None]]] = [[] for _ in tracks]
-    heard_from = [0.0] * len(tracks)
-    starts = [0.0] * len(tracks)
-    song_entry = [bounds[0][0] / rate] + [0.0] * (len(tracks) - 1)
-    placed: list[tuple[int, int, Plan, float, int, int]] = []
-    cursor = bounds[0][0]  # next unplayed sample of the current song
-    for i in range(len(tracks) - 1):
-        a_track, b_track = tracks[i], tracks[i + 1]
-        label = (
-            f"transition {i + 1} ({a_track.title or a_track.song_id} -> "
-            f"{b_track.title or b_track.song_id})"
-        )
-        b_lo, b_hi = bounds[i + 1]
-        share = b_lo + int(INCOMING_SHARE * (b_hi - b_lo))
-        a_ex = _excerpt("outgoing", analyses[i], a_track, grids[i], cursor, bounds[i][1], rate)
-        b_ex = _excerpt("incoming", analyses[i + 1], b_track, grids[i + 1], b_lo, share, rate)
-        plan = _plan(a_ex, b_ex, style, params, label)
-        mixed = mix_transition(plan, a_ex, style, params, levels=(levels[i], levels[i + 1]))
-        plan = replace(plan, reason=length_reason(plan, mixed))
-
-        a_origin = cursor + round(plan.a_origin_s * rate)
-        body = a_track.audio[:, cursor:a_origin] * np.float32(levels[i])
-        pieces.append(body)
-        lanes[i].append((written, body.shape[1], None))
-        written += body.shape[1]
-
-        # Join the transition's tail to the untouched incoming song.
-        audio = mixed.audio
-        n_join = round(JOIN_S * rate)
-        b_end = b_lo + round(float(plan.time_map.to_input(np.array([plan.duration_s]))[0]) * rate)
-        tail = audio[:, -_ALIGN_SPAN:] / np.float32(levels[i + 1])
-        offset = _join_offset(tail, b_track.audio, b_end)
-        resume = b_end + offset
-        ramp = np.linspace(0.0, 1.0, n_join, dtype=np.float32)
-        original = b_track.audio[:, resume - n_join : resume] * np.float32(levels[i + 1])
-        audio = audio.copy()
-        audio[:, -n_join:] = audio[:, -n_join:] * (1.0 - ramp) + original * ramp
-        pieces.append(audio)
-        placed.append((i, written, plan, mixed.beat_alignment_error_ms, offset, resume))
-        lanes[i].append((written, audio.shape[1], mixed.gain_outgoing))
-        lanes[i + 1].append((written, audio.shape[1], mixed.gain_incoming))
-        ov0 = (written + plan.overlap_start_s * rate) / rate
-        ov1 = (written + plan.overlap_end_s * rate) / rate
-        heard_from[i + 1] = ov0
-        starts[i + 1] = 0.5 * (ov0 + ov1)
-        song_entry[i + 1] = b_lo / rate + float(plan.beats_b[plan.ib_start])
-        written += audio.shape[1]
-        cursor = resume
-    last = len(tracks) - 1
-    body = tracks[last].audio[:, cursor : bounds[last][1]] * np.float32(levels[last])
-    pieces.append(body)
-    lanes[last].append((written, body.shape[1], None))
-    written += body.shape[1]
-
-    mix = np.concatenate(pieces, axis=1) if pieces else np.zeros((2, 0), np.float32)
-    limited = limit(mix, rate, params.ceiling_dbtp)
-    out = limited.audio
-    total_s = written / rate
-    gains = _gain_lanes(lanes, written, rate)
-    transitions = [
-        _summary(out, rate, i, start, plan, error, offset, resume)
-        for i, start, plan, error, offset, resume in placed
+    return [
+        _Song(t, lo, hi, level, analysis, song_grid(t, rate, analysis))
+        for t, (lo, hi), level, analysis in zip(tracks, bounds, levels, analyses, strict=True)
     ]
-    cues = []
-    for i, t in enumerate(tracks):
-        until = transitions[i].overlap_end_s if i < len(transitions) else total_s
-        cues.append(
-            CueEntry(
-                number=i + 1,
-                title=t.title or t.song_id or f"song {i + 1}",
-                song_id=t.song_id,
-                uri=t.uri,
-                start_s=starts[i],
-                heard_from_s=heard_from[i],
-                heard_until_s=until,
-                song_entry_s=song_entry[i],
-                song_exit_s=bounds[i][1] / rate,
-                tempo_bpm=grids[i].bpm,
-                level_db=20.0 * math.log10(max(levels[i], 1e-9)),
-            )
-        )
+
+
+def _transition(
+    a: _Song, b: _Song, number: int, cursor: int, style: Style, params: Params
+) -> _Joined:
+    """Transition `number`: A from `cursor` into B, mixed at the songs' levels and joined."""
+    rate = params.rate_hz
+    label = f"transition {number} ({a.label} -> {b.label})"
+    share = b.lo + int(INCOMING_SHARE * (b.hi - b.lo))
+    a_ex = _excerpt("outgoing", a.analysis, a.track, a.grid, cursor, a.hi, rate)
+    b_ex = _excerpt("incoming", b.analysis, b.track, b.grid, b.lo, share, rate)
+    plan = _plan(a_ex, b_ex, style, params, label)
+    mixed = mix_transition(plan, a_ex, style, params, levels=(a.level, b.level))
+    # Join the transition's tail to the untouched incoming song.
+    audio = mixed.audio
+    n_join = round(JOIN_S * rate)
+    b_end = b.lo + round(float(plan.time_map.to_input(np.array([plan.duration_s]))[0]) * rate)
+    tail = audio[:, -_ALIGN_SPAN:] / np.float32(b.level)
+    offset = _join_offset(tail, b.track.audio, b_end)
+    resume = b_end + offset
+    ramp = np.linspace(0.0, 1.0, n_join, dtype=np.float32)
+    original = b.track.audio[:, resume - n_join : resume] * np.float32(b.level)
+    audio = audio.copy()
+    audio[:, -n_join:] = audio[:, -n_join:] * (1.0 - ramp) + original * ramp
+    reason = plan.reason.with_bass_swap(mixed.bass_swap)
+    return _Joined(plan, mixed, reason, audio, offset, resume)
+
+
+def _finished(
+    songs: list[_Song],
+    timeline: _Timeline,
+    placed: list[_Placed],
+    params: Params,
+    started: float,
+) -> ContinuousMix:
+    """The written mix limited, every transition measured in it, and every song's cue."""
+    rate = params.rate_hz
+    limited = limit(timeline.audio(), rate, params.ceiling_dbtp)
+    out = limited.audio
+    transitions = [_summary(out, rate, p) for p in placed]
     return ContinuousMix(
         audio=out,
         rate_hz=rate,
-        cues=cues,
+        cues=_cues(songs, placed, transitions, timeline.written / rate, rate),
         transitions=transitions,
-        gains=gains,
+        gains=_gain_lanes(timeline.lanes, timeline.written, rate),
         loudness_lufs=integrated_lufs(out, rate),
         true_peak_dbtp=limited.peak_dbtp,
         render_s=time.perf_counter() - started,
     )
 
 
+def _cues(
+    songs: list[_Song],
+    placed: list[_Placed],
+    transitions: list[TransitionSummary],
+    total_s: float,
+    rate: int,
+) -> list[CueEntry]:
+    """Where each song sits in the mix: heard from its incoming overlap to its outgoing one."""
+    heard_from = [0.0] * len(songs)
+    starts = [0.0] * len(songs)
+    song_entry = [songs[0].lo / rate] + [0.0] * (len(songs) - 1)
+    for p in placed:
+        overlap = p.joined.plan.overlap
+        ov0 = (p.start + overlap.start_s * rate) / rate
+        ov1 = (p.start + overlap.end_s * rate) / rate
+        heard_from[p.number] = ov0
+        starts[p.number] = 0.5 * (ov0 + ov1)
+        song_entry[p.number] = songs[p.number].lo / rate + float(overlap.beats_b[overlap.ib_start])
+    return [
+        CueEntry(
+            number=i + 1,
+            title=s.track.title or s.track.song_id or f"song {i + 1}",
+            song_id=s.track.song_id,
+            uri=s.track.uri,
+            start_s=starts[i],
+            heard_from_s=heard_from[i],
+            heard_until_s=transitions[i].overlap_end_s if i < len(transitions) else total_s,
+            song_entry_s=song_entry[i],
+            song_exit_s=s.hi / rate,
+            tempo_bpm=s.grid.bpm,
+            level_db=20.0 * math.log10(max(s.level, 1e-9)),
+        )
+        for i, s in enumerate(songs)
+    ]
+
+
 def _gain_lanes(lanes: list[list[tuple[int, int, F64 | None]]], frames: int, rate: int) -> F64:
+    """Every song's gain over the mix [songs, points] at ENVELOPE_RATE_HZ."""
     points = int(frames / rate * ENVELOPE_RATE_HZ) + 1
     gains = np.zeros((len(lanes), points))
     for song, spans in enumerate(lanes):
@@ -468,48 +533,34 @@ def _gain_lanes(lanes: list[list[tuple[int, int, F64 | None]]], frames: int, rat
     return gains
 
 
-def _summary(
-    out: FloatArray,
-    rate: int,
-    i: int,
-    start: int,
-    plan: Plan,
-    error: float,
-    offset: int,
-    resume: int,
-) -> TransitionSummary:
+def _summary(out: FloatArray, rate: int, placed: _Placed) -> TransitionSummary:
     """The transition's quality report, measured where it lies in the final mix."""
-    ov0 = start / rate + plan.overlap_start_s
-    ov1 = start / rate + plan.overlap_end_s
+    plan, joined = placed.joined.plan, placed.joined
+    start = placed.start
+    ov0 = start / rate + plan.overlap.start_s
+    ov1 = start / rate + plan.overlap.end_s
     lo = max(0, int((ov0 - _METRIC_MARGIN_S) * rate))
     hi = min(out.shape[1], int((ov1 + _METRIC_MARGIN_S) * rate))
     region = out[:, lo:hi]
-    sc, mel = spectral_continuity(region, rate, ov0 - lo / rate, ov1 - lo / rate)
-    report = mixer_pb2.QualityReport(
-        duration_s=plan.duration_s,
-        overlap_s=plan.overlap_end_s - plan.overlap_start_s,
-        overlap_bars=round(plan.n_beats / plan.beats_per_bar),
-        length_reason=plan.reason,
-        tempo_ratio=plan.tempo_ratio,
-        key_shift_semitones=plan.key_shift,
-        beat_alignment_error_ms=error,
-        loudness_step_lu=loudness_step_lu(region, rate, ov0 - lo / rate, ov1 - lo / rate),
-        spectral_convergence=sc,
-        mel_mse=mel,
-        true_peak_dbtp=true_peak_dbtp(region),
-        output_loudness_lufs=integrated_lufs(region, rate),
-        tempo_a_bpm=plan.grid_a.bpm,
-        tempo_b_bpm=plan.grid_b_own.bpm,
+    heard = Heard(
+        region,
+        rate,
+        ov0 - lo / rate,
+        ov1 - lo / rate,
+        true_peak_dbtp(region),
+        integrated_lufs(region, rate),
     )
+    error = joined.mixed.beat_alignment_error_ms
     return TransitionSummary(
-        i + 1,
+        placed.number,
         start / rate,
         ov0,
         ov1,
-        report,
-        offset,
+        quality_report(plan, joined.reason, error, heard),
+        joined.offset,
         end_s=start / rate + plan.duration_s,
-        incoming_resume_s=resume / rate,
+        incoming_resume_s=joined.resume / rate,
+        length_reason=joined.reason,
     )
 
 

@@ -7,17 +7,14 @@ from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import resample_poly, stft
+from scipy.signal import resample_poly
 
-from segue.structure.camelot import camelot, key_name, keys_compatible
+from segue.structure.camelot import camelot, keys_compatible
 from segue.v1 import common_pb2
 
-FloatArray = npt.NDArray[np.float32]
+from .excerpt import Excerpt
 
-# Krumhansl-Kessler key profiles.
-_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-_CHROMA_RATE_HZ = 11025
+FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -29,38 +26,54 @@ class KeyInfo:
     def camelot(self) -> str:
         return camelot(self.tonic, "major" if self.mode == "major" else "minor")
 
-    @property
-    def name(self) -> str:
-        return key_name(self.tonic, "major" if self.mode == "major" else "minor")
-
     def shifted(self, semitones: int) -> KeyInfo:
         return KeyInfo((self.tonic + semitones) % 12, self.mode)
 
 
+@dataclass(frozen=True)
+class KeyShift:
+    """How far B is shifted, and whether the keys then mix."""
+
+    semitones: int  # -1, 0 or +1
+    compatible: bool | None  # None when a key is unknown
+
+
 def from_analysis(analysis: common_pb2.SongAnalysis) -> KeyInfo | None:
-    key = analysis.key
-    if not analysis.HasField("key") or key.mode == common_pb2.MODE_UNSPECIFIED:
+    """The analysis' key, None when it names none."""
+    if not analysis.HasField("key") or analysis.key.mode == common_pb2.MODE_UNSPECIFIED:
         return None
+    return _key_info(analysis.key)
+
+
+def _key_info(key: common_pb2.Key) -> KeyInfo:
     return KeyInfo(
         key.tonic_pitch_class % 12, "major" if key.mode == common_pb2.MODE_MAJOR else "minor"
     )
 
 
-def estimate_key(mono: FloatArray, rate_hz: int) -> KeyInfo:
-    """Key by correlating the mean chroma with the Krumhansl-Kessler profiles."""
-    x = resample_poly(mono.astype(np.float64), _CHROMA_RATE_HZ, rate_hz)
-    freqs, _, spec = stft(x, fs=_CHROMA_RATE_HZ, nperseg=4096, noverlap=2048)
-    power = (np.abs(spec) ** 2).mean(axis=1)
-    band = (freqs >= 55.0) & (freqs <= 2000.0)
-    pitch = np.round(12.0 * np.log2(freqs[band] / 440.0) + 69.0).astype(int) % 12
-    chroma = np.bincount(pitch, weights=np.sqrt(power[band]), minlength=12)
-    best, best_r = KeyInfo(0, "major"), -np.inf
-    for tonic in range(12):
-        for mode, profile in (("major", _MAJOR), ("minor", _MINOR)):
-            r = float(np.corrcoef(chroma, np.roll(profile, tonic))[0, 1])
-            if r > best_r:
-                best, best_r = KeyInfo(tonic, mode), r
-    return best
+def key_of(excerpt: Excerpt) -> KeyInfo:
+    """The client's key, else the structure analysis' key of the excerpt.
+
+    The structure analysis always names a key (`segue.structure.fill_analysis`).
+    """
+    given = from_analysis(excerpt.analysis) if excerpt.analysis is not None else None
+    return given if given is not None else _key_info(excerpt.structure.key)
+
+
+def choose_key_shift(a: Excerpt, b: Excerpt, allow_shift: bool) -> KeyShift:
+    """B's shift (one semitone at most, and only when that makes the keys compatible).
+
+    Without a shift, compatibility is known only when both clients sent keys.
+    """
+    if allow_shift:
+        key_a, key_b = key_of(a), key_of(b)
+        shift = choose_shift(key_a, key_b)
+        return KeyShift(shift, keys_compatible(key_a.camelot, key_b.shifted(shift).camelot))
+    if a.analysis is not None and b.analysis is not None:
+        ka, kb = from_analysis(a.analysis), from_analysis(b.analysis)
+        if ka is not None and kb is not None:
+            return KeyShift(0, keys_compatible(ka.camelot, kb.camelot))
+    return KeyShift(0, None)
 
 
 def choose_shift(key_a: KeyInfo, key_b: KeyInfo) -> int:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from segue.v1 import mixer_pb2
 
 from .excerpt import Excerpt
-from .render import DEFAULT_MASHUP_BARS, Params, Rendered, Style, render_transition
+from .render import Rendered, render_transition
+from .style import DEFAULT_MASHUP_BARS, Params, Style
 
 
 def render_mashup(
     a: Excerpt, b: Excerpt, config: mixer_pb2.RenderConfig, params: Params
 ) -> Rendered:
+    """The mashup of A and B over `config.mashup_bars` (default DEFAULT_MASHUP_BARS)."""
     bars = config.mashup_bars or DEFAULT_MASHUP_BARS
     return render_transition(a, b, Style.for_mashup(bars, config.style), params)

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
 from scipy.signal import resample_poly
 
 from .continuous_mix import ContinuousMix
@@ -19,53 +21,16 @@ def plot_transition(rendered: Rendered, path: str | Path, title: str = "") -> No
     """Writes a PNG with four aligned panels over the output's time axis."""
     audio, rate = rendered.audio, rendered.rate_hz
     mono = audio.mean(axis=0)
-    t = np.arange(mono.size) / rate
-    env_t = np.arange(rendered.gain_outgoing.size) / 100.0
     fig, axes = plt.subplots(
         4, 1, figsize=(12, 9), sharex=True, gridspec_kw={"height_ratios": [1.2, 1.6, 1, 0.6]}
     )
-    step = max(1, mono.size // 20000)
-    gain_a = np.interp(t[::step], env_t, rendered.gain_outgoing)
-    gain_b = np.interp(t[::step], env_t, rendered.gain_incoming)
-    axes[0].plot(t[::step], mono[::step], color="0.6", lw=0.4, label="mix")
-    peak = float(np.abs(mono).max()) or 1.0
-    axes[0].fill_between(
-        t[::step],
-        -gain_a * peak,
-        gain_a * peak,
-        color="tab:blue",
-        alpha=0.15,
-        label="outgoing (A) share",
-    )
-    axes[0].fill_between(
-        t[::step],
-        -gain_b * peak,
-        gain_b * peak,
-        color="tab:orange",
-        alpha=0.15,
-        label="incoming (B) share",
-    )
-    axes[0].set_ylabel("waveform")
-    axes[0].legend(loc="upper right", fontsize=7)
+    _waveform_with_shares(axes[0], mono, rate, rendered)
     axes[1].specgram(mono, NFFT=2048, Fs=rate, noverlap=1536, cmap="magma", scale="dB", vmin=-120)
     axes[1].set_ylim(20, 8000)
     axes[1].set_yscale("log")
     axes[1].set_ylabel("Hz")
-    axes[2].plot(env_t, rendered.gain_outgoing, label="gain A", color="tab:blue")
-    axes[2].plot(env_t, rendered.gain_incoming, label="gain B", color="tab:orange")
-    if rendered.bass_outgoing.size:
-        bass_t = np.arange(rendered.bass_outgoing.size) / 100.0
-        axes[2].plot(bass_t, rendered.bass_outgoing, "--", color="tab:blue", label="bass A")
-        axes[2].plot(bass_t, rendered.bass_incoming, "--", color="tab:orange", label="bass B")
-    axes[2].set_ylabel("gain")
-    axes[2].legend(loc="center right", fontsize=7)
-    axes[3].vlines(rendered.beats_outgoing_s, 0.5, 1.0, color="tab:blue", lw=0.8)
-    axes[3].vlines(rendered.beats_incoming_s, 0.0, 0.5, color="tab:orange", lw=0.8)
-    measured = rendered.beats_incoming_measured_s
-    measured = measured[np.isfinite(measured)]
-    axes[3].plot(measured, np.full(measured.size, 0.25), "k|", ms=8, label="B measured")
-    axes[3].set_yticks([0.25, 0.75], ["B beats", "A beats"])
-    axes[3].set_xlabel("seconds")
+    _gains(axes[2], rendered)
+    _beats(axes[3], rendered)
     for ax in axes:
         ax.axvspan(rendered.overlap_start_s, rendered.overlap_end_s, color="green", alpha=0.06)
     report = rendered.report
@@ -78,6 +43,48 @@ def plot_transition(rendered: Rendered, path: str | Path, title: str = "") -> No
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _waveform_with_shares(ax: Axes, mono: npt.NDArray[np.float32], rate: int, r: Rendered) -> None:
+    """The mix's waveform, with each song's share of it shaded by its gain."""
+    t = np.arange(mono.size) / rate
+    env_t = np.arange(r.gain_outgoing.size) / 100.0
+    step = max(1, mono.size // 20000)
+    gain_a = np.interp(t[::step], env_t, r.gain_outgoing)
+    gain_b = np.interp(t[::step], env_t, r.gain_incoming)
+    ax.plot(t[::step], mono[::step], color="0.6", lw=0.4, label="mix")
+    peak = float(np.abs(mono).max()) or 1.0
+    for gain, colour, label in (
+        (gain_a, "tab:blue", "outgoing (A) share"),
+        (gain_b, "tab:orange", "incoming (B) share"),
+    ):
+        ax.fill_between(t[::step], -gain * peak, gain * peak, color=colour, alpha=0.15, label=label)
+    ax.set_ylabel("waveform")
+    ax.legend(loc="upper right", fontsize=7)
+
+
+def _gains(ax: Axes, rendered: Rendered) -> None:
+    """Both songs' fade gains, and their bass gains when the bass was swapped."""
+    env_t = np.arange(rendered.gain_outgoing.size) / 100.0
+    ax.plot(env_t, rendered.gain_outgoing, label="gain A", color="tab:blue")
+    ax.plot(env_t, rendered.gain_incoming, label="gain B", color="tab:orange")
+    if rendered.bass_outgoing.size:
+        bass_t = np.arange(rendered.bass_outgoing.size) / 100.0
+        ax.plot(bass_t, rendered.bass_outgoing, "--", color="tab:blue", label="bass A")
+        ax.plot(bass_t, rendered.bass_incoming, "--", color="tab:orange", label="bass B")
+    ax.set_ylabel("gain")
+    ax.legend(loc="center right", fontsize=7)
+
+
+def _beats(ax: Axes, rendered: Rendered) -> None:
+    """A's and B's planned beats, and where B's beats were measured."""
+    ax.vlines(rendered.beats_outgoing_s, 0.5, 1.0, color="tab:blue", lw=0.8)
+    ax.vlines(rendered.beats_incoming_s, 0.0, 0.5, color="tab:orange", lw=0.8)
+    measured = rendered.beats_incoming_measured_s
+    measured = measured[np.isfinite(measured)]
+    ax.plot(measured, np.full(measured.size, 0.25), "k|", ms=8, label="B measured")
+    ax.set_yticks([0.25, 0.75], ["B beats", "A beats"])
+    ax.set_xlabel("seconds")
 
 
 def plot_mix(mix: ContinuousMix, path: str | Path, title: str = "") -> None:

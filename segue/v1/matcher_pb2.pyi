@@ -86,7 +86,12 @@ class UpsertSongRequest(_message.Message):
     ANALYSIS_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def analysis(self) -> _common_pb2.SongAnalysis: ...
+    def analysis(self) -> _common_pb2.SongAnalysis:
+        """Stored whole; GetSong returns it in StoredSong.analysis. At most 40,000 beats, 1,000
+        sections and 5,000 cue points, each with finite times: otherwise INVALID_ARGUMENT naming
+        the field (e.g. "analysis.beats").
+        """
+
     @_builtins.property
     def metadata(self) -> Global___SongMetadata: ...
     def __init__(
@@ -205,6 +210,7 @@ class StoredSong(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     SEGMENTS_FIELD_NUMBER: _builtins.int
     FEEL_FIELD_NUMBER: _builtins.int
+    ANALYSIS_FIELD_NUMBER: _builtins.int
     song_id: _builtins.str
     duration_s: _builtins.float
     tempo_bpm: _builtins.float
@@ -215,10 +221,20 @@ class StoredSong(_message.Message):
     def key(self) -> _common_pb2.Key: ...
     @_builtins.property
     def segments(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Segment]:
-        """Segments in song order; vectors only when asked for."""
+        """Segments in song order; vectors only when asked for. The same as analysis.segments."""
 
     @_builtins.property
-    def feel(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def feel(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Only when vectors are asked for. The same as analysis.feel."""
+
+    @_builtins.property
+    def analysis(self) -> _common_pb2.SongAnalysis:
+        """The analysis given to UpsertSong: beats (downbeats at position_in_bar 1), sections, cue
+        points, tempo, key, loudness and segments; the feel and the segments' entry and exit
+        vectors only when vectors are asked for. Songs stored by matchers older than this field
+        hold what those kept: song id, model, duration, tempo bpm, key, loudness and segments.
+        """
+
     def __init__(
         self,
         *,
@@ -230,10 +246,11 @@ class StoredSong(_message.Message):
         model_version: _builtins.str = ...,
         segments: _abc.Iterable[_common_pb2.Segment] | None = ...,
         feel: _abc.Iterable[_builtins.float] | None = ...,
+        analysis: _common_pb2.SongAnalysis | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "key", b"key", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_s", b"duration_s", "feel", b"feel", "key", b"key", "metadata", b"metadata", "model_version", b"model_version", "segments", b"segments", "song_id", b"song_id", "tempo_bpm", b"tempo_bpm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "duration_s", b"duration_s", "feel", b"feel", "key", b"key", "metadata", b"metadata", "model_version", b"model_version", "segments", b"segments", "song_id", b"song_id", "tempo_bpm", b"tempo_bpm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -337,7 +354,7 @@ Global___TempoRange: _TypeAlias = TempoRange  # noqa: Y015
 
 @_typing.final
 class PayloadCondition(_message.Message):
-    """A condition on a payload field. Fields: "artist", "album", "genre", "title",
+    """A condition on a payload field. Fields: "song_id", "artist", "album", "genre", "title",
     "extra.<name>", "tempo_bpm", "energy", "camelot", "section_letter".
     """
 

@@ -31,7 +31,8 @@ class MatcherStub:
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
     - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-    or a missing required field; the message names the field.
+    a missing required field, or an analysis over the limits in UpsertSongRequest; the
+    message names the field.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     """
@@ -85,14 +86,16 @@ class MatcherServicer:
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
     - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-    or a missing required field; the message names the field.
+    a missing required field, or an analysis over the limits in UpsertSongRequest; the
+    message names the field.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     """
 
     def UpsertSong(self, request, context):
-        """Stores or replaces a song. Idempotent: upserting the same analysis twice stores one copy,
-        and a replaced song keeps no segments of its earlier version.
+        """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
+        twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
+        beats, sections, cue points).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +109,7 @@ class MatcherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSong(self, request, context):
-        """Returns what is stored for a song. NOT_FOUND when absent.
+        """Returns what is stored for a song, its analysis included. NOT_FOUND when absent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,7 +195,8 @@ class Matcher:
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
     - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-    or a missing required field; the message names the field.
+    a missing required field, or an analysis over the limits in UpsertSongRequest; the
+    message names the field.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     """

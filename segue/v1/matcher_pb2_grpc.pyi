@@ -32,7 +32,8 @@ class MatcherStub:
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
     - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-      or a missing required field; the message names the field.
+      a missing required field, or an analysis over the limits in UpsertSongRequest; the
+      message names the field.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     """
@@ -42,13 +43,14 @@ class MatcherStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MatcherAsyncStub: ...
     UpsertSong: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.UpsertSongRequest, _matcher_pb2.UpsertSongResponse]
-    """Stores or replaces a song. Idempotent: upserting the same analysis twice stores one copy,
-    and a replaced song keeps no segments of its earlier version.
+    """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
+    twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
+    beats, sections, cue points).
     """
     DeleteSong: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.DeleteSongRequest, _matcher_pb2.DeleteSongResponse]
     """Removes a song and all of its segments. NOT_FOUND when absent."""
     GetSong: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.GetSongRequest, _matcher_pb2.StoredSong]
-    """Returns what is stored for a song. NOT_FOUND when absent."""
+    """Returns what is stored for a song, its analysis included. NOT_FOUND when absent."""
     NextSegment: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.NextSegmentRequest, _matcher_pb2.NextSegmentResponse]
     """Ranks the segments of other songs to move into from a point in a song."""
     SimilarSongs: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.SimilarSongsRequest, _matcher_pb2.SimilarSongsResponse]
@@ -65,20 +67,22 @@ class MatcherAsyncStub(MatcherStub):
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
     - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-      or a missing required field; the message names the field.
+      a missing required field, or an analysis over the limits in UpsertSongRequest; the
+      message names the field.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertSong: _aio.UnaryUnaryMultiCallable[_matcher_pb2.UpsertSongRequest, _matcher_pb2.UpsertSongResponse]  # type: ignore[assignment]
-    """Stores or replaces a song. Idempotent: upserting the same analysis twice stores one copy,
-    and a replaced song keeps no segments of its earlier version.
+    """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
+    twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
+    beats, sections, cue points).
     """
     DeleteSong: _aio.UnaryUnaryMultiCallable[_matcher_pb2.DeleteSongRequest, _matcher_pb2.DeleteSongResponse]  # type: ignore[assignment]
     """Removes a song and all of its segments. NOT_FOUND when absent."""
     GetSong: _aio.UnaryUnaryMultiCallable[_matcher_pb2.GetSongRequest, _matcher_pb2.StoredSong]  # type: ignore[assignment]
-    """Returns what is stored for a song. NOT_FOUND when absent."""
+    """Returns what is stored for a song, its analysis included. NOT_FOUND when absent."""
     NextSegment: _aio.UnaryUnaryMultiCallable[_matcher_pb2.NextSegmentRequest, _matcher_pb2.NextSegmentResponse]  # type: ignore[assignment]
     """Ranks the segments of other songs to move into from a point in a song."""
     SimilarSongs: _aio.UnaryUnaryMultiCallable[_matcher_pb2.SimilarSongsRequest, _matcher_pb2.SimilarSongsResponse]  # type: ignore[assignment]
@@ -94,7 +98,8 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
     - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-      or a missing required field; the message names the field.
+      a missing required field, or an analysis over the limits in UpsertSongRequest; the
+      message names the field.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     """
@@ -105,8 +110,9 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _matcher_pb2.UpsertSongRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_matcher_pb2.UpsertSongResponse, _abc.Awaitable[_matcher_pb2.UpsertSongResponse]]:
-        """Stores or replaces a song. Idempotent: upserting the same analysis twice stores one copy,
-        and a replaced song keeps no segments of its earlier version.
+        """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
+        twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
+        beats, sections, cue points).
         """
 
     @_abc_1.abstractmethod
@@ -123,7 +129,7 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _matcher_pb2.GetSongRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_matcher_pb2.StoredSong, _abc.Awaitable[_matcher_pb2.StoredSong]]:
-        """Returns what is stored for a song. NOT_FOUND when absent."""
+        """Returns what is stored for a song, its analysis included. NOT_FOUND when absent."""
 
     @_abc_1.abstractmethod
     def NextSegment(

@@ -26,19 +26,35 @@ if _version_not_supported:
 
 
 class MixerStub:
-    """The mixer beat-matches, loudness-matches and crossfades two excerpts.
+    """The mixer beat-matches, loudness-matches and crossfades two excerpts, or a whole playlist.
 
-    Both RPCs are client-streaming in, server-streaming out. The client sends one `config`,
-    then the audio of both excerpts as `chunk`s (interleaved in any order), then `end`. The
-    server answers with the `envelope`, the `report`, then the encoded audio in `audio` chunks.
+    Every RPC is client-streaming in, server-streaming out. The client sends one `config`,
+    then the audio as `chunk`s (interleaved in any order), then `end`. For RenderTransition and
+    RenderMashup the server answers with the `envelope`, the `report`, then the encoded audio in
+    `audio` chunks; for RenderMix see RenderMixResponse.
+
+    Analyses by song id: an excerpt (or mix song) with a `song_id` and no `analysis` gets the
+    analysis the matcher stores for that song (Matcher.GetSong, with a bounded deadline) instead
+    of a second structure analysis of its audio. The mixer reaches the matcher at the address of
+    its setting SEGUE_MIXER_MATCHER_ADDR. A stored analysis is used exactly as if the client had
+    sent it (without beats, the beats are estimated from the audio as for a client's).
 
     Status codes:
     - OK: the whole file was streamed.
     - INVALID_ARGUMENT: undecodable audio, an excerpt shorter than the requested overlap,
     mismatched sample rates, a tempo ratio beyond the stretch limit (+-12%, or half/double
-    time), an unknown output format, or a malformed style; the message names the input.
-    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end).
-    - RESOURCE_EXHAUSTED: an excerpt over the size limit, or too many renders in flight.
+    time), an unknown output format, a malformed style, or any other malformed field (a mix
+    with fewer than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config
+    does not list, ...); the message names the input, e.g. `songs[3].entry_s`.
+    - NOT_FOUND: a `song_id` without `analysis` that the matcher does not store; the message
+    names the field (`incoming.song_id`, `songs[2].song_id`).
+    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); or a
+    `song_id` without `analysis` while the mixer has no matcher (SEGUE_MIXER_MATCHER_ADDR
+    is empty), the message naming the field and the setting.
+    - UNAVAILABLE: the matcher could not be reached, or did not answer within the mixer's
+    deadline (SEGUE_MIXER_MATCHER_TIMEOUT_S), for a stored analysis; retry with backoff.
+    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds once decoded), a mix
+    over its limits (songs, total bytes, total decoded seconds), or too many renders in flight.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
     """
 
@@ -58,22 +74,43 @@ class MixerStub:
                 request_serializer=segue_dot_v1_dot_mixer__pb2.RenderRequest.SerializeToString,
                 response_deserializer=segue_dot_v1_dot_mixer__pb2.RenderResponse.FromString,
                 _registered_method=True)
+        self.RenderMix = channel.stream_stream(
+                '/segue.v1.Mixer/RenderMix',
+                request_serializer=segue_dot_v1_dot_mixer__pb2.RenderMixRequest.SerializeToString,
+                response_deserializer=segue_dot_v1_dot_mixer__pb2.RenderMixResponse.FromString,
+                _registered_method=True)
 
 
 class MixerServicer:
-    """The mixer beat-matches, loudness-matches and crossfades two excerpts.
+    """The mixer beat-matches, loudness-matches and crossfades two excerpts, or a whole playlist.
 
-    Both RPCs are client-streaming in, server-streaming out. The client sends one `config`,
-    then the audio of both excerpts as `chunk`s (interleaved in any order), then `end`. The
-    server answers with the `envelope`, the `report`, then the encoded audio in `audio` chunks.
+    Every RPC is client-streaming in, server-streaming out. The client sends one `config`,
+    then the audio as `chunk`s (interleaved in any order), then `end`. For RenderTransition and
+    RenderMashup the server answers with the `envelope`, the `report`, then the encoded audio in
+    `audio` chunks; for RenderMix see RenderMixResponse.
+
+    Analyses by song id: an excerpt (or mix song) with a `song_id` and no `analysis` gets the
+    analysis the matcher stores for that song (Matcher.GetSong, with a bounded deadline) instead
+    of a second structure analysis of its audio. The mixer reaches the matcher at the address of
+    its setting SEGUE_MIXER_MATCHER_ADDR. A stored analysis is used exactly as if the client had
+    sent it (without beats, the beats are estimated from the audio as for a client's).
 
     Status codes:
     - OK: the whole file was streamed.
     - INVALID_ARGUMENT: undecodable audio, an excerpt shorter than the requested overlap,
     mismatched sample rates, a tempo ratio beyond the stretch limit (+-12%, or half/double
-    time), an unknown output format, or a malformed style; the message names the input.
-    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end).
-    - RESOURCE_EXHAUSTED: an excerpt over the size limit, or too many renders in flight.
+    time), an unknown output format, a malformed style, or any other malformed field (a mix
+    with fewer than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config
+    does not list, ...); the message names the input, e.g. `songs[3].entry_s`.
+    - NOT_FOUND: a `song_id` without `analysis` that the matcher does not store; the message
+    names the field (`incoming.song_id`, `songs[2].song_id`).
+    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); or a
+    `song_id` without `analysis` while the mixer has no matcher (SEGUE_MIXER_MATCHER_ADDR
+    is empty), the message naming the field and the setting.
+    - UNAVAILABLE: the matcher could not be reached, or did not answer within the mixer's
+    deadline (SEGUE_MIXER_MATCHER_TIMEOUT_S), for a stored analysis; retry with backoff.
+    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds once decoded), a mix
+    over its limits (songs, total bytes, total decoded seconds), or too many renders in flight.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
     """
 
@@ -85,6 +122,15 @@ class MixerServicer:
 
     def RenderMashup(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderMix(self, request_iterator, context):
+        """Renders songs, in order, into one continuous mix with a beat-matched transition at every
+        cue: each song is heard from its `entry_s` to its `exit_s`, and the same plan rendered in
+        one process (segue.mixing.continuous_mix) gives the same audio, reports and cue sheet.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -102,6 +148,11 @@ def add_MixerServicer_to_server(servicer, server):
                     request_deserializer=segue_dot_v1_dot_mixer__pb2.RenderRequest.FromString,
                     response_serializer=segue_dot_v1_dot_mixer__pb2.RenderResponse.SerializeToString,
             ),
+            'RenderMix': grpc.stream_stream_rpc_method_handler(
+                    servicer.RenderMix,
+                    request_deserializer=segue_dot_v1_dot_mixer__pb2.RenderMixRequest.FromString,
+                    response_serializer=segue_dot_v1_dot_mixer__pb2.RenderMixResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'segue.v1.Mixer', rpc_method_handlers)
@@ -111,19 +162,35 @@ def add_MixerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Mixer:
-    """The mixer beat-matches, loudness-matches and crossfades two excerpts.
+    """The mixer beat-matches, loudness-matches and crossfades two excerpts, or a whole playlist.
 
-    Both RPCs are client-streaming in, server-streaming out. The client sends one `config`,
-    then the audio of both excerpts as `chunk`s (interleaved in any order), then `end`. The
-    server answers with the `envelope`, the `report`, then the encoded audio in `audio` chunks.
+    Every RPC is client-streaming in, server-streaming out. The client sends one `config`,
+    then the audio as `chunk`s (interleaved in any order), then `end`. For RenderTransition and
+    RenderMashup the server answers with the `envelope`, the `report`, then the encoded audio in
+    `audio` chunks; for RenderMix see RenderMixResponse.
+
+    Analyses by song id: an excerpt (or mix song) with a `song_id` and no `analysis` gets the
+    analysis the matcher stores for that song (Matcher.GetSong, with a bounded deadline) instead
+    of a second structure analysis of its audio. The mixer reaches the matcher at the address of
+    its setting SEGUE_MIXER_MATCHER_ADDR. A stored analysis is used exactly as if the client had
+    sent it (without beats, the beats are estimated from the audio as for a client's).
 
     Status codes:
     - OK: the whole file was streamed.
     - INVALID_ARGUMENT: undecodable audio, an excerpt shorter than the requested overlap,
     mismatched sample rates, a tempo ratio beyond the stretch limit (+-12%, or half/double
-    time), an unknown output format, or a malformed style; the message names the input.
-    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end).
-    - RESOURCE_EXHAUSTED: an excerpt over the size limit, or too many renders in flight.
+    time), an unknown output format, a malformed style, or any other malformed field (a mix
+    with fewer than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config
+    does not list, ...); the message names the input, e.g. `songs[3].entry_s`.
+    - NOT_FOUND: a `song_id` without `analysis` that the matcher does not store; the message
+    names the field (`incoming.song_id`, `songs[2].song_id`).
+    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); or a
+    `song_id` without `analysis` while the mixer has no matcher (SEGUE_MIXER_MATCHER_ADDR
+    is empty), the message naming the field and the setting.
+    - UNAVAILABLE: the matcher could not be reached, or did not answer within the mixer's
+    deadline (SEGUE_MIXER_MATCHER_TIMEOUT_S), for a stored analysis; retry with backoff.
+    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds once decoded), a mix
+    over its limits (songs, total bytes, total decoded seconds), or too many renders in flight.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
     """
 
@@ -171,6 +238,33 @@ class Mixer:
             '/segue.v1.Mixer/RenderMashup',
             segue_dot_v1_dot_mixer__pb2.RenderRequest.SerializeToString,
             segue_dot_v1_dot_mixer__pb2.RenderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderMix(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/segue.v1.Mixer/RenderMix',
+            segue_dot_v1_dot_mixer__pb2.RenderMixRequest.SerializeToString,
+            segue_dot_v1_dot_mixer__pb2.RenderMixResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,6 @@ start before Qdrant is up and becomes ready as soon as it answers.
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,19 +18,10 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from services.matcher.conditions import AllOf, AnyOf, Condition, Match, MatchAny, Not, Range
 from services.matcher.errors import StoreUnavailableError
-from services.matcher.store import (
-    ENTRY,
-    EXIT,
-    FEEL,
-    FLOAT_FIELDS,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
-    PointData,
-    StoredRecord,
-    VectorDims,
-)
+from services.matcher.qdrant_store import Clause, QdrantStore, Selection, record
+from services.matcher.schema import ValueType
+from services.matcher.store import VECTOR_NAMES, PointData, StoredRecord, VectorDims
 
 T = TypeVar("T")
 DEFAULT_GRPC_PORT = 6334
@@ -50,56 +40,15 @@ _UNAVAILABLE_GRPC = {
     grpc.StatusCode.CANCELLED,
 }
 
-
-def to_client_filter(condition: Condition) -> Any:
-    """Translates a neutral condition into qdrant-client models."""
-    if isinstance(condition, Match):
-        return qm.FieldCondition(key=condition.key, match=qm.MatchValue(value=condition.value))
-    if isinstance(condition, MatchAny):
-        return qm.FieldCondition(key=condition.key, match=qm.MatchAny(any=list(condition.values)))
-    if isinstance(condition, Range):
-        return qm.FieldCondition(
-            key=condition.key, range=qm.Range(gte=condition.gte, lte=condition.lte)
-        )
-    if isinstance(condition, AllOf):
-        return qm.Filter(must=[to_client_filter(c) for c in condition.conditions])
-    if isinstance(condition, AnyOf):
-        return qm.Filter(should=[to_client_filter(c) for c in condition.conditions])
-    if isinstance(condition, Not):
-        return qm.Filter(must_not=[to_client_filter(condition.condition)])
-    raise TypeError(f"unknown condition {condition!r}")
+_INDEX_TYPES = {
+    ValueType.KEYWORD: qm.PayloadSchemaType.KEYWORD,
+    ValueType.FLOAT: qm.PayloadSchemaType.FLOAT,
+    ValueType.INTEGER: qm.PayloadSchemaType.INTEGER,
+}
+_VALUE_TYPES = {engine: value for value, engine in _INDEX_TYPES.items()}
 
 
-def _top_filter(condition: Condition | None) -> qm.Filter | None:
-    if condition is None:
-        return None
-    return _as_filter(condition)
-
-
-def _as_filter(condition: Condition) -> qm.Filter:
-    translated = to_client_filter(condition)
-    if isinstance(translated, qm.Filter):
-        return translated
-    return qm.Filter(must=[translated])
-
-
-def _vectors(raw: Any) -> dict[str, list[float]]:
-    if isinstance(raw, dict):
-        return {name: list(values) for name, values in raw.items()}
-    return {}
-
-
-def _with_vectors(names: Sequence[str]) -> bool | list[str]:
-    return list(names) if names else False
-
-
-def _with_payload(fields: Sequence[str] | None) -> bool | list[str]:
-    if fields is None:
-        return True
-    return list(fields) if fields else False
-
-
-class ClientStore:
+class ClientStore(QdrantStore):
     """SegmentStore on a Qdrant collection reached through qdrant-client."""
 
     def __init__(
@@ -113,15 +62,13 @@ class ClientStore:
         write_consistency: int = 1,
         hnsw_ef: int | None = None,
     ) -> None:
+        super().__init__(dims)
         self._client = client
         self._search_params = None if hnsw_ef is None else qm.SearchParams(hnsw_ef=hnsw_ef)
         self._collection = collection
-        self._dims = dims
         self._shards = shards
         self._replication = replication
         self._write_consistency = write_consistency
-        self._ready = False
-        self._ready_lock = threading.Lock()
 
     @classmethod
     def connect(
@@ -161,10 +108,6 @@ class ClientStore:
             hnsw_ef=hnsw_ef,
         )
 
-    @property
-    def dims(self) -> VectorDims:
-        return self._dims
-
     def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
@@ -183,29 +126,34 @@ class ClientStore:
                 raise StoreUnavailableError(f"Qdrant unavailable: HTTP {e.status_code}") from e
             raise
 
-    def ensure_ready(self) -> None:
-        if self._ready:
-            return
-        with self._ready_lock:
-            if not self._ready:
-                self._call(self._create_if_missing)
-                self._ready = True
+    def _match(self, key: str, value: str | int) -> Any:
+        return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+
+    def _match_any(self, key: str, values: list[str]) -> Any:
+        return qm.FieldCondition(key=key, match=qm.MatchAny(any=values))
+
+    def _range(self, key: str, gte: float | None, lte: float | None) -> Any:
+        return qm.FieldCondition(key=key, range=qm.Range(gte=gte, lte=lte))
+
+    def _filter(self, clause: Clause, parts: list[Any]) -> Any:
+        parts_by_clause: dict[str, Any] = {clause: parts}
+        return qm.Filter(**parts_by_clause)
+
+    def _prepare(self) -> None:
+        self._call(self._create_if_missing)
 
     def _create_if_missing(self) -> None:
         if not self._client.collection_exists(self._collection):
-            no_graph = qm.HnswConfigDiff(m=0)  # only `entry` is searched at segment scale
+            no_graph = qm.HnswConfigDiff(m=0)
             self._client.create_collection(
                 self._collection,
                 vectors_config={
-                    FEEL: qm.VectorParams(
-                        size=self._dims.feel, distance=qm.Distance.COSINE, hnsw_config=no_graph
-                    ),
-                    ENTRY: qm.VectorParams(size=self._dims.transition, distance=qm.Distance.COSINE),
-                    EXIT: qm.VectorParams(
-                        size=self._dims.transition,
+                    v.name: qm.VectorParams(
+                        size=v.size,
                         distance=qm.Distance.COSINE,
-                        hnsw_config=no_graph,
-                    ),
+                        hnsw_config=None if v.graph else no_graph,
+                    )
+                    for v in self.vector_layout()
                 },
                 shard_number=self._shards,
                 replication_factor=self._replication,
@@ -213,22 +161,26 @@ class ClientStore:
             )
         else:
             self._check_dims()
-        schema = (
-            [(name, qm.PayloadSchemaType.KEYWORD) for name in KEYWORD_FIELDS]
-            + [(name, qm.PayloadSchemaType.FLOAT) for name in FLOAT_FIELDS]
-            + [(name, qm.PayloadSchemaType.INTEGER) for name in INTEGER_FIELDS]
-        )
         with warnings.catch_warnings():
             # Local mode warns that it ignores payload indexes; a server builds them.
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-            for name, kind in schema:
-                self._client.create_payload_index(self._collection, name, kind, wait=True)
+            for name, kind in self.missing_indexes(self.payload_indexes()):
+                self._client.create_payload_index(
+                    self._collection, name, _INDEX_TYPES[kind], wait=True
+                )
+
+    def payload_indexes(self) -> dict[str, ValueType | None]:
+        info = self._call(lambda: self._client.get_collection(self._collection))
+        return {
+            name: _VALUE_TYPES.get(index.data_type) for name, index in info.payload_schema.items()
+        }
 
     def _check_dims(self) -> None:
+        """Fails unless the collection's vectors have the configured sizes."""
         params = self._client.get_collection(self._collection).config.params.vectors
         if not isinstance(params, dict):
             raise RuntimeError(f"collection {self._collection!r} has no named vectors")
-        for name in (FEEL, ENTRY, EXIT):
+        for name in VECTOR_NAMES:
             size = params[name].size if name in params else None
             if size != self._dims.of(name):
                 raise RuntimeError(
@@ -236,9 +188,7 @@ class ClientStore:
                     f"the matcher is configured for {self._dims.of(name)}"
                 )
 
-    def upsert(self, points: Sequence[PointData]) -> None:
-        if not points:
-            return
+    def _upsert(self, points: Sequence[PointData]) -> None:
         structs = [
             qm.PointStruct(
                 id=p.id,
@@ -249,101 +199,69 @@ class ClientStore:
         ]
         self._call(lambda: self._client.upsert(self._collection, points=structs, wait=True))
 
-    def delete(self, where: Condition) -> None:
-        selector = qm.FilterSelector(filter=_as_filter(where))
+    def _delete(self, where: Any) -> None:
+        selector = qm.FilterSelector(filter=where)
         self._call(lambda: self._client.delete(self._collection, selector, wait=True))
 
-    def set_payload(self, where: Condition, payload: dict[str, Any]) -> None:
-        selector = qm.FilterSelector(filter=_as_filter(where))
+    def _set_payload(self, where: Any, payload: dict[str, Any]) -> None:
+        self._set_payload_on(qm.FilterSelector(filter=where), payload)
+
+    def _set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        self._set_payload_on(qm.PointIdsList(points=list(ids)), payload)
+
+    def _set_payload_on(
+        self, selector: qm.FilterSelector | qm.PointIdsList, payload: dict[str, Any]
+    ) -> None:
         self._call(
             lambda: self._client.set_payload(
                 self._collection, payload=payload, points=selector, wait=True
             )
         )
 
-    def set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        if ids:
-            selector = qm.PointIdsList(points=list(ids))
-            self._call(
-                lambda: self._client.set_payload(
-                    self._collection, payload=payload, points=selector, wait=True
-                )
-            )
-
-    def search(
-        self,
-        vector_name: str,
-        vector: Sequence[float],
-        where: Condition | None,
-        limit: int,
-        with_vectors: Sequence[str] = (),
-        with_payload: Sequence[str] | None = None,
+    def _search(
+        self, vector_name: str, vector: list[float], where: Any, limit: int, select: Selection
     ) -> list[StoredRecord]:
         response = self._call(
             lambda: self._client.query_points(
                 self._collection,
-                query=list(vector),
+                query=vector,
                 using=vector_name,
-                query_filter=_top_filter(where),
+                query_filter=where,
                 limit=limit,
                 search_params=self._search_params,
-                with_payload=_with_payload(with_payload),
-                with_vectors=_with_vectors(with_vectors),
+                with_payload=select.payload,
+                with_vectors=select.vectors,
             )
         )
-        return [
-            StoredRecord(str(p.id), p.payload or {}, _vectors(p.vector), p.score)
-            for p in response.points
-        ]
+        return [record(p.id, p.payload, p.vector, p.score) for p in response.points]
 
-    def retrieve(
-        self,
-        ids: Sequence[str],
-        with_vectors: Sequence[str] = (),
-        with_payload: Sequence[str] | None = None,
-    ) -> list[StoredRecord]:
-        if not ids:
-            return []
+    def _retrieve(self, ids: Sequence[str], select: Selection) -> list[StoredRecord]:
         records = self._call(
             lambda: self._client.retrieve(
-                self._collection, list(ids), with_payload=_with_payload(with_payload),
-                with_vectors=_with_vectors(with_vectors),
+                self._collection, list(ids), with_payload=select.payload,
+                with_vectors=select.vectors,
             )
         )  # fmt: skip
-        return [StoredRecord(str(r.id), r.payload or {}, _vectors(r.vector)) for r in records]
+        return [record(r.id, r.payload, r.vector) for r in records]
 
-    def scroll(
-        self,
-        where: Condition | None,
-        with_vectors: Sequence[str] = (),
-        page_size: int = 1000,
-        with_payload: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> list[StoredRecord]:
-        out: list[StoredRecord] = []
-        offset: Any = None
-        while True:
-            records, offset = self._call(
-                lambda offset=offset: self._client.scroll(  # type: ignore[misc]
-                    self._collection,
-                    scroll_filter=_top_filter(where),
-                    limit=page_size if limit is None else min(page_size, limit - len(out)),
-                    offset=offset,
-                    with_payload=_with_payload(with_payload),
-                    with_vectors=_with_vectors(with_vectors),
-                )
+    def _scroll_page(
+        self, where: Any, limit: int, offset: Any, select: Selection
+    ) -> tuple[list[StoredRecord], Any]:
+        records, next_offset = self._call(
+            lambda: self._client.scroll(
+                self._collection,
+                scroll_filter=where,
+                limit=limit,
+                offset=offset,
+                with_payload=select.payload,
+                with_vectors=select.vectors,
             )
-            out.extend(
-                StoredRecord(str(r.id), r.payload or {}, _vectors(r.vector)) for r in records
-            )
-            if offset is None or (limit is not None and len(out) >= limit):
-                return out
+        )
+        return [record(r.id, r.payload, r.vector) for r in records], next_offset
 
-    def count(self, where: Condition | None) -> int:
+    def _count(self, where: Any) -> int:
         result = self._call(
-            lambda: self._client.count(
-                self._collection, count_filter=_top_filter(where), exact=True
-            )
+            lambda: self._client.count(self._collection, count_filter=where, exact=True)
         )
         return int(result.count)
 

@@ -17,18 +17,9 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from services.matcher.conditions import AllOf, AnyOf, Condition, Match, MatchAny, Not, Range
-from services.matcher.store import (
-    ENTRY,
-    EXIT,
-    FEEL,
-    FLOAT_FIELDS,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
-    PointData,
-    StoredRecord,
-    VectorDims,
-)
+from services.matcher.qdrant_store import Clause, QdrantStore, Selection, record
+from services.matcher.schema import ValueType
+from services.matcher.store import PointData, StoredRecord, VectorDims
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 64
@@ -43,33 +34,12 @@ FULL_SCAN_KB = 1_000
 # to need them (the build stayed at ~42 s for 100k segments).
 PAYLOAD_M = 0
 
-
-def to_edge_filter(condition: Condition) -> Any:
-    """Translates a neutral condition into qdrant-edge's Filter/FieldCondition types."""
-    if isinstance(condition, Match):
-        return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
-    if isinstance(condition, MatchAny):
-        return qe.FieldCondition(condition.key, match=qe.MatchAny(list(condition.values)))
-    if isinstance(condition, Range):
-        return qe.FieldCondition(
-            condition.key, range=qe.RangeFloat(gte=condition.gte, lte=condition.lte)
-        )
-    if isinstance(condition, AllOf):
-        return qe.Filter(must=[to_edge_filter(c) for c in condition.conditions])
-    if isinstance(condition, AnyOf):
-        return qe.Filter(should=[to_edge_filter(c) for c in condition.conditions])
-    if isinstance(condition, Not):
-        return qe.Filter(must_not=[to_edge_filter(condition.condition)])
-    raise TypeError(f"unknown condition {condition!r}")
-
-
-def _top_filter(condition: Condition | None) -> Any:
-    if condition is None:
-        return None
-    translated = to_edge_filter(condition)
-    if isinstance(translated, qe.Filter):
-        return translated
-    return qe.Filter(must=[translated])
+_INDEX_TYPES = {
+    ValueType.KEYWORD: qe.PayloadSchemaType.Keyword,
+    ValueType.FLOAT: qe.PayloadSchemaType.Float,
+    ValueType.INTEGER: qe.PayloadSchemaType.Integer,
+}
+_VALUE_TYPES = {engine: value for value, engine in _INDEX_TYPES.items()}
 
 
 def _named(vectors: Mapping[str, Sequence[float]]) -> Any:
@@ -77,18 +47,7 @@ def _named(vectors: Mapping[str, Sequence[float]]) -> Any:
     return vectors if isinstance(vectors, dict) else dict(vectors)
 
 
-def _with_payload(fields: Sequence[str] | None) -> bool | list[str]:
-    if fields is None:
-        return True
-    return list(fields) if fields else False
-
-
-def _record(point: Any, score: float = 0.0) -> StoredRecord:
-    vectors = point.vector if isinstance(point.vector, dict) else {}
-    return StoredRecord(str(point.id), point.payload or {}, vectors, score)
-
-
-class EdgeStore:
+class EdgeStore(QdrantStore):
     """SegmentStore on a qdrant-edge shard in a local directory."""
 
     def __init__(
@@ -103,7 +62,7 @@ class EdgeStore:
         """`hnsw_ef`: graph search breadth (None: the engine's default, ef_construct); exact
         search of small filtered sets is the planner's choice (FULL_SCAN_KB). `exact_search`
         scores every vector: only to measure what the graph search misses (bench)."""
-        self._dims = dims
+        super().__init__(dims)
         self._search_params: Any = None
         if exact_search:
             self._search_params = qe.SearchParams(exact=True)
@@ -113,11 +72,10 @@ class EdgeStore:
         no_graph = qe.HnswIndexConfig(m=0, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=0)
         config = qe.EdgeConfig(
             vectors={
-                FEEL: qe.EdgeVectorParams(dims.feel, qe.Distance.Cosine, hnsw_config=no_graph),
-                ENTRY: qe.EdgeVectorParams(dims.transition, qe.Distance.Cosine),
-                EXIT: qe.EdgeVectorParams(
-                    dims.transition, qe.Distance.Cosine, hnsw_config=no_graph
-                ),
+                v.name: qe.EdgeVectorParams(
+                    v.size, qe.Distance.Cosine, hnsw_config=None if v.graph else no_graph
+                )
+                for v in self.vector_layout()
             },
             hnsw_config=qe.HnswIndexConfig(
                 m=HNSW_M,
@@ -136,107 +94,82 @@ class EdgeStore:
         else:
             self._path.mkdir(parents=True, exist_ok=True)
             self._shard = qe.EdgeShard.create(str(self._path), config)
-        self._indexed = False
         self._optimize_lock = threading.Lock()
 
-    @property
-    def dims(self) -> VectorDims:
-        return self._dims
+    def _match(self, key: str, value: str | int) -> Any:
+        return qe.FieldCondition(key, match=qe.MatchValue(value))
 
-    def ensure_ready(self) -> None:
-        if self._indexed:
-            return
-        existing = set(self._shard.info().payload_schema)
-        schema = (
-            [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS]
-            + [(name, qe.PayloadSchemaType.Float) for name in FLOAT_FIELDS]
-            + [(name, qe.PayloadSchemaType.Integer) for name in INTEGER_FIELDS]
-        )
-        for name, kind in schema:
-            if name not in existing:
-                self._shard.update(qe.UpdateOperation.create_field_index(name, kind))
-        self._indexed = True
+    def _match_any(self, key: str, values: list[str]) -> Any:
+        return qe.FieldCondition(key, match=qe.MatchAny(values))
 
-    def upsert(self, points: Sequence[PointData]) -> None:
-        if points:
-            self._shard.update(
-                qe.UpdateOperation.upsert_points(
-                    [qe.Point(p.id, _named(p.vectors), p.payload) for p in points]
-                )
+    def _range(self, key: str, gte: float | None, lte: float | None) -> Any:
+        return qe.FieldCondition(key, range=qe.RangeFloat(gte=gte, lte=lte))
+
+    def _filter(self, clause: Clause, parts: list[Any]) -> Any:
+        parts_by_clause: dict[str, Any] = {clause: parts}
+        return qe.Filter(**parts_by_clause)
+
+    def _prepare(self) -> None:
+        for name, kind in self.missing_indexes(self.payload_indexes()):
+            self._shard.update(qe.UpdateOperation.create_field_index(name, _INDEX_TYPES[kind]))
+
+    def payload_indexes(self) -> dict[str, ValueType | None]:
+        schema = self._shard.info().payload_schema
+        return {name: _VALUE_TYPES.get(info.data_type) for name, info in schema.items()}
+
+    def _upsert(self, points: Sequence[PointData]) -> None:
+        self._shard.update(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(p.id, _named(p.vectors), p.payload) for p in points]
             )
+        )
 
-    def delete(self, where: Condition) -> None:
-        self._shard.update(qe.UpdateOperation.delete_points_by_filter(_top_filter(where)))
+    def _delete(self, where: Any) -> None:
+        self._shard.update(qe.UpdateOperation.delete_points_by_filter(where))
 
-    def set_payload(self, where: Condition, payload: dict[str, Any]) -> None:
-        self._shard.update(qe.UpdateOperation.set_payload_by_filter(_top_filter(where), payload))
+    def _set_payload(self, where: Any, payload: dict[str, Any]) -> None:
+        self._shard.update(qe.UpdateOperation.set_payload_by_filter(where, payload))
 
-    def set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        if ids:
-            self._shard.update(qe.UpdateOperation.set_payload(list(ids), payload))
+    def _set_payload_by_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        self._shard.update(qe.UpdateOperation.set_payload(list(ids), payload))
 
-    def search(
-        self,
-        vector_name: str,
-        vector: Sequence[float],
-        where: Condition | None,
-        limit: int,
-        with_vectors: Sequence[str] = (),
-        with_payload: Sequence[str] | None = None,
+    def _search(
+        self, vector_name: str, vector: list[float], where: Any, limit: int, select: Selection
     ) -> list[StoredRecord]:
         hits = self._shard.query(
             qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(list(vector), using=vector_name),
-                filter=_top_filter(where),
-                with_payload=_with_payload(with_payload),
-                with_vector=list(with_vectors) if with_vectors else False,
+                query=qe.Query.Nearest(vector, using=vector_name),
+                filter=where,
+                with_payload=select.payload,
+                with_vector=select.vectors,
                 params=self._search_params,
             )
         )
-        return [_record(h, h.score) for h in hits]
+        return [record(h.id, h.payload, h.vector, h.score) for h in hits]
 
-    def retrieve(
-        self,
-        ids: Sequence[str],
-        with_vectors: Sequence[str] = (),
-        with_payload: Sequence[str] | None = None,
-    ) -> list[StoredRecord]:
-        if not ids:
-            return []
+    def _retrieve(self, ids: Sequence[str], select: Selection) -> list[StoredRecord]:
         points = self._shard.retrieve(
-            list(ids),
-            with_payload=_with_payload(with_payload),
-            with_vector=list(with_vectors) if with_vectors else False,
+            list(ids), with_payload=select.payload, with_vector=select.vectors
         )
-        return [_record(p) for p in points]
+        return [record(p.id, p.payload, p.vector) for p in points]
 
-    def scroll(
-        self,
-        where: Condition | None,
-        with_vectors: Sequence[str] = (),
-        page_size: int = 1000,
-        with_payload: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> list[StoredRecord]:
-        out: list[StoredRecord] = []
-        offset: Any = None
-        while True:
-            points, offset = self._shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset,
-                    limit=page_size if limit is None else min(page_size, limit - len(out)),
-                    filter=_top_filter(where),
-                    with_payload=_with_payload(with_payload),
-                    with_vector=list(with_vectors) if with_vectors else False,
-                )
+    def _scroll_page(
+        self, where: Any, limit: int, offset: Any, select: Selection
+    ) -> tuple[list[StoredRecord], Any]:
+        points, offset = self._shard.scroll(
+            qe.ScrollRequest(
+                offset=offset,
+                limit=limit,
+                filter=where,
+                with_payload=select.payload,
+                with_vector=select.vectors,
             )
-            out.extend(_record(p) for p in points)
-            if offset is None or (limit is not None and len(out) >= limit):
-                return out
+        )
+        return [record(p.id, p.payload, p.vector) for p in points], offset
 
-    def count(self, where: Condition | None) -> int:
-        return int(self._shard.count(qe.CountRequest(exact=True, filter=_top_filter(where))))
+    def _count(self, where: Any) -> int:
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=where)))
 
     def flush(self) -> None:
         self._shard.flush()

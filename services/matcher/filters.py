@@ -7,15 +7,10 @@ from collections.abc import Iterable
 
 from segue.structure.camelot import parse_camelot
 from segue.v1 import matcher_pb2
+from services.matcher import schema
 from services.matcher.conditions import AnyOf, Condition, Match, MatchAny, Not, Range, all_of
 from services.matcher.errors import InvalidArgumentError
 from services.matcher.scoring import key_scores, tempo_compatible_ranges
-
-KEYWORD_FIELDS = frozenset(
-    {"artist", "album", "genre", "title", "camelot", "section_letter", "song_id"}
-)
-NUMERIC_FIELDS = frozenset({"tempo_bpm", "energy"})
-EXTRA_PREFIX = "extra."
 
 
 def check_camelot(code: str, field: str) -> str:
@@ -92,20 +87,20 @@ def _tempo_range(tempo: matcher_pb2.TempoRange, field: str) -> Condition:
 
 
 def _check_field(name: str, field: str) -> str:
-    if name in KEYWORD_FIELDS or name in NUMERIC_FIELDS:
+    """A field clients may filter on (schema: filterable); else INVALID_ARGUMENT."""
+    if name in schema.FILTERABLE_KEYWORDS or name in schema.FILTERABLE_NUMBERS:
         return name
-    if name.startswith(EXTRA_PREFIX) and len(name) > len(EXTRA_PREFIX):
+    if schema.filterable_map_of(name) is not None:
         return name
     raise InvalidArgumentError(
         f"{field}.field",
-        f"unknown field {name!r}; use one of {sorted(KEYWORD_FIELDS | NUMERIC_FIELDS)} "
-        "or extra.<name>",
+        f"unknown field {name!r}; use one of {', '.join(schema.filterable_names())}",
     )
 
 
 def _condition(spec: matcher_pb2.PayloadCondition, field: str) -> Condition:
     name = _check_field(spec.field, field)
-    numeric = name in NUMERIC_FIELDS
+    numeric = name in schema.FILTERABLE_NUMBERS
     kind = spec.WhichOneof("match")
     condition: Condition
     if kind is None:

@@ -13,6 +13,9 @@ crash interrupted: pending segments whose generation is the song point's are com
 fields to set derive from the song point), others deleted. A delete is one filter delete,
 atomic in the write-ahead log.
 
+The song point also keeps the rest of the song's analysis (beats, sections, cue points; see
+payload): step 2 replaces it with the song point, and a delete removes it with the point.
+
 Feel vectors of songs are cached by (song id, generation): a generation is a content hash,
 so a cached entry can never be stale. Facts of live segments are cached by point id for the
 same reason (see segment_facts).
@@ -33,6 +36,7 @@ from typing import Any
 
 from segue.v1 import common_pb2, matcher_pb2
 from services.matcher import payload as pl
+from services.matcher import schema
 from services.matcher.conditions import Condition, Match, Not, all_of
 from services.matcher.errors import NotFoundError
 from services.matcher.point_ids import (
@@ -42,7 +46,6 @@ from services.matcher.point_ids import (
     song_point_id,
 )
 from services.matcher.segment_facts import DEFAULT_LIMIT, SegmentFacts, SegmentFactsCache
-from services.matcher.segment_facts import FIELDS as SEGMENT_FACT_FIELDS
 from services.matcher.store import ENTRY, EXIT, FEEL, PointData, SegmentStore, StoredRecord
 from services.matcher.validation import check_analysis, check_song_id
 
@@ -136,7 +139,7 @@ class SongLibrary:
         if room == 0:
             return songs, 0
         records = self.store.scroll(
-            live_segments(), page_size=5000, with_payload=SEGMENT_FACT_FIELDS, limit=room
+            live_segments(), page_size=5000, with_payload=schema.SCORED_SEGMENT_FIELDS, limit=room
         )
         self._segment_facts.put_live((r.id, SegmentFacts.from_payload(r.payload)) for r in records)
         return songs, len(records)
@@ -248,6 +251,23 @@ class SongLibrary:
         records = self.store.retrieve(self._segment_ids(song), (ENTRY, EXIT))
         return sorted(records, key=lambda r: int(r.payload["segment_index"]))
 
+    def analysis(self, song: SongRecord, *, with_vectors: bool) -> common_pb2.SongAnalysis:
+        """The song's stored analysis; its feel (read with the song) and its segments' entry
+        and exit vectors only `with_vectors`."""
+        out = pl.analysis_from_payload(song.payload)
+        if not with_vectors:
+            return out
+        if song.feel is not None:
+            out.feel.extend(song.feel)
+        vectors = {
+            int(r.payload["segment_index"]): r.vectors for r in self.segments_with_vectors(song)
+        }
+        for segment in out.segments:
+            found = vectors.get(segment.index, {})
+            segment.entry.extend(found.get(ENTRY, []))
+            segment.exit.extend(found.get(EXIT, []))
+        return out
+
     def upsert(
         self, analysis: common_pb2.SongAnalysis, metadata: matcher_pb2.SongMetadata
     ) -> UpsertResult:
@@ -259,7 +279,12 @@ class SongLibrary:
         ids = segment_point_ids(song_id, generation, count)
         with self._lock(song_id):
             existing = self.find(song_id)
-            if existing is not None and existing.generation == generation:
+            # A song stored before whole analyses were kept is rewritten to keep its analysis.
+            if (
+                existing is not None
+                and existing.generation == generation
+                and pl.stores_whole_analysis(existing.payload)
+            ):
                 live = self.store.count(
                     all_of(_of_song(song_id), live_segments(), Match("generation", generation))
                 )

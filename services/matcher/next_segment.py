@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from segue.v1 import matcher_pb2
-from services.matcher import scoring
+from services.matcher import schema, scoring
 from services.matcher.conditions import Condition
 from services.matcher.errors import InvalidArgumentError
 from services.matcher.filters import build_filter, check_camelot
@@ -34,11 +34,6 @@ from services.matcher.segment_facts import SegmentFacts
 from services.matcher.store import ENTRY, EXIT
 from services.matcher.validation import check_vector
 
-# Song fields a result shows (payload.metadata_from_payload, key_from_payload, tempo); the
-# song point's segment list is left unread.
-DISPLAY_FIELDS = (
-    "title", "artist", "album", "genre", "uri", "extra", "tempo_bpm", "camelot", "key",
-)  # fmt: skip
 DEFAULT_K = 10
 MAX_K = 100
 MAX_CANDIDATES = 2000
@@ -245,7 +240,8 @@ class NextSegmentFinder:
             if len(out) == k:
                 break
         if full_payload and out:
-            songs = self.library.song_payloads({c.song_id for c in out}, DISPLAY_FIELDS)
+            # Only what results show: the song point's segments and analysis stay unread.
+            songs = self.library.song_payloads({c.song_id for c in out}, schema.SHOWN_IN_RESULTS)
             for c in out:
                 c.payload = songs.get(c.song_id, {})
         return out

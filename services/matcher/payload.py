@@ -6,32 +6,54 @@ excludes an artist then keeps songs with no artist, and `conditions` on absent f
 Segment payloads carry only what filters and scoring read: every key costs microseconds per
 point when written (qdrant-edge converts each value from Python) and when read back. Display
 fields (uri, key details, duration, model name) are read from the song point.
+
+The song point also keeps the whole SongAnalysis given to UpsertSong, stored once: its feel
+and segment vectors are the points' vectors, its segments' times, energies and letters the
+`segments` list, and everything else (beats, sections, cue points, tempo, key, loudness...)
+one serialized protobuf (`analysis`), which nothing filters on. Songs stored before that field
+existed lack it; their analysis is rebuilt from the other fields. Every field is declared in
+`schema`.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from segue.v1 import common_pb2, matcher_pb2
+from services.matcher import schema
 
 SONG = "song"
 SEGMENT = "segment"
 PENDING = "pending"
 LIVE = "live"
+ANALYSIS = "analysis"  # the song point's field holding the rest of its SongAnalysis
 
-_METADATA_FIELDS = ("title", "artist", "album", "genre", "uri")
-# Song fields that filters use, copied onto segments (see filters.KEYWORD_FIELDS).
-_SEGMENT_SONG_FIELDS = (
-    "model_version", "tempo_bpm", "camelot", "title", "artist", "album", "genre", "extra",
-)  # fmt: skip
+# Results that show their song's metadata, tempo and key.
+ShownResult = matcher_pb2.Candidate | matcher_pb2.PlaylistStep | matcher_pb2.StoredSong
 
 
 def _metadata_payload(metadata: matcher_pb2.SongMetadata) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(metadata, name) for name in _METADATA_FIELDS}
-    out = {k: v for k, v in out.items() if v}
-    if metadata.extra:
-        out["extra"] = dict(metadata.extra)
+    out: dict[str, Any] = {}
+    for name in schema.METADATA_FIELDS:
+        value = getattr(metadata, name)
+        if value:  # empty fields are left out (see the module docstring)
+            out[name] = dict(value) if _is_map(name) else value
     return out
+
+
+def _is_map(name: str) -> bool:
+    return schema.BY_NAME[name].type is schema.ValueType.KEYWORD_MAP
+
+
+def _encoded_analysis(analysis: common_pb2.SongAnalysis) -> str:
+    """The analysis without its feel and segments (stored apart), as base64 of its protobuf
+    encoding."""
+    rest = common_pb2.SongAnalysis()
+    rest.CopyFrom(analysis)
+    rest.ClearField("feel")
+    rest.ClearField("segments")
+    return base64.b64encode(rest.SerializeToString(deterministic=True)).decode("ascii")
 
 
 def _song_facts(analysis: common_pb2.SongAnalysis) -> dict[str, Any]:
@@ -68,6 +90,7 @@ def song_payload(
         "loudness_lufs": analysis.loudness_lufs,
         "segment_count": len(segments),
         "segments": [[s.start_s, s.end_s, s.energy, s.section_letter] for s in segments],
+        ANALYSIS: _encoded_analysis(analysis),
         **_song_facts(analysis),
         **_metadata_payload(metadata),
     }
@@ -106,7 +129,7 @@ def committed_segment_fields(song: dict[str, Any]) -> dict[str, Any]:
     payload (so crash recovery can derive it too): `kind`, `state="live"` and the song fields
     filters use (metadata, tempo, camelot, model version)."""
     out: dict[str, Any] = {"kind": SEGMENT, "state": LIVE}
-    for name in _SEGMENT_SONG_FIELDS:
+    for name in schema.COPIED_TO_SEGMENTS:
         if name in song:
             out[name] = song[name]
     return out
@@ -132,11 +155,16 @@ def segment_payload(
 
 
 def metadata_from_payload(payload: dict[str, Any]) -> matcher_pb2.SongMetadata:
-    extra = payload.get("extra") or {}
-    return matcher_pb2.SongMetadata(
-        **{name: str(payload.get(name, "")) for name in _METADATA_FIELDS},
-        extra={str(k): str(v) for k, v in extra.items()},
-    )
+    out = matcher_pb2.SongMetadata()
+    for name in schema.METADATA_FIELDS:
+        value = payload.get(name)
+        if not value:
+            continue
+        if _is_map(name):
+            getattr(out, name).update({str(k): str(v) for k, v in value.items()})
+        else:
+            setattr(out, name, str(value))
+    return out
 
 
 def key_from_payload(payload: dict[str, Any]) -> common_pb2.Key | None:
@@ -156,3 +184,50 @@ def key_from_payload(payload: dict[str, Any]) -> common_pb2.Key | None:
 def tempo_from_payload(payload: dict[str, Any]) -> float | None:
     value = payload.get("tempo_bpm")
     return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def show_song(payload: dict[str, Any], out: ShownResult) -> None:
+    """Fills a result's metadata, tempo and key from its song's payload (the fields
+    `schema.SHOWN_IN_RESULTS` names)."""
+    out.metadata.CopyFrom(metadata_from_payload(payload))
+    out.tempo_bpm = tempo_from_payload(payload) or 0.0
+    key = key_from_payload(payload)
+    if key is not None:
+        out.key.CopyFrom(key)
+
+
+def stores_whole_analysis(payload: dict[str, Any]) -> bool:
+    """The song point keeps the whole analysis (songs stored before it was kept do not)."""
+    return ANALYSIS in payload
+
+
+def analysis_from_payload(payload: dict[str, Any]) -> common_pb2.SongAnalysis:
+    """A song's stored analysis without vectors: the one given to UpsertSong or, for a song
+    stored before whole analyses were kept, what its payload knows (ids, model, duration,
+    tempo, key, loudness and segments)."""
+    if stores_whole_analysis(payload):
+        out = common_pb2.SongAnalysis.FromString(base64.b64decode(payload[ANALYSIS]))
+    else:
+        out = _analysis_from_fields(payload)
+    for index, (start, end, energy, letter) in enumerate(payload.get("segments", [])):
+        out.segments.add(
+            index=index, start_s=start, end_s=end, energy=energy, section_letter=letter
+        )
+    return out
+
+
+def _analysis_from_fields(payload: dict[str, Any]) -> common_pb2.SongAnalysis:
+    out = common_pb2.SongAnalysis(
+        song_id=str(payload["song_id"]),
+        model_name=str(payload.get("model_name", "")),
+        model_version=str(payload.get("model_version", "")),
+        duration_s=float(payload.get("duration_s", 0.0)),
+        loudness_lufs=float(payload.get("loudness_lufs", 0.0)),
+    )
+    tempo = tempo_from_payload(payload)
+    if tempo is not None:
+        out.tempo.bpm = tempo
+    key = key_from_payload(payload)
+    if key is not None:
+        out.key.CopyFrom(key)
+    return out

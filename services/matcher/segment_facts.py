@@ -27,12 +27,6 @@ from services.matcher.payload import LIVE
 
 DEFAULT_LIMIT = 1_000_000  # ~300 bytes each: ~300 MB at the limit
 
-# Payload fields `SegmentFacts.from_payload` reads.
-FIELDS = (
-    "song_id", "generation", "state", "model_version", "segment_index", "start_s", "end_s",
-    "tempo_bpm", "camelot", "energy",
-)  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
 class SegmentFacts:
@@ -49,6 +43,7 @@ class SegmentFacts:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> SegmentFacts:
+        """Reads the fields `schema.SCORED_SEGMENT_FIELDS` names."""
         tempo = payload.get("tempo_bpm")
         energy = payload.get("energy")
         return cls(

@@ -20,7 +20,7 @@ import structlog
 
 from segue.log import get_logger
 from segue.metrics import MATCHER_POINTS
-from segue.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from segue.v1 import matcher_pb2, matcher_pb2_grpc
 from services.matcher import payload as pl
 from services.matcher.clustering import cluster
 from services.matcher.conditions import Match, all_of
@@ -41,7 +41,7 @@ from services.matcher.next_segment import (
 from services.matcher.playlist import PlaylistPlanner
 from services.matcher.scoring import Weights
 from services.matcher.similar import similar_songs
-from services.matcher.store import ENTRY, EXIT, FEEL
+from services.matcher.store import FEEL
 
 T = TypeVar("T")
 log = get_logger("segue.matcher")
@@ -60,12 +60,8 @@ def _candidate(c: ScoredCandidate) -> matcher_pb2.Candidate:
         segment_end_s=c.end_s,
         score=c.score,
         breakdown=c.breakdown(),
-        metadata=pl.metadata_from_payload(c.payload),
-        tempo_bpm=pl.tempo_from_payload(c.payload) or 0.0,
     )
-    key = pl.key_from_payload(c.payload)
-    if key is not None:
-        out.key.CopyFrom(key)
+    pl.show_song(c.payload, out)
     return out
 
 
@@ -174,32 +170,17 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     ) -> matcher_pb2.StoredSong:
         def work() -> matcher_pb2.StoredSong:
             song = self.library.song(request.song_id, with_feel=request.with_vectors)
-            payload = song.payload
+            analysis = self.library.analysis(song, with_vectors=request.with_vectors)
             out = matcher_pb2.StoredSong(
                 song_id=song.song_id,
-                metadata=pl.metadata_from_payload(payload),
-                duration_s=float(payload.get("duration_s", 0.0)),
-                tempo_bpm=pl.tempo_from_payload(payload) or 0.0,
-                model_version=str(payload.get("model_version", "")),
+                duration_s=float(song.payload.get("duration_s", 0.0)),
+                model_version=str(song.payload.get("model_version", "")),
+                # Older clients read segments and feel here rather than in the analysis.
+                segments=analysis.segments,
+                feel=analysis.feel,
+                analysis=analysis,
             )
-            key = pl.key_from_payload(payload)
-            if key is not None:
-                out.key.CopyFrom(key)
-            vectors = (
-                {r.payload["segment_index"]: r for r in self.library.segments_with_vectors(song)}
-                if request.with_vectors
-                else {}
-            )
-            for index, (start, end, energy, letter) in enumerate(song.segments):
-                segment = common_pb2.Segment(
-                    index=index, start_s=start, end_s=end, energy=energy, section_letter=letter
-                )
-                if index in vectors:
-                    segment.entry.extend(vectors[index].vectors.get(ENTRY, []))
-                    segment.exit.extend(vectors[index].vectors.get(EXIT, []))
-                out.segments.append(segment)
-            if request.with_vectors and song.feel is not None:
-                out.feel.extend(song.feel)
+            pl.show_song(song.payload, out)
             return out
 
         return await self._run(context, work)
@@ -264,18 +245,12 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                     float(payload.get("duration_s", 0.0)) if last else float(song.segments[-1][1])
                 )
                 out = matcher_pb2.PlaylistStep(
-                    song_id=step.song_id,
-                    entry_time_s=step.entry_time_s,
-                    exit_time_s=exit_time,
-                    metadata=pl.metadata_from_payload(payload),
-                    tempo_bpm=pl.tempo_from_payload(payload) or 0.0,
+                    song_id=step.song_id, entry_time_s=step.entry_time_s, exit_time_s=exit_time
                 )
+                pl.show_song(payload, out)
                 if step.candidate is not None:
                     out.transition_score = step.candidate.score
                     out.breakdown.CopyFrom(step.candidate.breakdown())
-                key = pl.key_from_payload(payload)
-                if key is not None:
-                    out.key.CopyFrom(key)
                 response.steps.append(out)
             return response
 
@@ -294,7 +269,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             user = build_filter(request.filter)
             self.library.ensure_ready()
             records = self.library.store.scroll(
-                all_of(Match("kind", pl.SONG), user), with_vectors=(FEEL,)
+                all_of(Match("kind", pl.SONG), user),
+                with_vectors=(FEEL,),
+                with_payload=("song_id",),
             )
             records = [r for r in records if FEEL in r.vectors]
             records.sort(key=lambda r: str(r.payload["song_id"]))  # order-independent result

@@ -7,6 +7,7 @@ from typing import Any
 
 from segue.v1 import matcher_pb2
 from services.matcher import payload as pl
+from services.matcher import schema
 from services.matcher.conditions import Match, Not, all_of
 from services.matcher.errors import InvalidArgumentError
 from services.matcher.filters import build_filter
@@ -14,9 +15,6 @@ from services.matcher.library import SongLibrary
 from services.matcher.next_segment import check_k
 from services.matcher.store import FEEL
 from services.matcher.validation import check_vector
-
-# Fields that exist on segments only, meaningless for whole songs.
-_SEGMENT_ONLY_FIELDS = frozenset({"section_letter"})
 
 
 @dataclass
@@ -31,7 +29,7 @@ def similar_songs(
 ) -> list[SimilarResult]:
     k = check_k(request.k)
     for i, condition in enumerate(request.filter.conditions):
-        if condition.field in _SEGMENT_ONLY_FIELDS:
+        if condition.field in schema.FILTERABLE_ON_SEGMENTS_ONLY:
             raise InvalidArgumentError(
                 f"filter.conditions[{i}].field", f"{condition.field!r} applies to segments only"
             )
@@ -62,5 +60,8 @@ def similar_songs(
         user,
     )
     library.ensure_ready()
-    hits = library.store.search(FEEL, feel, where, k)
+    # Results show metadata only: the song points' segments and analysis stay unread.
+    hits = library.store.search(
+        FEEL, feel, where, k, with_payload=("song_id", *schema.METADATA_FIELDS)
+    )
     return [SimilarResult(str(h.payload["song_id"]), h.score, h.payload) for h in hits]

@@ -2,15 +2,15 @@
 
 Data model (one collection, or one embedded shard):
 - one *song point* per song: named vector `feel`; payload with `kind="song"`, the song's
-  metadata, tempo, key, duration, model version, its current `generation` and the list of its
-  segments' times and energies;
+  metadata, tempo, key, duration, model version, its current `generation`, the list of its
+  segments' times and energies, and the rest of its SongAnalysis (beats, sections, cues);
 - one *segment point* per segment of each stored version: named vectors `entry` and `exit`;
   payload with the song id, its `generation`, the segment's index, times, energy and section
   letter, and a `state` of "pending" (being written) or "live" (served); committing a version
   adds `kind="segment"` and a copy of the song fields that filters use (metadata, tempo,
   camelot, model version) in one write per song (see library). Display-only song fields (key
   details, uri, duration) live on the song point alone: every payload value costs time on
-  each write and each read.
+  each write and each read. Every payload field is declared in `schema`.
 
 Only `entry` is searched over segments (with an exit vector as the query), so only `entry` gets
 an HNSW graph; `feel` is searched over song points (the only points that have it), and `exit`
@@ -33,15 +33,10 @@ FEEL = "feel"
 ENTRY = "entry"
 EXIT = "exit"
 
-# Payload fields that get an index, with their type; every field a filter can start from is
-# here. `generation` is only ever matched together with `song_id`, whose index already narrows
-# a filter to one song's points, so it needs none (each index costs time on every write).
-KEYWORD_FIELDS = (
-    "kind", "song_id", "state", "model_version", "artist", "album", "genre", "title",
-    "camelot", "section_letter",
-)  # fmt: skip
-FLOAT_FIELDS = ("tempo_bpm", "energy", "start_frac")
-INTEGER_FIELDS: tuple[str, ...] = ()
+# Named vectors in the order the collection declares them. Only `entry` is searched over
+# segments, so only it gets an HNSW graph (see the module docstring).
+VECTOR_NAMES = (FEEL, ENTRY, EXIT)
+GRAPH_INDEXED_VECTORS = frozenset({ENTRY})
 
 
 @dataclass(frozen=True)

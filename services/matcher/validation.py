@@ -13,6 +13,13 @@ from services.matcher.errors import InvalidArgumentError
 from services.matcher.store import VectorDims
 
 MAX_SONG_ID_LENGTH = 512
+# The song point keeps the analysis's beats, sections and cue points in its payload (about 11
+# bytes a beat): these bound it well above any song (40,000 beats is over two hours at
+# 300 BPM; cues are phrase-aligned, sections longer still) and far below a payload that would
+# slow every read of the song.
+MAX_BEATS = 40_000
+MAX_SECTIONS = 1_000
+MAX_CUE_POINTS = 5_000
 
 
 def check_song_id(song_id: str, field: str = "song_id") -> None:
@@ -57,6 +64,7 @@ def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> list[
                     f"{field}.{name}", f"has {len(values)} values, expected {dims.transition}"
                 )
     rows = _check_transition_values(analysis)
+    _check_structure(analysis)
     if analysis.HasField("key") and analysis.key.camelot:
         try:
             parse_camelot(analysis.key.camelot)
@@ -67,6 +75,27 @@ def check_analysis(analysis: common_pb2.SongAnalysis, dims: VectorDims) -> list[
     ):
         raise InvalidArgumentError("analysis.tempo.bpm", "must be a non-negative number")
     return rows
+
+
+def _check_structure(analysis: common_pb2.SongAnalysis) -> None:
+    """Beats, sections and cue points within their limits (counted before anything is read),
+    at finite times."""
+    _check_count("analysis.beats", len(analysis.beats), MAX_BEATS)
+    _check_count("analysis.sections", len(analysis.sections), MAX_SECTIONS)
+    _check_count("analysis.cue_points", len(analysis.cue_points), MAX_CUE_POINTS)
+    _check_finite("analysis.beats", [b.time_s for b in analysis.beats])
+    _check_finite("analysis.sections", [t for s in analysis.sections for t in (s.start_s, s.end_s)])
+    _check_finite("analysis.cue_points", [c.time_s for c in analysis.cue_points])
+
+
+def _check_count(field: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise InvalidArgumentError(field, f"has {count} entries, at most {limit} are allowed")
+
+
+def _check_finite(field: str, times_s: list[float]) -> None:
+    if not np.isfinite(np.asarray(times_s, dtype=np.float64)).all():
+        raise InvalidArgumentError(field, "times must be finite")
 
 
 def _check_transition_values(analysis: common_pb2.SongAnalysis) -> list[list[float]]:

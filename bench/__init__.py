@@ -1,0 +1,1 @@
+"""Benchmarks and evaluations, run from the checkout (`python bench/<name>.py`); not installed."""
