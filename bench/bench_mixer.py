@@ -21,6 +21,7 @@ plots of one transition and of the mix to bench/results/mixer_<date>_*.png.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
 import json
 import os
@@ -52,7 +53,7 @@ from segue.mixing.style import Params, Style
 from segue.v1 import mixer_pb2
 
 RATE = 44100
-DATE = "2026-11-21"
+DATE = dt.date.today().isoformat()
 OUT = Path(__file__).parent / "results"
 
 

@@ -27,6 +27,7 @@ from typing import Literal
 from segue.export.grid import Grid, fit_grid
 from segue.export.paths import local_path
 from segue.structure.camelot import PITCH_CLASS_NAMES, KeyMode, camelot, parse_camelot
+from segue.structure.result import section_function_name
 from segue.v1 import common_pb2, matcher_pb2
 
 KeyNotation = Literal["musical", "camelot"]
@@ -43,14 +44,6 @@ _END_MARGIN_S = 0.5
 # Times this close are one instant (cue points are rounded to 0.1 ms, sections are not).
 _SAME_TIME_S = 0.001
 
-_FUNCTION_NAMES = {
-    common_pb2.SECTION_FUNCTION_INTRO: "intro",
-    common_pb2.SECTION_FUNCTION_VERSE: "verse",
-    common_pb2.SECTION_FUNCTION_CHORUS: "chorus",
-    common_pb2.SECTION_FUNCTION_BRIDGE: "bridge",
-    common_pb2.SECTION_FUNCTION_OUTRO: "outro",
-    common_pb2.SECTION_FUNCTION_INSTRUMENTAL: "instrumental",
-}
 
 
 @dataclass(frozen=True)
@@ -170,7 +163,8 @@ def _key(key: common_pb2.Key) -> tuple[KeyFacts | None, str]:
 
 def section_label(section: common_pb2.Section) -> str:
     """The section's letter and function where known: "B chorus", "A'" or "intro"."""
-    parts = [section.letter, _FUNCTION_NAMES.get(section.function, "")]
+    function = section_function_name(section.function)
+    parts = [section.letter, "" if function == "unknown" else function]
     return " ".join(p for p in parts if p) or "section"
 
 

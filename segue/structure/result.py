@@ -83,6 +83,14 @@ _FUNCTIONS = {
     "instrumental": common_pb2.SECTION_FUNCTION_INSTRUMENTAL,
     "unknown": common_pb2.SECTION_FUNCTION_UNSPECIFIED,
 }
+_FUNCTION_NAMES: dict[int, str] = {int(value): name for name, value in _FUNCTIONS.items()}
+
+
+def section_function_name(function: int) -> str:
+    """The name of a `SectionFunction` value ("chorus", ...); "unknown" when unspecified."""
+    return _FUNCTION_NAMES.get(int(function), "unknown")
+
+
 _CUE_KINDS = {"entry": common_pb2.CUE_KIND_ENTRY, "exit": common_pb2.CUE_KIND_EXIT}
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segue.config import env_float, env_int, env_str
-from segue.embedding.settings import DEFAULT_MODEL
+from segue.embedding.settings import DEFAULT_MODEL, EngineSettings
 
 # Publicly known, so tokens signed with it are forgeable: only for development.
 DEV_TOKEN_KEY = "segue-dev-token-key-do-not-use-in-production"
@@ -59,12 +59,24 @@ class EmbedderConfig:
     def uses_dev_token_key(self) -> bool:
         return self.token_key == DEV_TOKEN_KEY
 
+    @property
+    def engine(self) -> EngineSettings:
+        """The settings the embedding engine shares with the CLI and the batch path."""
+        return EngineSettings(
+            model_path=self.model_path,
+            execution_provider=self.execution_provider,
+            ort_threads=self.ort_threads,
+            segment_s=self.segment_s,
+            min_tail_s=self.min_tail_s,
+        )
+
     @classmethod
     def from_env(cls) -> EmbedderConfig:
+        engine = EngineSettings.from_env()
         config = cls(
-            model_path=Path(env_str("SEGUE_MODEL_PATH", str(DEFAULT_MODEL))),
-            execution_provider=env_str("SEGUE_EXECUTION_PROVIDER", "auto").lower(),
-            ort_threads=env_int("SEGUE_ORT_THREADS", 1),
+            model_path=engine.model_path,
+            execution_provider=engine.execution_provider,
+            ort_threads=engine.ort_threads,
             batch_workers=env_int("SEGUE_BATCH_WORKERS", 1),
             batch_max_size=env_int("SEGUE_BATCH_MAX_SIZE", 64),
             batch_max_delay_ms=env_float("SEGUE_BATCH_MAX_DELAY_MS", 2.0),
@@ -73,8 +85,8 @@ class EmbedderConfig:
             max_clip_s=env_float("SEGUE_MAX_CLIP_S", 60.0),
             max_chunk_bytes=env_int("SEGUE_MAX_CHUNK_BYTES", 1024 * 1024),
             checkpoint_interval_s=env_float("SEGUE_CHECKPOINT_INTERVAL_S", 5.0),
-            segment_s=env_float("SEGUE_SEGMENT_S", 8.0),
-            min_tail_s=env_float("SEGUE_MIN_TAIL_S", 0.1),
+            segment_s=engine.segment_s,
+            min_tail_s=engine.min_tail_s,
             stream_idle_ttl_s=env_float("SEGUE_STREAM_IDLE_TTL_S", 60.0),
             token_key=env_str("SEGUE_TOKEN_KEY", DEV_TOKEN_KEY),
         )
@@ -82,10 +94,8 @@ class EmbedderConfig:
         return config
 
     def validate(self) -> None:
-        if self.execution_provider not in ("auto", "cpu", "cuda"):
-            raise ValueError("SEGUE_EXECUTION_PROVIDER must be auto, cpu or cuda")
+        self.engine.validate()
         positive = {
-            "SEGUE_ORT_THREADS": self.ort_threads,
             "SEGUE_BATCH_WORKERS": self.batch_workers,
             "SEGUE_BATCH_MAX_SIZE": self.batch_max_size,
             "SEGUE_MAX_CONCURRENT_STREAMS": self.max_concurrent_streams,
@@ -93,14 +103,13 @@ class EmbedderConfig:
             "SEGUE_MAX_CLIP_S": self.max_clip_s,
             "SEGUE_MAX_CHUNK_BYTES": self.max_chunk_bytes,
             "SEGUE_CHECKPOINT_INTERVAL_S": self.checkpoint_interval_s,
-            "SEGUE_SEGMENT_S": self.segment_s,
             "SEGUE_STREAM_IDLE_TTL_S": self.stream_idle_ttl_s,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if self.batch_max_delay_ms < 0 or self.min_tail_s < 0:
-            raise ValueError("SEGUE_BATCH_MAX_DELAY_MS and SEGUE_MIN_TAIL_S must be >= 0")
+        if self.batch_max_delay_ms < 0:
+            raise ValueError("SEGUE_BATCH_MAX_DELAY_MS must be >= 0")
 
 
 __all__ = ["DEV_TOKEN_KEY", "EmbedderConfig"]
