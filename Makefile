@@ -48,6 +48,7 @@ demo: setup
 
 data: setup
 	$(PY) scripts/fetch_data.py
+	$(PY) scripts/build_midi_set.py
 
 train: setup data
 	$(PY) -m training.train
@@ -56,6 +57,7 @@ eval: setup data
 	$(PY) bench/eval_embedding.py
 
 eval-structure: setup
+	$(PY) -m pip install -q -e ".[$(EXTRAS),peers]"
 	$(PY) bench/eval_structure.py
 
 bench: setup
@@ -64,6 +66,7 @@ bench: setup
 	$(PY) bench/bench_matcher.py
 	$(PY) bench/bench_mixer.py
 	$(PY) bench/bench_load.py
+	$(PY) bench/bench_library.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out

@@ -315,7 +315,8 @@ def run_quality(workdir: Path) -> dict[str, Any] | None:
     model = REPO / "models" / "segue_stream.onnx"
     try:
         from segue.audio import decode
-        from segue.cli.analyze import DECODE_RATE_HZ, _local_analyzer
+        from segue.cli.analyze import _local_analyzer
+        from segue.library.engine import DECODE_RATE_HZ
     except ModuleNotFoundError as e:
         print(f"quality skipped: {e}")
         return None

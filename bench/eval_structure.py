@@ -26,6 +26,12 @@ from immich_memories_music import tracks_dir
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # devkit/ is not installed
 
+from bench import midi_set  # noqa: E402
+from bench.eval_midi import evaluate_piece, report_lines, summarise  # noqa: E402
+from bench.eval_transforms import report_lines as transform_lines  # noqa: E402
+from bench.eval_transforms import summarise as summarise_transforms  # noqa: E402
+from bench.eval_transforms import transform_row  # noqa: E402
+from bench.report import write_results  # noqa: E402
 from devkit.splice import load_mono, splice  # noqa: E402
 from devkit.synth import generate_song  # noqa: E402
 from segue.machine import describe_machine  # noqa: E402
@@ -373,7 +379,16 @@ def main() -> None:
         "--more-songs", type=int, default=24, help="a second set of generated songs, after them"
     )
     parser.add_argument("--composites", type=int, default=24)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=REFRESHABLE,
+        help="score only these sets (repeatable); keep the other rows from the last report",
+    )
     args = parser.parse_args()
+    if args.only:
+        refresh(args.only)
+        return
     rows: dict[str, Any] = {"generated": [], "generated_more": [], "composites": [], "real": []}
 
     for i in range(args.songs):
@@ -381,10 +396,7 @@ def main() -> None:
     for i in range(args.more_songs):
         rows["generated_more"].append(generated_row(1000 + args.songs + i))
 
-    sources = sorted(tracks_dir().rglob("*.opus"))
-    if SHARED_MUSIC.exists():
-        sources += sorted(SHARED_MUSIC.glob("*.ogg"))
-    recordings = [(p.name, load_mono(p)) for p in sources]
+    recordings = _recordings()
     # Section settings were chosen on composites from seeds 7 and 8 and on generated songs
     # 2000-2023; these (seed 2026) and songs from 1000 are held out.
     rng = np.random.default_rng(2026)
@@ -450,6 +462,8 @@ def main() -> None:
             }
         rows["real"].append(row)
 
+    rows["midi"] = midi_rows()
+    rows["transforms"] = [transform_row(name, audio, _ours) for name, audio in recordings]
     cost = overhead(
         generate_song(7, duration_s=180).audio,
         generate_song(8, duration_s=30).audio,
@@ -457,6 +471,57 @@ def main() -> None:
         generate_song(7, duration_s=180, tempo_bpm=150.0, instrumentation="band").audio,
     )
     write_report(rows, cost, args)
+
+
+REFRESHABLE = ("midi", "transforms")
+
+
+def _ours(audio: np.ndarray) -> Any:
+    return analyze_audio(audio, SR)
+
+
+def _recordings() -> list[tuple[str, np.ndarray]]:
+    """The real recordings: immich-memories-music tracks and the shared librosa examples."""
+    sources = sorted(tracks_dir().rglob("*.opus"))
+    if SHARED_MUSIC.exists():
+        sources += sorted(SHARED_MUSIC.glob("*.ogg"))
+    return [(p.name, load_mono(p)) for p in sources]
+
+
+def refresh(sets: list[str]) -> None:
+    """Re-scores `sets` and rewrites the report, keeping every other row (and the cost) from
+    the last run's JSON; the report says which sets came from the later run."""
+    stored = json.loads((RESULTS / "structure_eval.json").read_text())
+    rows = dict(stored["rows"])
+    if "midi" in sets:
+        rows["midi"] = midi_rows()
+    if "transforms" in sets:
+        rows["transforms"] = [transform_row(n, a, _ours) for n, a in _recordings()]
+    refreshed = sorted(set(sets) | set(stored["args"].get("refreshed") or ()))
+    kept = argparse.Namespace(
+        **{
+            **stored["args"],
+            "only": None,
+            "refreshed": refreshed,
+            "full_run_date": stored["date"],
+            "full_run_machine": stored["machine"],
+        }
+    )
+    write_report(rows, stored["summary"]["cost"], kept)
+
+
+def midi_rows() -> list[dict[str, Any]]:
+    """Segue and its peers on every held-out rendering of the MIDI set ([] when unbuilt)."""
+    return [
+        evaluate_piece(
+            piece,
+            ours=lambda audio: analyze_audio(audio, SR),
+            librosa_beats=librosa_beats,
+            laplacian=laplacian_boundaries,
+            ks_key=lambda audio: key_name(*krumhansl_key(*_chroma_of(audio))),
+        )
+        for piece in midi_set.load("heldout")
+    ]
 
 
 def _chroma_of(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -507,12 +572,15 @@ def write_report(rows: dict[str, Any], cost: dict[str, float], args: argparse.Na
     gen, more, comp = rows["generated"], rows["generated_more"], rows["composites"]
     summary = _summary(rows)
     summary["cost"] = cost
-    date = "2026-11-21"
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    # A partial run (--only) keeps the full run's date and machine for the kept sections.
+    date = getattr(args, "full_run_date", None) or today
+    where = getattr(args, "full_run_machine", None) or machine()
     first, last = 1000 + args.songs, 1000 + args.songs + args.more_songs - 1
     lines = [
         "# Structure analysis evaluation",
         "",
-        f"Date: {date}. Machine: {machine()}. One run, everything side by side; "
+        f"Date: {date}. Machine: {where}. One run, everything side by side; "
         f"{len(gen)} generated songs (seeds 1000-{999 + len(gen)}) and {len(more)} more "
         f"(seeds {first}-{last}), {len(comp)} splice composites, "
         f"{len(rows['real'])} real recordings.",
@@ -666,19 +734,27 @@ def write_report(rows: dict[str, Any], cost: dict[str, float], args: argparse.Na
             + "/".join(f"{b[f'hr3_{name}']:.2f}" for name in SECTION_BASELINES)
             + " |"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "structure_eval.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "structure_eval.json").write_text(
-        json.dumps(
-            {
-                "date": date,
-                "machine": machine(),
-                "args": vars(args),
-                "summary": summary,
-                "rows": rows,
-            },
-            indent=1,
-        )
+    midi = rows.get("midi") or []
+    if midi:
+        summary["midi"] = summarise(midi)
+        lines += report_lines(summary["midi"], midi, len({r["name"] for r in midi}))
+    transforms = rows.get("transforms") or []
+    if transforms:
+        summary["transforms"] = summarise_transforms(transforms)
+        lines += transform_lines(summary["transforms"], transforms)
+    if getattr(args, "refreshed", None):
+        lines += [
+            "",
+            f"The sections for {', '.join(args.refreshed)} come from a later run "
+            f"(`--only`, {today}, {machine()}; each section's peers in that same run) than "
+            "the generated, composite and real-recording sections above, whose figures it "
+            "kept; Segue's structure code was the same in both.",
+        ]
+    # Written atomically: an interrupted run leaves the previous results whole.
+    write_results(
+        RESULTS / "structure_eval",
+        "\n".join(lines),
+        {"date": date, "machine": where, "args": vars(args), "summary": summary, "rows": rows},
     )
     print("\n".join(lines[:40]))
 

@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# fluidsynth and two General MIDI soundfonts render the MIDI set and its tests (issue 17).
+command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need+=(timgm6mb-soundfont)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

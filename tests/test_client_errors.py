@@ -331,7 +331,8 @@ def test_segue_analyze_reports_an_unreachable_embedder_for_each_file(
     for path in files:
         path.write_bytes(encode(tone, RATE, "wav"))
     address = closed_port_address()
-    assert segue(["analyze", *map(str, files), "--embedder", address]) == 1
+    # The exit status counts the failed files (issue 15).
+    assert segue(["analyze", *map(str, files), "--embedder", address]) == 2
     err = capsys.readouterr().err
     assert err.count(f"embedder at {address}: Analyze failed: unavailable: ") == 2
 

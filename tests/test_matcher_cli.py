@@ -14,6 +14,7 @@ from matcher_fixtures import edge_store, make_library, metadata_for
 
 from segue.cli import main as segue
 from segue.config import ServerConfig
+from segue.library import Ledger
 from segue.server import start_server
 from services.matcher.library import SongLibrary
 from services.matcher.servicer import MatcherServicer, register
@@ -96,6 +97,7 @@ def test_index_stores_a_folder_and_skips_unchanged_files_on_the_next_run(
     assert "stored 2, unchanged 0" in capsys.readouterr().out
     assert segue(args) == 0
     assert "stored 0, unchanged 2" in capsys.readouterr().out
-    song_ids = json.loads(manifest.read_text())
-    stored = matcher[1].song(next(iter(song_ids)))
+    with Ledger(manifest) as ledger:
+        song_ids = [entry.song_id for entry in ledger.entries.values()]
+    stored = matcher[1].song(song_ids[0])
     assert stored.payload["extra"] == {"folder": "calm"}

@@ -1,28 +1,36 @@
-"""`segue analyze FILE...`: stream songs to the embedder (or analyse in-process) and write JSON."""
+"""`segue analyze FILE|DIR...`: analyse songs with the library engine and write JSON.
+
+In-process (`--local`) files are spread over one worker process per core; otherwise they are
+streamed to the embedder replicas (`--embedder A,B`), several streams per replica. With
+`--out-dir` each analysis is written as its file finishes and a ledger there skips unchanged
+files on the next run.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from segue.audio import DecodeError, decode
-from segue.cli.common import DEFAULT_EMBEDDER, add_target, describe_error, fail, message_to_json
-from segue.client.embedder import AnalyzeResult, EmbedderClient
-from segue.client.errors import SegueError
+from segue.audio import decode
+from segue.cli.common import DEFAULT_EMBEDDER, add_target, fail, message_to_json
+from segue.files import atomic_output, write_atomically
+from segue.library import Done, Ledger, Outcome, Source, Summary, analyze_local, analyze_remote
+from segue.library.engine import DECODE_RATE_HZ
+from segue.library.progress import Progress
+from segue.library.remote import DEFAULT_STREAMS_PER_REPLICA
+from segue.library.sources import find_sources
 from segue.v1 import common_pb2
 
 FloatArray = npt.NDArray[np.float32]
-# Rate files are decoded at: the model's own, so nothing is resampled twice.
-DECODE_RATE_HZ = 22050
+# The ledger of finished files inside --out-dir.
+LEDGER_NAME = ".segue-ledger.jsonl"
 
 _FUNCTIONS = {
     common_pb2.SECTION_FUNCTION_INTRO: "intro",
@@ -38,26 +46,62 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "analyze",
         help="analyse songs: feel vector, segments, tempo, key, sections (JSON)",
-        description="Decodes each FILE (anything ffmpeg reads), streams it to the embedder "
-        "service (or analyses it in-process with --local) and writes one JSON analysis per file.",
+        description="Decodes each FILE (anything ffmpeg reads) or every audio file under each "
+        "DIR, streams it to the embedder service (or analyses it in-process with --local) and "
+        "writes one JSON analysis per file. Failed files are listed by path with a reason; the "
+        "exit status is the number of failed files.",
     )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR")
     add_target(parser, "embedder", DEFAULT_EMBEDDER)
     parser.add_argument("--local", action="store_true",
-                        help="analyse in this process with the ONNX model; no server needed")
+                        help="analyse in this machine's processes with the ONNX model; no "
+                        "server needed")
     parser.add_argument("--model", type=Path, default=None,
                         help="ONNX model for --local (default: SEGUE_MODEL_PATH or the bundled "
                         "one)")
+    add_library_options(parser)
     out = parser.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", type=Path, metavar="OUT.json",
                      help="write the analysis (a list for several files) to this file")
     out.add_argument("--out-dir", type=Path, metavar="DIR",
-                     help="write DIR/<file stem>.json per file")
+                     help="write DIR/<file>.json per file as it finishes; re-runs skip files "
+                     "that did not change")
     parser.add_argument("--plot", type=Path, metavar="PNG_OR_DIR",
                         help="also draw the structure: a .png path (one file) or a directory")
     parser.add_argument("--chunk-s", type=float, default=1.0,
                         help="seconds of audio per streamed chunk (default 1)")
     parser.set_defaults(func=run)
+
+
+def add_library_options(parser: argparse.ArgumentParser) -> None:
+    """--jobs, --streams, --force and --summary, shared with `segue index`."""
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="worker processes for --local (default: one per core)")
+    parser.add_argument("--streams", type=int, default=DEFAULT_STREAMS_PER_REPLICA,
+                        help="Analyze streams in flight per embedder replica (default "
+                        f"{DEFAULT_STREAMS_PER_REPLICA}); give replicas as --embedder A,B")
+    parser.add_argument("--force", action="store_true", help="re-analyse unchanged files too")
+    parser.add_argument("--summary", type=Path, metavar="SUMMARY.json",
+                        help="also write the counts and every failure (path, reason) as JSON")
+
+
+def library_outcomes(args: argparse.Namespace, sources: list[Source]) -> Iterator[Outcome]:
+    """The engine the options ask for: worker processes (--local) or the embedder replicas."""
+    if args.local:
+        return analyze_local(sources, jobs=args.jobs, model_path=args.model)
+    addresses = [a.strip() for a in args.embedder.split(",") if a.strip()]
+    return analyze_remote(sources, addresses, streams_per_replica=args.streams,
+                          chunk_s=getattr(args, "chunk_s", 1.0))  # fmt: skip
+
+
+def finish_summary(summary: Summary, target: Path | None) -> int:
+    """Prints the summary on stderr, writes it as JSON when asked; returns the exit status."""
+    print(f"segue: {summary.lines()[0]}", file=sys.stderr)
+    for failed in summary.failures:
+        print(f"segue: {failed.source.path}: {failed.reason}: {failed.detail}", file=sys.stderr)
+    if target is not None:
+        write_atomically(target, json.dumps(summary.as_json(), indent=2) + "\n")
+    return summary.exit_code
 
 
 Analyzer = Callable[[str, FloatArray], common_pb2.SongAnalysis]
@@ -77,22 +121,6 @@ def _local_analyzer(model_path: Path | None) -> Analyzer:
         return analyze_mono(model, audio, DECODE_RATE_HZ, song_id, settings=settings)
 
     return analyze
-
-
-def _remote_analyzer(address: str, chunk_s: float, loop: asyncio.AbstractEventLoop) -> Analyzer:
-    client = loop.run_until_complete(_make_client(address))
-
-    def analyze(song_id: str, audio: FloatArray) -> common_pb2.SongAnalysis:
-        result: AnalyzeResult = loop.run_until_complete(
-            client.analyze_audio(song_id, audio, DECODE_RATE_HZ, chunk_s=chunk_s,
-                                 stream_windows=False))
-        return result.analysis
-
-    return analyze
-
-
-async def _make_client(address: str) -> EmbedderClient:
-    return EmbedderClient(address)
 
 
 def structure_of(analysis: common_pb2.SongAnalysis) -> Any:
@@ -140,53 +168,112 @@ def _plot(target: Path, path: Path, audio: FloatArray,
     plot_analysis(audio, DECODE_RATE_HZ, structure_of(analysis), png)
 
 
+class _ListWriter:
+    """Writes analyses to one JSON file as they come (a list, or one object for one file),
+    so a long run holds none of them; the file appears whole at the end or not at all."""
+
+    def __init__(self, out: Path, many: bool) -> None:
+        self._context = atomic_output(out)
+        self._file = self._context.__enter__().open("w")
+        self._many = many
+        self._count = 0
+
+    def add(self, data: dict[str, Any]) -> None:
+        text = json.dumps(data, indent=2)
+        if self._many:
+            self._file.write(("[\n" if self._count == 0 else ",\n") + text)
+        else:
+            self._file.write(text)
+        self._count += 1
+
+    def close(self, ok: bool) -> None:
+        if self._many:
+            self._file.write("\n]\n" if self._count else "[]\n")
+        else:
+            self._file.write("\n")
+        self._file.close()
+        if ok and (self._many or self._count):  # one file that failed: no output, as before
+            self._context.__exit__(None, None, None)
+        else:
+            self._context.__exit__(RuntimeError, RuntimeError("interrupted"), None)
+
+
+def _analysis_json(done: Done) -> dict[str, Any]:
+    data = message_to_json(done.analysis)
+    data["file"] = str(done.source.path)
+    return data
+
+
+def _pending(sources: list[Source], ledger: Ledger | None, out_dir: Path | None,
+             force: bool, summary: Summary) -> list[Source]:
+    """Sources still to analyse: those the ledger does not know unchanged (with their JSON)."""
+    if ledger is None or out_dir is None or force:
+        return sources
+    todo = []
+    for source in sources:
+        if (out_dir / source.out_name).is_file() and ledger.unchanged(
+                source.key, source.path, source.song_id):
+            summary.unchanged += 1
+        else:
+            todo.append(source)
+    return todo
+
+
 def run(args: argparse.Namespace) -> int:
-    files: list[Path] = args.files
-    many = len(files) > 1
+    inputs: list[Path] = args.files
+    sources = find_sources(inputs)
+    many = len(sources) > 1 or any(p.is_dir() for p in inputs)
     if args.plot is not None and many and args.plot.suffix.lower() == ".png":
         return fail("--plot needs a directory when analysing several files")
-    loop = asyncio.new_event_loop()
+    if args.jobs is not None and args.jobs < 1:
+        return fail("--jobs must be at least 1")
+    ledger = None
+    if args.out_dir is not None:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(args.out_dir / LEDGER_NAME)
+    summary = Summary()
+    todo = _pending(sources, ledger, args.out_dir, args.force, summary)
+    writer: _ListWriter | None = None
+    printed: list[dict[str, Any]] = []
+    ok = False
     try:
-        analyzer = (_local_analyzer(args.model) if args.local
-                    else _remote_analyzer(args.embedder, args.chunk_s, loop))
-    except Exception as e:  # model or channel set-up: tell the person, no traceback
-        loop.close()
-        return fail(str(e))
-    results: list[dict[str, Any]] = []
-    failures = 0
-    try:
-        for path in tqdm(files, desc="analyse", unit="song", file=sys.stderr,
-                         disable=not many):
-            try:
-                audio = decode(path, DECODE_RATE_HZ)
-                analysis = analyzer(path.stem, audio)
-            except (DecodeError, OSError) as e:
-                failures += 1
-                print(f"segue: {path}: {e}", file=sys.stderr)
-                continue
-            except SegueError as e:  # the embedder refused or failed: report per file, go on
-                failures += 1
-                print(f"segue: {path}: {describe_error(e)}", file=sys.stderr)
-                continue
-            except Exception as e:  # the in-process engine's own errors (--local), likewise
-                failures += 1
-                print(f"segue: {path}: {e}", file=sys.stderr)
-                continue
-            data = message_to_json(analysis)
-            data["file"] = str(path)
-            if args.out_dir is not None:
-                args.out_dir.mkdir(parents=True, exist_ok=True)
-                (args.out_dir / f"{path.stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-            results.append(data)
-            if args.plot is not None:
-                _plot(args.plot, path, audio, analysis)
-    finally:
-        loop.close()
-    if args.out_dir is None:
-        payload: Any = results if many else (results[0] if results else None)
-        text = json.dumps(payload, indent=2) + "\n"
         if args.output is not None:
-            args.output.write_text(text)
-        elif results:
-            sys.stdout.write(text)
-    return 1 if failures else 0
+            writer = _ListWriter(args.output, many)
+        with Progress(len(todo), desc="analyse", enabled=many) as progress:
+            for outcome in library_outcomes(args, todo):
+                summary.add(outcome)
+                if isinstance(outcome, Done):
+                    _store(args, outcome, ledger, writer, printed)
+                progress.advance(outcome.audio_s if isinstance(outcome, Done) else 0.0)
+        ok = True
+    except Exception as e:  # model or channel set-up: tell the person, no traceback
+        return fail(str(e))
+    finally:
+        if writer is not None:
+            writer.close(ok)
+        if ledger is not None:
+            ledger.close()
+    if args.out_dir is None and args.output is None and printed:
+        payload: Any = printed if many else printed[0]
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    return finish_summary(summary, args.summary)
+
+
+def _store(args: argparse.Namespace, done: Done, ledger: Ledger | None,
+           writer: _ListWriter | None, printed: list[dict[str, Any]]) -> None:
+    """Writes one finished file's analysis where the options say, then records it."""
+    data = _analysis_json(done)
+    if args.out_dir is not None:
+        target = args.out_dir / done.source.out_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, json.dumps(data, indent=2) + "\n")
+    elif writer is not None:
+        writer.add(data)
+    else:
+        printed.append(data)
+    if ledger is not None:
+        ledger.finished(done.source.key, done.source.path, done.source.song_id,
+                        done.size, done.mtime_ns)  # fmt: skip
+    if args.plot is not None:
+        _plot(args.plot, done.source.path, decode(done.source.path, DECODE_RATE_HZ),
+              done.analysis)

@@ -1,0 +1,52 @@
+"""The real-composition evaluation's scoring and its stretched/shifted copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.eval_midi import beat_metrics, boundary_metrics
+from bench.eval_transforms import SR, shift_pitch, stretch_tempo
+
+
+def test_a_half_tempo_grid_fails_continuity_at_the_correct_level_but_not_any_level() -> None:
+    ref = np.arange(0.0, 60.0, 0.5)  # 120 BPM
+    half = np.arange(0.0, 60.0, 1.0)
+    scores = beat_metrics(ref, half, 120.0, 60.0)
+    assert scores["acc1"] == 0.0 and scores["acc2"] == 1.0
+    assert scores["cmlt"] == 0.0 and scores["amlt"] > 0.95
+    exact = beat_metrics(ref, ref, 120.0, 120.0)
+    assert exact["f_measure"] == exact["cmlt"] == exact["acc1"] == 1.0
+
+
+def test_a_drifting_grid_loses_continuity_after_it_leaves_the_tolerance() -> None:
+    ref = np.arange(0.0, 60.0, 0.5)
+    drifting = ref * 1.01  # 1% slow: 0.3 s late by the end
+    scores = beat_metrics(ref, drifting, 120.0, 120.0 / 1.01)
+    assert scores["acc1"] == 1.0  # the tempo is within 4%...
+    assert scores["cmlt"] < 0.7  # ...but the grid drifts off the beats
+
+
+def test_boundaries_within_three_seconds_count_for_hr3f_but_not_hr05f() -> None:
+    reference = np.array([[0.0, 20.0], [20.0, 40.0], [40.0, 60.0]])
+    scores = boundary_metrics(reference, [21.5, 38.0], 60.0)
+    assert scores["hr3f"] == 1.0 and scores["hr05f"] == 0.0
+
+
+def test_a_tempo_copy_is_shorter_by_the_ratio_and_keeps_its_pitch() -> None:
+    t = np.arange(4 * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    fast = stretch_tempo(tone, 1.08)
+    # WSOLA leaves out the last partial frame (under 0.1 s).
+    assert len(fast) == pytest.approx(len(tone) / 1.08, abs=0.1 * SR)
+    spectrum = np.abs(np.fft.rfft(fast[SR : 2 * SR]))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # 1 Hz bins
+
+
+def test_a_pitch_copy_moves_by_the_semitones_and_keeps_its_length() -> None:
+    t = np.arange(4 * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    up = shift_pitch(tone, 3)
+    assert len(up) == len(tone)
+    spectrum = np.abs(np.fft.rfft(up[SR : 2 * SR]))
+    assert np.argmax(spectrum) == pytest.approx(440 * 2 ** (3 / 12), abs=3)
