@@ -284,18 +284,14 @@ def songs_from_plan(
     """The plan's songs for RenderMix: each read from its metadata.uri as it is sent, with
     its analysis from `analyses` or else (by its song id) from the matcher.
 
-    Raises ValueError naming the step whose file is missing.
+    Raises ValueError (MixInputError) naming the step whose file is missing.
     """
     from segue.client.mixer import MixSong
+    from segue.mixing.continuous_mix import step_uri
 
     songs = []
     for n, step in enumerate(plan.steps, start=1):
-        uri = step.metadata.uri
-        if not uri:
-            raise ValueError(
-                f"playlist step {n} ({step.song_id}) has no metadata.uri: index songs with "
-                "their file path (segue index) to mix them"
-            )
+        uri = step_uri(step, n)
         if not Path(uri).is_file():
             raise ValueError(f"playlist step {n} ({step.song_id}): cannot read {uri}")
         songs.append(

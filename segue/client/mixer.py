@@ -31,7 +31,7 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import grpc
 import numpy as np
@@ -395,11 +395,7 @@ class MixerClient(ServiceClient):
         config = self._config(
             style, output_format, output_sample_rate_hz, target_loudness_lufs, context_s
         )
-        deadline = stream_deadline(self.timeout_s, timeout_s, render_audio_s(outgoing, incoming))
-        call = self._stub.RenderTransition(
-            _aiter(build_requests(outgoing, incoming, config)), timeout=deadline
-        )
-        return await _collect(self._responses("RenderTransition", deadline, call))
+        return await self._render("RenderTransition", outgoing, incoming, config, timeout_s)
 
     async def render_mashup(
         self,
@@ -419,11 +415,22 @@ class MixerClient(ServiceClient):
             style, output_format, output_sample_rate_hz, target_loudness_lufs, context_s
         )
         config.mashup_bars = bars
+        return await self._render("RenderMashup", outgoing, incoming, config, timeout_s)
+
+    async def _render(
+        self,
+        rpc: Literal["RenderTransition", "RenderMashup"],
+        outgoing: Excerpt,
+        incoming: Excerpt,
+        config: mixer_pb2.RenderConfig,
+        timeout_s: CallTimeout,
+    ) -> MixResult:
+        """Streams both excerpts to `rpc` under the audio-scaled deadline; collects the answer."""
         deadline = stream_deadline(self.timeout_s, timeout_s, render_audio_s(outgoing, incoming))
-        call = self._stub.RenderMashup(
-            _aiter(build_requests(outgoing, incoming, config)), timeout=deadline
-        )
-        return await _collect(self._responses("RenderMashup", deadline, call))
+        stub = self._stub
+        method = stub.RenderTransition if rpc == "RenderTransition" else stub.RenderMashup
+        call = method(_aiter(build_requests(outgoing, incoming, config)), timeout=deadline)
+        return await _collect(self._responses(rpc, deadline, call))
 
     async def render_mix(
         self,

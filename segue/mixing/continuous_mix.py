@@ -564,6 +564,16 @@ def _summary(out: FloatArray, rate: int, placed: _Placed) -> TransitionSummary:
     )
 
 
+def step_uri(step: matcher_pb2.PlaylistStep, n: int) -> str:
+    """The file of playlist step `n` (1-based); MixInputError when the matcher stored none."""
+    if not step.metadata.uri:
+        raise MixInputError(
+            f"playlist step {n} ({step.song_id}) has no metadata.uri: index "
+            "songs with their file path (segue index) to mix them"
+        )
+    return step.metadata.uri
+
+
 def tracks_from_plan(
     plan: matcher_pb2.PlanPlaylistResponse,
     rate_hz: int,
@@ -578,12 +588,7 @@ def tracks_from_plan(
     analyses = analyses or {}
     tracks = []
     for n, step in enumerate(plan.steps, start=1):
-        uri = step.metadata.uri
-        if not uri:
-            raise MixInputError(
-                f"playlist step {n} ({step.song_id}) has no metadata.uri: index "
-                "songs with their file path (segue index) to mix them"
-            )
+        uri = step_uri(step, n)
         try:
             audio = decode(uri, rate_hz, channels=2).T.copy()
         except Exception as e:  # DecodeError, or the file is gone
