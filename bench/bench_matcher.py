@@ -192,7 +192,7 @@ def grpc_latency(
     """NextSegment through a real gRPC server on loopback, `runs` passes over the requests."""
 
     async def main() -> list[list[float]]:
-        config = ServerConfig(service="matcher", host="127.0.0.1", grpc_port=0)
+        config = ServerConfig(insecure_dev=True, service="matcher", host="127.0.0.1", grpc_port=0)
         server = await start_server(
             config, register(MatcherServicer(library)), serve_metrics_port=False
         )

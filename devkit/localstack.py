@@ -82,6 +82,8 @@ class Stack:
     prometheus: str = ""
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
     token_key: str = ""
+    # With auth=True: a bearer token holding every scope (pass it to clients as `token=`).
+    token: str | None = None
 
     def target(self, service: str) -> str:
         """The gRPC target of every replica of `service`: `host:port` for one, else
@@ -231,13 +233,31 @@ def _start_prometheus(stop: ExitStack, stack: Stack, workdir: Path, repo: Path) 
     _wait_http(f"{stack.prometheus}/-/ready")
 
 
+def _security_env(workdir: Path, auth: bool) -> tuple[dict[str, str], str | None]:
+    """Environment for the services' authentication, and the clients' token (None: auth off).
+
+    Without auth the services run with SEGUE_INSECURE_DEV=1, the development shortcut; with it
+    they read a fresh token file, as in production, and the mixer calls the matcher with the
+    token too. Health stays open so readiness can be polled without a token.
+    """
+    if not auth:
+        return {"SEGUE_INSECURE_DEV": "1"}, None
+    token = secrets.token_urlsafe(32)
+    tokens_file = workdir / "auth-tokens"
+    tokens_file.write_text(f"localstack * {token}\n")
+    tokens_file.chmod(0o600)
+    return {"SEGUE_AUTH_TOKENS_FILE": str(tokens_file), "SEGUE_OPEN_HEALTH": "1",
+            "SEGUE_INSECURE_DEV": "0"}, token
+
+
 @contextmanager
 def running_stack(workdir: Path, *, prometheus: bool = False,
                   env: dict[str, str] | None = None,
                   services: Sequence[str] = SERVICES,
                   replicas: Mapping[str, int] | None = None,
                   repo: Path = REPO_ROOT,
-                  ready_timeout_s: float = 90.0) -> Iterator[Stack]:
+                  ready_timeout_s: float = 90.0,
+                  auth: bool = False) -> Iterator[Stack]:
     """Starts `services` (and Prometheus scraping them with the project's rules).
 
     `replicas` sets how many processes of a service run (e.g. `{"embedder": 2}`), each on its
@@ -247,15 +267,21 @@ def running_stack(workdir: Path, *, prometheus: bool = False,
     the checkout the services run from (their working directory, and where deploy/ is read).
     Waits at most `ready_timeout_s` seconds for every replica's health check to say SERVING.
     Logs go to workdir/logs/, the matcher's store to workdir/qdrant/.
+    `auth=True` runs the services with a generated token file (stack.token holds the token);
+    otherwise they run with SEGUE_INSECURE_DEV=1, for development only.
     """
     counts = _replica_counts(services, replicas)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     extra = env or {}
     token_key = (extra.get("SEGUE_TOKEN_KEY") or os.environ.get("SEGUE_TOKEN_KEY")
                  or secrets.token_hex(32))
+    security, token = _security_env(workdir, auth)
     base_env = {**os.environ, "SEGUE_GRPC_HOST": HOST,
-                "SEGUE_QDRANT_PATH": str(workdir / "qdrant"), "SEGUE_TOKEN_KEY": token_key}
-    stack = Stack(token_key=token_key)
+                "SEGUE_QDRANT_PATH": str(workdir / "qdrant"), "SEGUE_TOKEN_KEY": token_key,
+                **security}
+    if token is not None:
+        base_env["SEGUE_TOKEN"] = token  # the mixer's own calls to the matcher
+    stack = Stack(token_key=token_key, token=token)
     with ExitStack() as stop:
         procs = _start_services(stop, stack, workdir, counts, base_env, extra, repo)
         asyncio.run(_wait_all(stack, procs, ready_timeout_s))

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segue.audio import mono_to_pcm
+from segue.client.security import ClientSecurity, open_channel
 from segue.v1 import (
     common_pb2,
     embedder_pb2,
@@ -157,10 +158,11 @@ class LoadGenerator:
     async def run(self) -> LoadReport:
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        security = ClientSecurity.from_env()  # SEGUE_TOKEN and TLS, as the SDK reads them
         async with (
-            grpc.aio.insecure_channel(self.config.embedder, options=options) as emb,
-            grpc.aio.insecure_channel(self.config.matcher, options=options) as mat,
-            grpc.aio.insecure_channel(self.config.mixer, options=options) as mix,
+            open_channel(self.config.embedder, security, options) as emb,
+            open_channel(self.config.matcher, security, options) as mat,
+            open_channel(self.config.mixer, security, options) as mix,
         ):
             self.embedder = embedder_pb2_grpc.EmbedderStub(emb)
             self.matcher = matcher_pb2_grpc.MatcherStub(mat)

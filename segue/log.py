@@ -2,14 +2,37 @@
 
 Request-scoped fields such as `stream_id` and `song_id` are bound with
 `structlog.contextvars.bind_contextvars` so every line a stream logs carries them.
+Every line is one JSON object, including those of libraries that log through the standard
+`logging` module (gRPC, Qdrant's client, httpx), and credentials in URLs are masked.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+# scheme://user:password@host -> scheme://***@host
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+# ?api_key=... / &token=... in query strings
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|token|password|secret)=)[^&\s]+")
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with URL credentials and secret query parameters replaced by ***."""
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def _mask_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str) and ("://" in value or "=" in value):
+            event[key] = mask_secrets(value)
+    return event
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -22,20 +45,34 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        _mask_event,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    _route_stdlib_logging(numeric, shared, renderer)
+
+
+def _route_stdlib_logging(level: int, shared: list[structlog.typing.Processor],
+                          renderer: structlog.typing.Processor) -> None:
+    """Formats the standard library's log records with the same processors and renderer."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

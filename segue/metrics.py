@@ -82,7 +82,16 @@ MIXER_RENDERED_AUDIO_SECONDS = Counter(
 )
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Serves /metrics over HTTP on its own port, in a daemon thread."""
     if port > 0:
         start_http_server(port, addr=host)
+
+
+# Every service: calls refused before their handler ran.
+AUTH_REFUSALS = Counter(
+    "segue_auth_refusals",
+    "Calls refused by authentication or authorisation, by reason (missing_token, "
+    "malformed_token, unknown_token, missing_scope, unknown_method).",
+    ["service", "reason"],
+)

@@ -1,20 +1,21 @@
 """gRPC server bootstrap shared by the services.
 
 One place sets up what every service needs: an asyncio gRPC server with message-size limits,
-standard health checking and reflection, per-RPC Prometheus metrics with status codes, optional
-TLS, and a graceful SIGTERM (health goes NOT_SERVING, new calls are refused, in-flight calls get
-a grace period).
+standard health checking and reflection, the service interceptor (segue/interceptor.py: bearer
+tokens and scopes, metrics, per-client stream caps, INVALID_ARGUMENT for undecodable requests,
+error ids), TLS or mutual TLS, and a graceful SIGTERM: health goes NOT_SERVING, streams are
+asked to drain, in-flight calls get a grace period, and only then are stores and pools closed.
+
+Secure by default: without a token file (SEGUE_AUTH_TOKENS_FILE) a server refuses to start
+unless SEGUE_INSECURE_DEV=1 says this is a development machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,114 +23,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from segue.config import ServerConfig, describe
+from segue.interceptor import ClientStreams, ServiceInterceptor
 from segue.log import get_logger
-from segue.metrics import RPC_DURATION, RPC_IN_FLIGHT, RPC_REQUESTS, serve_metrics
+from segue.metrics import serve_metrics
+from segue.security.auth import Authenticator
+from segue.security.tls import server_credentials
+from segue.security.tokens import TokenFile
 
 log = get_logger("segue.server")
 
 # Registers a servicer on the server and returns the full names of the services it added.
 Register = Callable[[grpc.aio.Server], Sequence[str]]
 ShutdownHook = Callable[[], Awaitable[None]]
-
-
-def _code_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    code = context.code()
-    if code is None:
-        return "OK"
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    return str(code)
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Records latency, in-flight count and final status code of every segue.v1 RPC.
-
-    An exception that escapes a handler becomes INTERNAL with a short message, so clients
-    never see a bare UNKNOWN and the error is logged once, here.
-    """
-
-    def __init__(self, service: str) -> None:
-        self._service = service
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: Any = await continuation(handler_call_details)
-        path: str = handler_call_details.method
-        if handler is None or not path.startswith("/segue."):
-            return handler
-        method = path.rsplit("/", 1)[-1]
-        return _wrap_handler(handler, self._service, method)
-
-
-@contextlib.asynccontextmanager
-async def _observed(
-    context: grpc.aio.ServicerContext[Any, Any], service: str, method: str
-) -> AsyncIterator[None]:
-    """Records one RPC's latency, in-flight count and final status code.
-
-    An exception that escapes the handler is logged once and sent as INTERNAL with a short
-    message, so clients never see a bare UNKNOWN.
-    """
-    RPC_IN_FLIGHT.labels(service, method).inc()
-    started = time.perf_counter()
-    code = "OK"
-    try:
-        yield
-        code = _code_name(context)
-    except (asyncio.CancelledError, GeneratorExit):
-        code = "CANCELLED"
-        raise
-    except grpc.aio.AbortError:
-        code = _code_name(context)
-        raise
-    except Exception as exc:
-        code = "INTERNAL"
-        log.exception("unhandled error", service=service, method=method)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
-    finally:
-        RPC_IN_FLIGHT.labels(service, method).dec()
-        RPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
-        RPC_REQUESTS.labels(service, method, code).inc()
-
-
-def _wrap_handler(handler: Any, service: str, method: str) -> Any:
-    if handler.response_streaming:
-        behavior: Any = handler.stream_stream if handler.request_streaming else handler.unary_stream
-
-        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with _observed(context, service, method):
-                async for response in behavior(request, context):
-                    yield response
-
-        factory = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_stream_rpc_method_handler
-        )
-        wrapped: Any = streaming
-    else:
-        unary_behavior: Any = (
-            handler.stream_unary if handler.request_streaming else handler.unary_unary
-        )
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with _observed(context, service, method):
-                return await unary_behavior(request, context)
-
-        factory = (
-            grpc.stream_unary_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-        wrapped = unary
-    return factory(
-        wrapped,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
 
 
 @dataclass
@@ -142,10 +47,16 @@ class RunningServer:
     services: Sequence[str]
     grace_s: float
     on_shutdown: list[ShutdownHook] = field(default_factory=list)
+    on_stopped: list[ShutdownHook] = field(default_factory=list)
     _stopping: bool = False
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Refuses new calls, lets in-flight calls finish up to the grace period."""
+        """Refuses new calls, lets in-flight calls finish up to the grace period, then closes.
+
+        `on_shutdown` hooks (asking streams to finish) run first; `on_stopped` hooks (closing
+        stores and pools) run only after the server has stopped, so no call still in flight
+        meets a closed store.
+        """
         if self._stopping:
             return
         self._stopping = True
@@ -154,6 +65,8 @@ class RunningServer:
         for hook in self.on_shutdown:
             await hook()
         await self.server.stop(self.grace_s if grace_s is None else grace_s)
+        for hook in self.on_stopped:
+            await hook()
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -168,37 +81,59 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
     ]
 
 
-async def start_server(
-    config: ServerConfig,
-    register: Register,
-    *,
-    on_shutdown: Sequence[ShutdownHook] = (),
-    serve_metrics_port: bool = True,
-) -> RunningServer:
-    """Builds and starts a server on config.host:config.grpc_port (0 picks a free port)."""
-    server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(config.service)], options=grpc_options(config)
-    )
-    services = list(register(server))
+def authenticator(config: ServerConfig) -> Authenticator:
+    """The token check `config` asks for; refuses to run open unless insecure_dev says so."""
+    if not config.auth_tokens_file:
+        if not config.insecure_dev:
+            raise RuntimeError(
+                f"{config.service}: SEGUE_AUTH_TOKENS_FILE is not set; refusing to serve "
+                "without authentication (set SEGUE_INSECURE_DEV=1 for local development only)")
+        log.warning("authentication is OFF (SEGUE_INSECURE_DEV=1): every client may call "
+                    "every RPC; never run like this on a shared network",
+                    service=config.service)
+        return Authenticator(None)
+    return Authenticator(TokenFile(config.auth_tokens_file), open_health=config.open_health,
+                         open_reflection=config.open_reflection)
+
+
+def _register_standard(server: grpc.aio.Server, services: Sequence[str]) -> Any:
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in (*services, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME),
         server,
     )
+    return health_servicer
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     address = f"{config.host}:{config.grpc_port}"
-    if config.tls_cert and config.tls_key:
-        credentials = grpc.ssl_server_credentials(
-            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
-        )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+    port = (server.add_secure_port(address, credentials) if credentials is not None
+            else server.add_insecure_port(address))
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
+    return port
+
+
+async def start_server(
+    config: ServerConfig,
+    register: Register,
+    *,
+    on_shutdown: Sequence[ShutdownHook] = (),
+    on_stopped: Sequence[ShutdownHook] = (),
+    serve_metrics_port: bool = True,
+) -> RunningServer:
+    """Builds and starts a server on config.host:config.grpc_port (0 picks a free port)."""
+    interceptor = ServiceInterceptor(config.service, authenticator(config),
+                                     ClientStreams(config.max_streams_per_client))
+    server = grpc.aio.server(interceptors=[interceptor], options=grpc_options(config))
+    services = list(register(server))
+    health_servicer = _register_standard(server, services)
+    for name in (*services, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    port = _bind(server, config)
     await server.start()
     if serve_metrics_port:
         serve_metrics(config.metrics_port, config.host)
@@ -209,6 +144,7 @@ async def start_server(
         services=services,
         grace_s=config.shutdown_grace_s,
         on_shutdown=list(on_shutdown),
+        on_stopped=list(on_stopped),
     )
 
 
@@ -217,10 +153,12 @@ async def serve_forever(
     register: Register,
     *,
     on_shutdown: Sequence[ShutdownHook] = (),
+    on_stopped: Sequence[ShutdownHook] = (),
     extra_log: dict[str, Any] | None = None,
 ) -> None:
     """Runs a service until SIGTERM or SIGINT, then shuts down gracefully."""
-    running = await start_server(config, register, on_shutdown=on_shutdown)
+    running = await start_server(config, register, on_shutdown=on_shutdown,
+                                 on_stopped=on_stopped)
     log.info(
         "serving",
         service=config.service,

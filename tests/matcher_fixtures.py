@@ -160,7 +160,8 @@ async def running_matcher(
     library: SongLibrary, **servicer_kwargs: int
 ) -> AsyncIterator[tuple[matcher_pb2_grpc.MatcherAsyncStub, RunningServer]]:
     """A real gRPC matcher on a loopback port, and a stub connected to it."""
-    config = ServerConfig(service="matcher", host="127.0.0.1", grpc_port=0, shutdown_grace_s=1)
+    config = ServerConfig(
+        insecure_dev=True, service="matcher", host="127.0.0.1", grpc_port=0, shutdown_grace_s=1)
     servicer = MatcherServicer(library, **servicer_kwargs)
     server = await start_server(config, register(servicer), serve_metrics_port=False)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")

@@ -32,7 +32,8 @@ def embedder_process(stream_model_path: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "SEGUE_GRPC_HOST": "127.0.0.1", "SEGUE_GRPC_PORT": str(port),
            "SEGUE_METRICS_PORT": "0", "SEGUE_MODEL_PATH": str(stream_model_path),
-           "SEGUE_EXECUTION_PROVIDER": "cpu", "OMP_NUM_THREADS": "1"}
+           "SEGUE_EXECUTION_PROVIDER": "cpu", "OMP_NUM_THREADS": "1",
+           "SEGUE_INSECURE_DEV": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "services.embedder"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -158,7 +158,7 @@ def matcher(
     for analysis in analyses:
         store.upsert(analysis, metadata(files[analysis.song_id], artist="Segue"))
     loop = asyncio.new_event_loop()
-    config = ServerConfig(service="matcher", host="127.0.0.1", grpc_port=0)
+    config = ServerConfig(insecure_dev=True, service="matcher", host="127.0.0.1", grpc_port=0)
     server = loop.run_until_complete(
         start_server(config, register(MatcherServicer(store)), serve_metrics_port=False)
     )

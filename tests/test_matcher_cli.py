@@ -29,7 +29,7 @@ def matcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Son
     for i, song in enumerate(make_library(12, seed=3)):
         library.upsert(song, metadata_for(i))
     loop = asyncio.new_event_loop()
-    config = ServerConfig(service="matcher", host="127.0.0.1", grpc_port=0)
+    config = ServerConfig(insecure_dev=True, service="matcher", host="127.0.0.1", grpc_port=0)
     server = loop.run_until_complete(
         start_server(config, register(MatcherServicer(library)), serve_metrics_port=False)
     )

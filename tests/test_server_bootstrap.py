@@ -1,4 +1,5 @@
-"""The shared server bootstrap: health, reflection, metrics by status code, graceful stop."""
+"""The shared server bootstrap: health, reflection, metrics by status code, error ids, graceful
+stop in drain-then-close order."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
@@ -30,8 +32,12 @@ async def _reject(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -
     raise AssertionError("unreachable")
 
 
+SLOW_CALLS_FINISHED: list[bytes] = []
+
+
 async def _slow(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
     await asyncio.sleep(0.5)
+    SLOW_CALLS_FINISHED.append(request)
     return request
 
 
@@ -52,7 +58,8 @@ def _count(method: str, code: str) -> float:
 
 
 async def _start() -> RunningServer:
-    config = ServerConfig(service="probe", host="127.0.0.1", grpc_port=0, shutdown_grace_s=2)
+    config = ServerConfig(
+        insecure_dev=True, service="probe", host="127.0.0.1", grpc_port=0, shutdown_grace_s=2)
     return await start_server(config, _register, serve_metrics_port=False)
 
 
@@ -85,10 +92,14 @@ def test_metrics_count_rpcs_by_status_code_and_escaped_errors_become_internal() 
         before = [_count(method, code) for method, code in codes]
         try:
             assert await _call(running.port, "Ok") == b"ping"
-            with pytest.raises(grpc.aio.AioRpcError) as boom:
+            with structlog.testing.capture_logs() as logs, \
+                    pytest.raises(grpc.aio.AioRpcError) as boom:
                 await _call(running.port, "Boom")
             assert boom.value.code() == grpc.StatusCode.INTERNAL
-            assert "kaboom" in (boom.value.details() or "")
+            details = boom.value.details() or ""
+            assert "kaboom" not in details  # exception text stays in the server's log
+            [logged] = [entry for entry in logs if entry.get("error_id")]
+            assert f"error id {logged['error_id']}" in details
             with pytest.raises(grpc.aio.AioRpcError) as rejected:
                 await _call(running.port, "Reject")
             assert rejected.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -101,13 +112,21 @@ def test_metrics_count_rpcs_by_status_code_and_escaped_errors_become_internal() 
     asyncio.run(scenario())
 
 
-def test_graceful_stop_finishes_in_flight_calls_and_marks_health_not_serving() -> None:
+def test_graceful_stop_finishes_in_flight_calls_before_closing_stores() -> None:
     async def scenario() -> None:
         running = await _start()
+        events: list[str] = []
+        SLOW_CALLS_FINISHED.clear()
+
+        async def close_store() -> None:
+            events.append("closed" if SLOW_CALLS_FINISHED else "closed with a call in flight")
+
+        running.on_stopped.append(close_store)
         in_flight = asyncio.create_task(_call(running.port, "Slow"))
         await asyncio.sleep(0.1)
         await running.stop(grace_s=2)
         assert await in_flight == b"ping"
+        assert events == ["closed"]
         status = await running.health.Check(health_pb2.HealthCheckRequest(service=SERVICE), None)
         assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
 

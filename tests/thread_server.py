@@ -36,7 +36,8 @@ class ThreadServer(Generic[S]):
         self._registrar = registrar
         self._on_shutdown = on_shutdown
         self._close = close
-        self._config = ServerConfig(service=service, host="127.0.0.1", grpc_port=0,
+        self._config = ServerConfig(
+            insecure_dev=True, service=service, host="127.0.0.1", grpc_port=0,
                                     shutdown_grace_s=grace_s,
                                     max_message_bytes=max_message_bytes)
         self._loop = asyncio.new_event_loop()

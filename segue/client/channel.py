@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 
 from segue.client.errors import SegueError, UnavailableError, from_rpc_error
+from segue.client.security import ClientSecurity, open_channel
 from segue.client.timeouts import (
     DEFAULT_POLICY,
     USE_CLIENT_TIMEOUT,
@@ -38,7 +39,9 @@ class ServiceClient:
     Calls are spread round-robin over every address the target resolves to: an Analyze stream
     is long-lived, so balancing per connection (gRPC's default) would pin all of a client's
     songs to one replica.
-    `credentials` enables TLS. `timeout_s` sets the deadlines of this client's calls; every
+    `token` is sent as a bearer token on every call and `credentials` enables TLS; both default
+    to the environment (SEGUE_TOKEN or SEGUE_TOKEN_FILE, SEGUE_TLS_CA and friends: see
+    `segue.client.security`). `timeout_s` sets the deadlines of this client's calls; every
     method also takes its own `timeout_s`. See `segue.client.timeouts` for the default policy
     and what numbers and None mean.
     """
@@ -51,8 +54,10 @@ class ServiceClient:
         address: str,
         *,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         timeout_s: Timeout = DEFAULT_POLICY,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        security: ClientSecurity | None = None,
     ) -> None:
         check_timeout(timeout_s)
         options = [
@@ -62,11 +67,15 @@ class ServiceClient:
         ]
         self.address = address
         self.timeout_s: Timeout = timeout_s
-        self._channel = (
-            grpc.aio.secure_channel(address, credentials, options=options)
-            if credentials is not None
-            else grpc.aio.insecure_channel(address, options=options)
-        )
+        env = security or ClientSecurity.from_env()
+        chosen = ClientSecurity(token=token or env.token, tls=credentials or env.tls,
+                                server_name=env.server_name)
+        self._channel = open_channel(address, chosen, options)
+        self._bind(self._channel)
+
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        """Creates the service's stub on `channel` (each client defines it)."""
+        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self

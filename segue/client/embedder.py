@@ -29,13 +29,11 @@ import numpy as np
 import numpy.typing as npt
 
 from segue.audio import decode, mono_to_pcm
-from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
+from segue.client.channel import ServiceClient
 from segue.client.errors import InternalError
 from segue.client.timeouts import (
-    DEFAULT_POLICY,
     USE_CLIENT_TIMEOUT,
     CallTimeout,
-    Timeout,
     chunks_seconds,
     stream_deadline,
 )
@@ -105,17 +103,8 @@ class EmbedderClient(ServiceClient):
 
     SERVICE = "Embedder"
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        timeout_s: Timeout = DEFAULT_POLICY,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        super().__init__(address, credentials=credentials, timeout_s=timeout_s,
-                         max_message_bytes=max_message_bytes)
-        self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        self._stub: embedder_pb2_grpc.EmbedderAsyncStub = embedder_pb2_grpc.EmbedderStub(channel)
 
     async def model_info(self, *, timeout_s: CallTimeout = USE_CLIENT_TIMEOUT) -> ModelInfo:
         """The model being served and the server's limits."""

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 
-from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
-from segue.client.timeouts import DEFAULT_POLICY, USE_CLIENT_TIMEOUT, CallTimeout, Timeout
+from segue.client.channel import ServiceClient
+from segue.client.timeouts import USE_CLIENT_TIMEOUT, CallTimeout
 from segue.client.types import (
     ClusterResponse,
     DeleteSongResponse,
@@ -70,17 +70,8 @@ class MatcherClient(ServiceClient):
 
     SERVICE = "Matcher"
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        timeout_s: Timeout = DEFAULT_POLICY,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        super().__init__(address, credentials=credentials, timeout_s=timeout_s,
-                         max_message_bytes=max_message_bytes)
-        self._stub = matcher_pb2_grpc.MatcherStub(self._channel)
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        self._stub: matcher_pb2_grpc.MatcherAsyncStub = matcher_pb2_grpc.MatcherStub(channel)
 
     async def upsert_song(
         self,

@@ -37,12 +37,10 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from segue.client.channel import DEFAULT_MAX_MESSAGE_BYTES, ServiceClient
+from segue.client.channel import ServiceClient
 from segue.client.timeouts import (
-    DEFAULT_POLICY,
     USE_CLIENT_TIMEOUT,
     CallTimeout,
-    Timeout,
     pcm_seconds,
     stream_deadline,
 )
@@ -367,17 +365,8 @@ class MixerClient(ServiceClient):
 
     SERVICE = "Mixer"
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        timeout_s: Timeout = DEFAULT_POLICY,
-        credentials: grpc.ChannelCredentials | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        super().__init__(address, credentials=credentials, timeout_s=timeout_s,
-                         max_message_bytes=max_message_bytes)
-        self._stub = mixer_pb2_grpc.MixerStub(self._channel)
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        self._stub: mixer_pb2_grpc.MixerAsyncStub = mixer_pb2_grpc.MixerStub(channel)
 
     async def render_transition(
         self,

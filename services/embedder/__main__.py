@@ -48,8 +48,12 @@ async def main() -> None:
     configure_logging(server_config.log_level, server_config.log_format)
     config = EmbedderConfig.from_env()
     if config.uses_dev_token_key:
-        log.warning("SEGUE_TOKEN_KEY is not set: resume tokens are signed with the public "
-                    "development key; set a secret shared by all replicas in production")
+        if not server_config.insecure_dev:
+            raise SystemExit("embedder: SEGUE_TOKEN_KEY is not set; refusing to seal resume "
+                             "tokens with the public development key (set a secret shared by "
+                             "all replicas, or SEGUE_INSECURE_DEV=1 for local development)")
+        log.warning("SEGUE_TOKEN_KEY is not set: resume tokens are sealed with the public "
+                    "development key (SEGUE_INSECURE_DEV=1); never do this in production")
     servicer = build_servicer(server_config, config)
     spec = servicer.model.spec
     # Start-up objects (modules, the model session) live forever: keep them out of the cyclic

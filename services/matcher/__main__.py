@@ -46,7 +46,7 @@ async def main() -> None:
     await serve_forever(
         server_config,
         register(servicer),
-        on_shutdown=[close_store],
+        on_stopped=[close_store],
         extra_log={"matcher": describe(config)},
     )
 

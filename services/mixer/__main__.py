@@ -34,7 +34,7 @@ async def main() -> None:
     await serve_forever(
         server_config,
         registrar(servicer),
-        on_shutdown=[servicer.close],
+        on_stopped=[servicer.close],
         extra_log={"mixer": describe(mixer_config)},
     )
 
