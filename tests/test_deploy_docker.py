@@ -5,9 +5,10 @@ the requirements extraction they use work."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -63,6 +64,29 @@ def test_runtime_stage_runs_as_an_unprivileged_user_with_a_grpc_health_check(
     entrypoint = next(line for line in stage if line.startswith("ENTRYPOINT "))
     service = dockerfile.name.split(".")[0].split("-")[0]
     assert entrypoint == f'ENTRYPOINT ["python", "-m", "services.{service}"]'
+
+
+def _runtime_env(dockerfile: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in _runtime_stage(dockerfile):
+        if line.startswith("ENV "):
+            for pair in line.split()[1:]:
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_runtime_stage_listens_on_every_interface_with_authentication_on(
+    dockerfile: Path,
+) -> None:
+    env = _runtime_env(dockerfile)
+    # The services bind loopback by default, unreachable from outside a container.
+    assert env["SEGUE_GRPC_HOST"] == "0.0.0.0"
+    # HEALTHCHECK sends no token; everything else needs one.
+    assert env["SEGUE_OPEN_HEALTH"] == "1"
+    assert "SEGUE_INSECURE_DEV" not in dockerfile.read_text()
+    assert "SEGUE_OPEN_REFLECTION" not in env
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -208,3 +232,216 @@ def test_health_check_speaks_tls_when_the_server_does(
         assert health_check.main(["--port", str(port)]) == 0
     finally:
         server.stop(grace=None).wait()
+
+
+@pytest.mark.parametrize(
+    ("host", "target"),
+    [
+        ("", "127.0.0.1"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "127.0.0.1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("fd00::1", "[fd00::1]"),
+    ],
+)
+def test_health_check_dials_the_address_the_server_binds(
+    host: str, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGUE_GRPC_HOST", host)
+    assert health_check.target(50051) == f"{target}:50051"
+
+
+class _TokenGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Refuses calls without `authorization: Bearer <token>`, as a Segue server whose health is
+    not open does, and records what each call sent."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.sent: list[str | None] = []
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        self.sent.append(metadata.get("authorization"))
+        if metadata.get("authorization") == f"Bearer {self.token}":
+            return continuation(handler_call_details)
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or unknown token")
+
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+TOKEN = "health-check-test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def gated_server() -> Iterator[tuple[int, _TokenGate]]:
+    gate = _TokenGate(TOKEN)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[gate])
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port, gate
+    finally:
+        server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (
+        "SEGUE_GRPC_HOST",
+        "SEGUE_OPEN_HEALTH",
+        "SEGUE_TOKEN",
+        "SEGUE_TOKEN_FILE",
+        "SEGUE_TLS_CERT",
+        "SEGUE_TLS_KEY",
+        "SEGUE_TLS_CA",
+        "SEGUE_TLS_CLIENT_CA",
+        "SEGUE_TLS_CLIENT_CERT",
+        "SEGUE_TLS_CLIENT_KEY",
+        "SEGUE_TLS_SERVER_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_health_check_sends_the_bearer_token_when_health_is_not_open(
+    gated_server: tuple[int, _TokenGate], clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    port, gate = gated_server
+    assert health_check.main(["--port", str(port)]) == 1
+    clean_env.setenv("SEGUE_TOKEN", TOKEN)
+    assert health_check.main(["--port", str(port)]) == 0
+    clean_env.delenv("SEGUE_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")  # a Secret's file may end with a newline
+    clean_env.setenv("SEGUE_TOKEN_FILE", str(token_file))
+    assert health_check.main(["--port", str(port)]) == 0
+    assert gate.sent == [None, f"Bearer {TOKEN}", f"Bearer {TOKEN}"]
+
+
+def test_health_check_sends_no_token_when_health_is_open(
+    gated_server: tuple[int, _TokenGate], clean_env: pytest.MonkeyPatch
+) -> None:
+    port, gate = gated_server
+    clean_env.setenv("SEGUE_OPEN_HEALTH", "1")
+    clean_env.setenv("SEGUE_TOKEN", TOKEN)
+    # The mixer's token is for the matcher: it is not handed to a server that needs none.
+    assert health_check.main(["--port", str(port)]) == 1
+    assert gate.sent == [None]
+
+
+def test_health_check_fails_cleanly_on_an_unreadable_token_file(
+    gated_server: tuple[int, _TokenGate], clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    port, _ = gated_server
+    clean_env.setenv("SEGUE_TOKEN_FILE", str(tmp_path / "missing"))
+    assert health_check.main(["--port", str(port)]) == 1
+
+
+def _openssl(*args: str) -> None:
+    made = run([tool("openssl"), *args])
+    assert made.returncode == 0, made.stderr
+
+
+def _issue(directory: Path, name: str, ca: str, extensions: str) -> tuple[Path, Path]:
+    """A P-256 key and a certificate for `name` signed by the CA `ca` (ca.crt, ca.key)."""
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
+    ext = directory / f"{name}.ext"
+    ext.write_text(extensions)
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
+    _openssl("req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-days", "1", "-out", str(cert),
+        "-CA", str(directory / f"{ca}.crt"), "-CAkey", str(directory / f"{ca}.key"),
+        "-CAcreateserial", "-extfile", str(ext),
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, the embedder's certificate (server and client auth, like the production one) and
+    the mixer's client certificate, as the segue-tls, segue-tls-ca and segue-mixer-client-tls
+    Secrets hold them."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.crt"
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(ca_key))
+    _openssl(
+        "req", "-x509", "-new", "-key", str(ca_key), "-days", "1", "-subj", "/CN=segue-test-ca",
+        "-out", str(ca_cert),
+    )  # fmt: skip
+    _issue(
+        directory,
+        "segue-embedder",
+        "ca",
+        "basicConstraints=critical,CA:FALSE\n"
+        "subjectAltName=DNS:segue-embedder\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    _issue(
+        directory,
+        "mixer-client",
+        "ca",
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    return directory
+
+
+@pytest.fixture
+def mtls_server(pki: Path) -> Iterator[int]:
+    """A health server that, like the production pods, demands a client certificate."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials(
+        [((pki / "segue-embedder.key").read_bytes(), (pki / "segue-embedder.crt").read_bytes())],
+        root_certificates=(pki / "ca.crt").read_bytes(),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=None).wait()
+
+
+def _serve_tls_env(env: pytest.MonkeyPatch, pki: Path) -> None:
+    """The embedder pod's settings under the tls component."""
+    env.setenv("SEGUE_TLS_CERT", str(pki / "segue-embedder.crt"))
+    env.setenv("SEGUE_TLS_KEY", str(pki / "segue-embedder.key"))
+    env.setenv("SEGUE_TLS_CA", str(pki / "ca.crt"))
+    env.setenv("SEGUE_TLS_SERVER_NAME", "segue-embedder")
+
+
+def test_health_check_presents_the_pods_certificate_to_a_mutual_tls_server(
+    mtls_server: int, pki: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    _serve_tls_env(clean_env, pki)
+    # Without SEGUE_TLS_CLIENT_CA it presents no certificate, and the server refuses it.
+    assert health_check.main(["--port", str(mtls_server), "--timeout", "1"]) == 1
+    clean_env.setenv("SEGUE_TLS_CLIENT_CA", str(pki / "ca.crt"))
+    assert health_check.main(["--port", str(mtls_server)]) == 0
+
+
+def test_health_check_uses_the_client_certificate_and_its_own_server_name(
+    mtls_server: int, pki: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    # The mixer pod: its client certificate is for calling the matcher, and
+    # SEGUE_TLS_SERVER_NAME names the matcher, so the probe passes its own name.
+    _serve_tls_env(clean_env, pki)
+    clean_env.setenv("SEGUE_TLS_CLIENT_CA", str(pki / "ca.crt"))
+    clean_env.setenv("SEGUE_TLS_CLIENT_CERT", str(pki / "mixer-client.crt"))
+    clean_env.setenv("SEGUE_TLS_CLIENT_KEY", str(pki / "mixer-client.key"))
+    clean_env.setenv("SEGUE_TLS_SERVER_NAME", "segue-matcher")
+    assert health_check.main(["--port", str(mtls_server), "--timeout", "1"]) == 1
+    port = ["--port", str(mtls_server)]
+    assert health_check.main([*port, "--server-name", "segue-embedder"]) == 0

@@ -3,14 +3,18 @@ what the deployment promises (GPU placement, probes, budgets, policies, Qdrant c
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import importlib
+import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploy_helpers import OVERLAYS, find, of_kind, pod_spec, render
+import yaml
+from deploy_helpers import DEPLOY, K8S, OVERLAYS, find, of_kind, pod_spec, render
 
 KUBERNETES_VERSION = "1.37.0"
 # Prometheus Operator CRDs: kubernetes-validate bundles only built-in kinds; these are checked
@@ -20,7 +24,26 @@ OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 SERVICES = {"embedder": 50051, "matcher": 50052, "mixer": 50053}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
 # Created outside git in production (deploy/README.md#secrets-and-configuration).
-EXTERNAL_SECRETS = {"segue-embedder-token", "qdrant-api-key", "segue-tls"}
+EXTERNAL_SECRETS = {
+    "segue-embedder-token",
+    "qdrant-api-key",
+    "segue-auth-tokens",
+    "segue-mixer-client-token",
+    "segue-tls",
+    "segue-tls-ca",
+    "segue-mixer-client-tls",
+}
+# Settings that name a file the service reads: each must come from a mounted Secret.
+FILE_SETTINGS = {
+    "SEGUE_AUTH_TOKENS_FILE",
+    "SEGUE_TOKEN_FILE",
+    "SEGUE_TLS_CERT",
+    "SEGUE_TLS_KEY",
+    "SEGUE_TLS_CLIENT_CA",
+    "SEGUE_TLS_CA",
+    "SEGUE_TLS_CLIENT_CERT",
+    "SEGUE_TLS_CLIENT_KEY",
+}
 
 
 def _containers(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
@@ -34,6 +57,56 @@ def _containers(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, A
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def _effective_env(docs: tuple[dict[str, Any], ...], container: dict[str, Any]) -> dict[str, Any]:
+    """What the process sees: envFrom ConfigMaps in order, then `env` over them. Plain values
+    are strings; `valueFrom` entries stay as they are."""
+    merged: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        cm = find(docs, "ConfigMap", source["configMapRef"]["name"])
+        merged.update(cm.get("data", {}))
+    for env in container.get("env", []):
+        merged[env["name"]] = env["value"] if "value" in env else env["valueFrom"]
+    return merged
+
+
+def _service(
+    docs: tuple[dict[str, Any], ...], service: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The service's pod spec and its container."""
+    spec = pod_spec(find(docs, "Deployment", f"segue-{service}"))
+    return spec, spec["containers"][0]
+
+
+def _secret_file(spec: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str]:
+    """(Secret name, key) behind `path`, which must lie in a read-only, whole-directory mount of
+    a Secret volume (a subPath mount would never see the Secret change)."""
+    directory, _, key = path.rpartition("/")
+    mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"] == directory]
+    assert len(mounts) == 1, f"{path}: no single volume mounted on {directory}"
+    mount = mounts[0]
+    assert "subPath" not in mount and "subPathExpr" not in mount, path
+    assert mount.get("readOnly") is True, path
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert "secret" in volume, f"{path}: volume {volume['name']} is not a Secret"
+    items = {item["path"]: item["key"] for item in volume["secret"].get("items", [])}
+    if items:
+        assert key in items, f"{path}: the volume does not project {key}"
+        key = items[key]
+    name: str = volume["secret"]["secretName"]
+    return name, key
+
+
+def _secret_base_name(docs: tuple[dict[str, Any], ...], name: str) -> str:
+    """A generated Secret's name without kustomize's hash suffix (external names as they are)."""
+    generated = {s["metadata"]["name"] for s in of_kind(docs, "Secret")}
+    return re.sub(r"-[a-z0-9]{10}$", "", name) if name in generated else name
+
+
+def _secret_data(docs: tuple[dict[str, Any], ...], prefix: str) -> dict[str, str]:
+    secret = next(s for s in of_kind(docs, "Secret") if s["metadata"]["name"].startswith(prefix))
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
 
 def _config_value(docs: tuple[dict[str, Any], ...], prefix: str, key: str) -> str:
@@ -156,12 +229,79 @@ def test_every_referenced_config_map_and_secret_exists(overlay: str) -> None:
                     assert volume["secret"]["secretName"] in secrets
 
 
-def test_dev_generates_only_obviously_fake_secrets() -> None:
-    import base64
+def _looks_fake(value: str) -> bool:
+    return "dev-only" in value and "not-a-secret" in value
 
-    for secret in of_kind(render("dev"), "Secret"):
-        for value in secret["data"].values():
-            assert "not-a-secret" in base64.b64decode(value).decode()
+
+def _token_file_secrets(text: str) -> list[str]:
+    """The token column of a SEGUE_AUTH_TOKENS_FILE (`<name> <scopes> <token>` lines)."""
+    lines = [line.split() for line in text.splitlines()]
+    return [parts[-1] for parts in lines if parts and not parts[0].startswith("#")]
+
+
+def test_dev_generates_only_obviously_fake_secrets() -> None:
+    secrets = of_kind(render("dev"), "Secret")
+    assert secrets
+    for secret in secrets:
+        for key, raw in secret["data"].items():
+            value = base64.b64decode(raw).decode()
+            # Every token of a token file, not just the file as a whole, must be marked fake.
+            values = _token_file_secrets(value) if key == "tokens" else [value]
+            assert values, (secret["metadata"]["name"], key)
+            for each in values:
+                assert _looks_fake(each), (secret["metadata"]["name"], key)
+
+
+def _generator_values(kustomization: Path) -> list[tuple[str, str]]:
+    """(key, value) of every secretGenerator entry of a kustomization file, read from source."""
+    config = yaml.safe_load(kustomization.read_text())
+    pairs: list[tuple[str, str]] = []
+    for generator in config.get("secretGenerator", []):
+        for literal in generator.get("literals", []):
+            key, _, value = literal.partition("=")
+            pairs.append((key, value))
+        for entry in generator.get("files", []):
+            key, _, path = entry.rpartition("=")
+            pairs.append((key or Path(path).name, (kustomization.parent / path).read_text()))
+        for env_file in generator.get("envs", []):
+            for line in (kustomization.parent / env_file).read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    key, _, value = line.partition("=")
+                    pairs.append((key, value))
+    return pairs
+
+
+def test_no_secret_value_in_the_repository_looks_real() -> None:
+    # Every kustomization, including ones no overlay renders, and every file under deploy/.
+    generated = [
+        (path, key, value)
+        for path in sorted(K8S.rglob("kustomization.yaml"))
+        for key, value in _generator_values(path)
+    ]
+    assert {key for _, key, _ in generated} >= {"tokens", "token", "token-key", "api-key"}
+    for path, key, value in generated:
+        values = _token_file_secrets(value) if key == "tokens" else [value]
+        assert values, (path, key)
+        for each in values:
+            assert _looks_fake(each), f"{path}: {key} holds a value not marked dev-only"
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+        text = path.read_text(errors="replace")
+        assert "PRIVATE KEY-----" not in text, path
+        if path.suffix in {".yaml", ".yml"}:
+            for doc in yaml.safe_load_all(text):
+                if isinstance(doc, dict) and doc.get("kind") == "Secret":
+                    raise AssertionError(f"{path}: Secret objects belong outside git")
+
+
+def test_dev_tokens_parse_and_give_the_mixer_read_access() -> None:
+    from segue.security.tokens import parse_tokens, token_digest
+
+    docs = render("dev")
+    table = parse_tokens(_secret_data(docs, "segue-auth-tokens")["tokens"])
+    mixer_token = _secret_data(docs, "segue-mixer-client-token")["token"]
+    principal = table[token_digest(mixer_token.strip())]
+    assert principal.allows("read")
+    assert not principal.allows("write") and not principal.allows("render")
 
 
 def test_production_ships_no_secret_values() -> None:
@@ -228,7 +368,123 @@ def test_production_serves_tls_and_probes_with_the_tls_health_check(service: str
         assert "grpc" not in container[probe]
         command = container[probe]["exec"]["command"]
         assert command[:2] == ["python", "/app/grpc_health_check.py"]
-        assert command[-1] == str(SERVICES[service])
+        args = dict(zip(command[2::2], command[3::2], strict=True))
+        # The pod's own name: the mixer's SEGUE_TLS_SERVER_NAME names the matcher it calls.
+        assert args == {"--port": str(SERVICES[service]), "--server-name": f"segue-{service}"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_service_listens_on_the_pod_network_with_open_health(
+    overlay: str, service: str
+) -> None:
+    docs = render(overlay)
+    env = _effective_env(docs, _service(docs, service)[1])
+    # The default is loopback: a Pod bound there is unreachable, probes included.
+    assert env["SEGUE_GRPC_HOST"] == "0.0.0.0"
+    # The kubelet's probes send no token.
+    assert env["SEGUE_OPEN_HEALTH"] == "1"
+    assert env.get("SEGUE_OPEN_REFLECTION", "0") in {"0", "false"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_service_reads_its_tokens_from_the_auth_tokens_secret(
+    overlay: str, service: str
+) -> None:
+    docs = render(overlay)
+    spec, container = _service(docs, service)
+    path = _effective_env(docs, container)["SEGUE_AUTH_TOKENS_FILE"]
+    name, key = _secret_file(spec, container, path)
+    assert (_secret_base_name(docs, name), key) == ("segue-auth-tokens", "tokens")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_mixer_calls_the_matcher_with_its_own_client_token(overlay: str) -> None:
+    docs = render(overlay)
+    spec, container = _service(docs, "mixer")
+    env = _effective_env(docs, container)
+    assert env["SEGUE_MIXER_MATCHER_ADDR"] == "dns:///segue-matcher-headless:50052"
+    name, key = _secret_file(spec, container, env["SEGUE_TOKEN_FILE"])
+    assert (_secret_base_name(docs, name), key) == ("segue-mixer-client-token", "token")
+    assert "SEGUE_TOKEN" not in env  # never the token itself in the Pod spec
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_file_setting_points_into_a_read_only_secret_directory(overlay: str) -> None:
+    docs = render(overlay)
+    seen = set()
+    for label, container in _containers(docs):
+        workload = find(docs, *label.split("/")[:2])
+        for setting, path in _effective_env(docs, container).items():
+            if setting in FILE_SETTINGS:
+                assert isinstance(path, str), (label, setting)
+                _secret_file(pod_spec(workload), container, path)
+                seen.add(setting)
+    expected = {"SEGUE_AUTH_TOKENS_FILE", "SEGUE_TOKEN_FILE"}
+    assert seen == (FILE_SETTINGS if overlay == "production" else expected)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secret_volumes_are_readable_only_by_the_services_group(overlay: str) -> None:
+    docs = render(overlay)
+    for service in SERVICES:
+        spec, _ = _service(docs, service)
+        context = spec["securityContext"]
+        assert context["runAsUser"] != 0
+        assert context["fsGroup"] == context["runAsGroup"]
+        secrets = [v["secret"] for v in spec["volumes"] if "secret" in v]
+        assert secrets, service
+        for secret in secrets:
+            assert secret["defaultMode"] in {0o400, 0o440}, (service, secret["secretName"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_overlay_runs_without_authentication(overlay: str) -> None:
+    docs = render(overlay)
+    for label, container in _containers(docs):
+        assert "SEGUE_INSECURE_DEV" not in _effective_env(docs, container), label
+    for cm in of_kind(docs, "ConfigMap"):
+        assert "SEGUE_INSECURE_DEV" not in cm.get("data", {}), cm["metadata"]["name"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_production_demands_client_certificates_from_the_segue_ca(service: str) -> None:
+    docs = render("production")
+    spec, container = _service(docs, service)
+    env = _effective_env(docs, container)
+    assert _secret_file(spec, container, env["SEGUE_TLS_CERT"]) == ("segue-tls", "tls.crt")
+    assert _secret_file(spec, container, env["SEGUE_TLS_KEY"]) == ("segue-tls", "tls.key")
+    assert _secret_file(spec, container, env["SEGUE_TLS_CLIENT_CA"]) == ("segue-tls-ca", "ca.crt")
+    # The probes' health check verifies the pod's certificate with the same CA.
+    assert _secret_file(spec, container, env["SEGUE_TLS_CA"]) == ("segue-tls-ca", "ca.crt")
+
+
+def test_production_mixer_calls_the_matcher_over_mutual_tls() -> None:
+    docs = render("production")
+    spec, container = _service(docs, "mixer")
+    env = _effective_env(docs, container)
+    assert _secret_file(spec, container, env["SEGUE_TLS_CA"]) == ("segue-tls-ca", "ca.crt")
+    client_cert = _secret_file(spec, container, env["SEGUE_TLS_CLIENT_CERT"])
+    client_key = _secret_file(spec, container, env["SEGUE_TLS_CLIENT_KEY"])
+    assert (client_cert, client_key) == (
+        ("segue-mixer-client-tls", "tls.crt"),
+        ("segue-mixer-client-tls", "tls.key"),
+    )
+    # It dials segue-matcher-headless; the certificate names segue-matcher.
+    assert env["SEGUE_TLS_SERVER_NAME"] == "segue-matcher"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_client_can_fill_an_embedder_pod(overlay: str) -> None:
+    docs = render(overlay)
+    per_client = int(_config_value(docs, "segue-embedder", "SEGUE_MAX_STREAMS_PER_CLIENT"))
+    per_pod = int(_config_value(docs, "segue-embedder", "SEGUE_MAX_CONCURRENT_STREAMS"))
+    assert per_client == per_pod
+    if overlay == "production":
+        hpa = find(docs, "HorizontalPodAutoscaler", "segue-embedder")
+        # Otherwise a single client's streams never reach the autoscaler's target.
+        assert per_client >= int(hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"])
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -349,15 +605,27 @@ def test_network_policies_deny_by_default_and_open_only_needed_ports() -> None:
     }
 
 
-def test_metrics_ports_admit_only_prometheus() -> None:
-    policy = find(render("production"), "NetworkPolicy", "segue-embedder-ingress")
-    metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 9101)
-    assert metrics_rule["from"] == [
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_metrics_ports_admit_only_prometheus(service: str) -> None:
+    # The metrics server binds SEGUE_GRPC_HOST (0.0.0.0 in the Pod): only policy guards it.
+    docs = render("production")
+    policy = find(docs, "NetworkPolicy", f"segue-{service}-ingress")
+    metrics_port = SERVICES[service] - 50051 + 9101
+    rules = [
+        r for r in policy["spec"]["ingress"] if any(p["port"] == metrics_port for p in r["ports"])
+    ]
+    assert len(rules) == 1
+    assert [p["port"] for p in rules[0]["ports"]] == [metrics_port]
+    assert rules[0]["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
         }
     ]
+    for other in of_kind(docs, "NetworkPolicy"):
+        if other is not policy:
+            for rule in other["spec"].get("ingress", []):
+                assert metrics_port not in {p["port"] for p in rule.get("ports", [])}
 
 
 def test_service_monitor_scrapes_the_metrics_port_of_each_service() -> None:

@@ -43,12 +43,17 @@ COPY deploy/docker/grpc_health_check.py grpc_health_check.py
 COPY services/__init__.py services/__init__.py
 COPY services/embedder/ services/embedder/
 # Nothing is written outside mounted volumes and /tmp: the root filesystem may be read-only.
+# The server binds loopback unless told otherwise: a container listens on every interface.
+# Health answers without a token so HEALTHCHECK works; every other call needs one
+# (SEGUE_AUTH_TOKENS_FILE, which the image does not set: it refuses to start without it).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    SEGUE_GRPC_HOST=0.0.0.0 \
+    SEGUE_OPEN_HEALTH=1 \
     SEGUE_GRPC_PORT=50051 \
     SEGUE_METRICS_PORT=9101 \
     SEGUE_MODEL_PATH=/app/models/segue_stream.onnx

@@ -33,11 +33,16 @@ COPY deploy/docker/grpc_health_check.py grpc_health_check.py
 COPY services/__init__.py services/__init__.py
 COPY services/mixer/ services/mixer/
 # Nothing is written outside mounted volumes and /tmp: the root filesystem may be read-only.
+# The server binds loopback unless told otherwise: a container listens on every interface.
+# Health answers without a token so HEALTHCHECK works; every other call needs one
+# (SEGUE_AUTH_TOKENS_FILE, which the image does not set: it refuses to start without it).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
+    SEGUE_GRPC_HOST=0.0.0.0 \
+    SEGUE_OPEN_HEALTH=1 \
     SEGUE_GRPC_PORT=50053 \
     SEGUE_METRICS_PORT=9103
 USER 10001:10001
