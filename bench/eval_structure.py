@@ -748,7 +748,7 @@ def write_report(rows: dict[str, Any], cost: dict[str, float], args: argparse.Na
             f"The sections for {', '.join(args.refreshed)} come from a later run "
             f"(`--only`, {today}, {machine()}; each section's peers in that same run) than "
             "the generated, composite and real-recording sections above, whose figures it "
-            "kept; Segue's structure code was the same in both.",
+            "kept without re-measuring them: Segue's structure code may differ between the runs.",
         ]
     # Written atomically: an interrupted run leaves the previous results whole.
     write_results(

@@ -13,9 +13,10 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import IO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,24 @@ MAX_CHANNELS = 8
 
 class DecodeError(ValueError):
     """The bytes or file could not be decoded as audio."""
+
+
+class DecodeLimitError(DecodeError):
+    """The audio lasts longer than the caller's limit; decoding stopped at (or before) it.
+
+    `declared_s` is the duration the file's header declares when that is what was refused
+    before decoding, else None (the decoded audio itself ran past `limit_s`).
+    """
+
+    def __init__(self, limit_s: float, declared_s: float | None = None) -> None:
+        what = (
+            f"declares {declared_s:.0f} s of audio"
+            if declared_s is not None
+            else f"decodes to more than {limit_s:.0f} s of audio"
+        )
+        super().__init__(f"the audio {what}: over the limit of {limit_s:.0f} s")
+        self.limit_s = limit_s
+        self.declared_s = declared_s
 
 
 def ffmpeg_path() -> str:
@@ -186,15 +205,23 @@ class PcmReader:
 
 
 def decode(
-    source: str | Path | bytes, sample_rate_hz: int, channels: int = 1
+    source: str | Path | bytes,
+    sample_rate_hz: int,
+    channels: int = 1,
+    *,
+    max_s: float | None = None,
 ) -> FloatArray:
     """Decodes a file path or encoded bytes to float32 PCM, shape [frames, channels].
 
-    Mono output (channels=1) is returned as shape [frames].
+    Mono output (channels=1) is returned as shape [frames]. With `max_s`, audio longer than
+    `max_s` seconds raises DecodeLimitError without ever holding more than `max_s` seconds
+    of it (see `decode_limited`).
     """
     if isinstance(source, bytes):
         if not source:
             raise DecodeError("no audio bytes")
+        if max_s is not None:
+            return decode_limited([source], sample_rate_hz, channels, max_s)
         raw = _run_ffmpeg(
             ["-i", "pipe:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels),
              "-ar", str(sample_rate_hz), "pipe:1"],
@@ -208,10 +235,130 @@ def decode(
     path = Path(source)
     if not path.is_file():
         raise DecodeError(f"no such file: {path}")
+    if max_s is not None:
+        return decode_limited([path.read_bytes()], sample_rate_hz, channels, max_s)
     with PcmReader(path, sample_rate_hz, channels) as reader:
         parts = list(reader.chunks(READ_BYTES // (4 * channels)))
     # One copy into the result; a single chunk is returned as it is.
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+# A header may declare up to this much more than a limit (seconds, fraction) before it is
+# refused undecoded: container durations are estimates.
+DECLARED_SLACK_S = 1.0
+DECLARED_SLACK = 0.02
+# ffmpeg's note that the duration it prints is a guess from the bit rate, not a header field.
+_ESTIMATED = "Estimating duration from bitrate"
+
+
+def decode_limited(
+    parts: Sequence[bytes], sample_rate_hz: int, channels: int, max_s: float
+) -> FloatArray:
+    """Decodes encoded bytes (the concatenation of `parts`) to float32 PCM, refusing audio
+    longer than `max_s` seconds with DecodeLimitError; shape as `decode`'s.
+
+    Headers lie, so the limit holds twice: a header that declares well over `max_s` is
+    refused as soon as ffmpeg has read it, and the decoded audio is read from ffmpeg's pipe
+    only up to `max_s` (ffmpeg itself stops a second past it, `-t`): a small file that
+    expands to hours never takes more memory than `max_s` seconds of audio.
+    """
+    frame = 4 * channels
+    limit_bytes = int(max_s * sample_rate_hz) * frame
+    with _LimitedDecoder(parts, sample_rate_hz, channels, max_s) as decoder:
+        raw = decoder.read(limit_bytes + frame)  # one frame over the limit proves it is over
+        if len(raw) > limit_bytes:
+            del raw
+            raise DecodeLimitError(max_s)
+        decoder.finish()
+    audio = np.frombuffer(raw, dtype="<f4", count=len(raw) // 4)  # no copy
+    if audio.size == 0:
+        raise DecodeError("the audio bytes hold no audio")
+    return audio if channels == 1 else audio.reshape(-1, channels)
+
+
+class _LimitedDecoder:
+    """ffmpeg decoding bytes fed from a thread, its output read up to a cap (decode_limited)."""
+
+    def __init__(
+        self, parts: Sequence[bytes], sample_rate_hz: int, channels: int, max_s: float
+    ) -> None:
+        self.max_s = max_s
+        ffmpeg = ffmpeg_path()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self._proc = subprocess.Popen(
+            [ffmpeg, "-hide_banner", "-loglevel", "repeat+level+info", "-nostats",
+             "-nostdin", "-i", "pipe:0", "-vn", "-t", f"{max_s + 1.0:.3f}", "-f", "f32le",
+             "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate_hz),
+             "pipe:1"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0,
+        )  # fmt: skip
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._out = cast(io.FileIO, self._proc.stdout)
+        self._feeder = threading.Thread(
+            target=_feed, args=(self._proc.stdin, parts), name="ffmpeg-feed", daemon=True
+        )
+        self._feeder.start()
+
+    def __enter__(self) -> _LimitedDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._feeder.join()
+        self._out.close()
+        self._stderr.close()
+
+    def read(self, cap: int) -> bytearray:
+        """ffmpeg's output up to `cap` bytes; the header is checked once ffmpeg has read it."""
+        out = bytearray()
+        block = bytearray(READ_BYTES)
+        view = memoryview(block)
+        checked = False
+        while len(out) < cap:
+            n = self._out.readinto(view[: min(READ_BYTES, cap - len(out))])
+            if not checked:
+                # ffmpeg has printed the input's header before its first output (or its exit).
+                self._check_declared()
+                checked = True
+            if not n:
+                break
+            out += view[:n]
+        view.release()
+        return out
+
+    def _log(self) -> list[str]:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").splitlines()
+
+    def _check_declared(self) -> None:
+        log = self._log()
+        declared = declared_duration_s(log)
+        if declared is None or any(_ESTIMATED in line for line in log):
+            return
+        if declared > self.max_s + max(DECLARED_SLACK_S, DECLARED_SLACK * self.max_s):
+            raise DecodeLimitError(self.max_s, declared)
+
+    def finish(self) -> None:
+        """Waits for ffmpeg; DecodeError with ffmpeg's last error when it failed."""
+        code = self._proc.wait()
+        if code != 0:
+            errors = [line for line in self._log() if "[error]" in line or "[fatal]" in line]
+            last = errors[-1].split("] ")[-1] if errors else f"exit status {code}"
+            raise DecodeError(f"ffmpeg could not decode the audio bytes: {last}")
+
+
+def _feed(pipe: IO[bytes], parts: Sequence[bytes]) -> None:
+    """Writes `parts` to ffmpeg's input; a closed pipe (ffmpeg stopped or failed) ends it."""
+    try:
+        for part in parts:
+            pipe.write(part)
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 def encode(audio: FloatArray, sample_rate_hz: int, fmt: str) -> bytes:
@@ -254,9 +401,12 @@ def validate_format(fmt: common_pb2.AudioFormat) -> None:
         raise ValueError(f"unsupported channels {fmt.channels}; use 1 to {MAX_CHANNELS}")
 
 
-def pcm_to_frames(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
+def pcm_to_frames(
+    pcm: bytes, fmt: common_pb2.AudioFormat, *, max_abs: float | None = None
+) -> FloatArray:
     """Raw interleaved PCM to float32 [frames, channels]; ValueError on partial frames or
-    NaN/Inf samples, with a message that says which."""
+    NaN/Inf samples (and, with `max_abs`, float samples beyond +-max_abs), with a message
+    that says which."""
     size = frame_bytes(fmt)
     if len(pcm) % size:
         raise ValueError(
@@ -270,6 +420,11 @@ def pcm_to_frames(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
         if not np.isfinite(samples).all():
             bad = int(np.flatnonzero(~np.isfinite(samples))[0]) // fmt.channels
             raise ValueError(f"NaN or Inf samples (first at frame {bad})")
+        if max_abs is not None and samples.size and max(samples.max(), -samples.min()) > max_abs:
+            bad = int(np.flatnonzero(np.abs(samples) > max_abs)[0]) // fmt.channels
+            raise ValueError(
+                f"samples beyond +-{max_abs:g} (full scale is 1.0; first at frame {bad})"
+            )
     frames: FloatArray = samples.reshape(-1, fmt.channels)
     return frames
 

@@ -125,6 +125,7 @@ def _start_matcher(data: Path, port: int) -> subprocess.Popen[bytes]:
         "SEGUE_GRPC_PORT": str(port),
         "SEGUE_METRICS_PORT": "0",
         "OMP_NUM_THREADS": "1",
+        "SEGUE_INSECURE_DEV": "1",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.matcher"],

@@ -1,7 +1,14 @@
-"""Receiving one excerpt (PCM chunks or encoded bytes) and turning it into audio to mix."""
+"""Receiving one excerpt (PCM chunks or encoded bytes) and turning it into audio to mix.
+
+Limits hold before the audio takes memory: raw PCM is refused as soon as its bytes run past
+the excerpt's seconds, and encoded audio is decoded only up to them (`decode_limited`), so
+a small file that expands to hours never does. Samples must be finite and within
++-MAX_SAMPLE_ABS (full scale is 1.0).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -9,7 +16,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import resample_poly
 
-from segue.audio import DecodeError, decode, pcm_to_frames, validate_format
+from segue.audio import (
+    BYTES_PER_SAMPLE,
+    DecodeError,
+    DecodeLimitError,
+    decode_limited,
+    frame_bytes,
+    pcm_to_frames,
+    validate_format,
+)
 from segue.v1 import common_pb2, mixer_pb2
 
 from .beatgrid import BeatGrid, analyse
@@ -18,17 +33,24 @@ from .errors import MixInputError, MixLimitError
 FloatArray = npt.NDArray[np.float32]
 
 OUTPUT_CHANNELS = 2
+# Largest magnitude of a sample (full scale is 1.0): room for hot masters and float
+# headroom, while the loudness and limiter arithmetic stays far from overflow.
+MAX_SAMPLE_ABS = 64.0
 
 
 @dataclass
 class ExcerptBuffer:
-    """Collects one side's bytes as they stream in."""
+    """Collects one side's bytes as they stream in.
+
+    Refuses (MixLimitError) more than `max_bytes`, and raw PCM longer than `max_s` seconds.
+    """
 
     name: str
     info: mixer_pb2.ExcerptInfo
     max_bytes: int
     parts: list[bytes] = field(default_factory=list)
     size: int = 0
+    max_s: float = math.inf
 
     def add(self, data: bytes) -> None:
         self.size += len(data)
@@ -36,7 +58,23 @@ class ExcerptBuffer:
             raise MixLimitError(
                 f"{self.name} excerpt is over the size limit of {self.max_bytes} bytes"
             )
+        if self.size > self._max_pcm_bytes():
+            raise MixLimitError(
+                f"{self.name} excerpt is longer than the limit of {self.max_s:.0f} s "
+                f"({self.size} bytes of pcm)"
+            )
         self.parts.append(data)
+
+    def _max_pcm_bytes(self) -> float:
+        """Bytes of `max_s` seconds of the excerpt's PCM (inf when encoded)."""
+        fmt = self.info.pcm
+        if (
+            self.info.WhichOneof("encoding") != "pcm"
+            or fmt.sample_format not in BYTES_PER_SAMPLE
+            or not math.isfinite(self.max_s)
+        ):
+            return math.inf
+        return (math.floor(self.max_s * fmt.sample_rate_hz) + 1) * frame_bytes(fmt)
 
 
 @dataclass(frozen=True)
@@ -84,30 +122,61 @@ def check_info(name: str, info: mixer_pb2.ExcerptInfo) -> None:
 
 
 def decode_excerpt(buffer: ExcerptBuffer, rate_hz: int, max_s: float) -> Excerpt:
-    """Decodes a finished buffer to stereo at `rate_hz`; MixInputError names what is wrong."""
-    data = b"".join(buffer.parts)
-    if not data:
+    """Decodes a finished buffer to stereo at `rate_hz`; MixInputError names what is wrong,
+    MixLimitError an excerpt longer than `max_s` seconds (found before it is all decoded)."""
+    if not any(buffer.parts):
         raise MixInputError(f"{buffer.name} excerpt: no audio was sent")
     if buffer.info.WhichOneof("encoding") == "encoded":
-        try:
-            audio = decode(data, rate_hz, channels=OUTPUT_CHANNELS).T
-        except DecodeError as e:
-            raise MixInputError(f"{buffer.name} excerpt: undecodable audio ({e})") from e
+        audio = _decode_encoded(buffer, rate_hz, max_s)
     else:
-        audio = _pcm_to_stereo(buffer.name, data, buffer.info.pcm)
-        if buffer.info.pcm.sample_rate_hz != rate_hz:
-            audio = resample_poly(audio, rate_hz, buffer.info.pcm.sample_rate_hz, axis=1).astype(
-                np.float32
-            )
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
+        audio = _decode_pcm(buffer, rate_hz, max_s)
     if audio.shape[1] / rate_hz > max_s:
+        del audio
         raise MixLimitError(f"{buffer.name} excerpt is longer than the limit of {max_s:.0f} s")
     return Excerpt(buffer.name, audio, rate_hz, buffer.info)
 
 
+def _decode_encoded(buffer: ExcerptBuffer, rate_hz: int, max_s: float) -> FloatArray:
+    """The encoded bytes decoded (at most `max_s` seconds of them), as [2, frames]."""
+    try:
+        decoded = decode_limited(buffer.parts, rate_hz, OUTPUT_CHANNELS, max_s)
+    except DecodeLimitError as e:
+        declared = "" if e.declared_s is None else f" (its header declares {e.declared_s:.0f} s)"
+        raise MixLimitError(
+            f"{buffer.name} excerpt is longer than the limit of {max_s:.0f} s{declared}"
+        ) from None
+    except DecodeError as e:
+        raise MixInputError(f"{buffer.name} excerpt: undecodable audio ({e})") from None
+    audio: FloatArray = np.ascontiguousarray(decoded.T, dtype=np.float32)
+    del decoded
+    hi, lo = float(audio.max()), float(audio.min())
+    if not (hi <= MAX_SAMPLE_ABS and lo >= -MAX_SAMPLE_ABS):  # NaN fails both
+        del audio
+        raise MixInputError(
+            f"{buffer.name} excerpt: decoded samples are NaN, Inf or beyond "
+            f"+-{MAX_SAMPLE_ABS:g} (full scale is 1.0)"
+        )
+    return audio
+
+
+def _decode_pcm(buffer: ExcerptBuffer, rate_hz: int, max_s: float) -> FloatArray:
+    """Raw PCM as stereo [2, frames] at `rate_hz`, refused before conversion when longer
+    than `max_s` seconds."""
+    fmt = buffer.info.pcm
+    if buffer.size // frame_bytes(fmt) / fmt.sample_rate_hz > max_s:
+        raise MixLimitError(f"{buffer.name} excerpt is longer than the limit of {max_s:.0f} s")
+    data = b"".join(buffer.parts)
+    audio = _pcm_to_stereo(buffer.name, data, fmt)
+    del data
+    if fmt.sample_rate_hz != rate_hz:
+        audio = resample_poly(audio, rate_hz, fmt.sample_rate_hz, axis=1).astype(np.float32)
+    out: FloatArray = np.ascontiguousarray(audio, dtype=np.float32)
+    return out
+
+
 def _pcm_to_stereo(name: str, data: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
     try:
-        frames = pcm_to_frames(data, fmt).T
+        frames = pcm_to_frames(data, fmt, max_abs=MAX_SAMPLE_ABS).T
     except ValueError as e:
         raise MixInputError(f"{name} excerpt: {e}") from None
     if fmt.channels == OUTPUT_CHANNELS:

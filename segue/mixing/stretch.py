@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .errors import MixInputError
+
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
@@ -161,7 +163,13 @@ def stretch(audio: FloatArray, rate_hz: int, time_map: TimeMap, output_frames: i
     centres = np.round(time_map.to_input(out_t) * rate_hz).astype(np.int64)
     hops = np.diff(centres)
     if hops.min() < 1 or hops.max() >= FRAME_LENGTH:
-        raise ValueError("time map speed must stay between 0.002 and 1.99")
+        # Beats given far from a steady grid (an analysis' beats, not the audio's) ask for
+        # this: a client input, so MixInputError (a ValueError, as it always was).
+        raise MixInputError(
+            "the incoming excerpt cannot follow the outgoing one's beats: between two beats it "
+            "would play at a speed outside 0.002 to 1.99 times its own (are the analyses' beats "
+            "regular?)"
+        )
     # Copy just the input the frames can reach, padded with silence where it runs off `audio`;
     # src[i] is input sample origin + i.
     origin = int(centres[0]) - FRAME_LENGTH // 2 - TOLERANCE

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from segue.structure.beats import metrical_level, track_beats
+from segue.structure.beats import (
+    DOUBLE_RATIO,
+    metrical_level,
+    midpoint_ratio,
+    swing_phase,
+    track_beats,
+)
 from segue.structure.cues import energy_curve, find_cues
 from segue.structure.features import StructureFeatures, uniform_low_onset, uniform_onset
 from segue.structure.key import estimate_key
@@ -20,7 +26,7 @@ from segue.structure.sections import (
     pool_blocks,
     segment,
 )
-from segue.structure.tempo import estimate_tempo, normalise_onset, rhythm_pattern
+from segue.structure.tempo import TempoEstimate, estimate_tempo, normalise_onset, rhythm_pattern
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -37,6 +43,8 @@ MIN_TEMPO_CONFIDENCE = 0.05
 # Tempo range the metrical-level correction may move the beat into.
 MIN_LEVEL_BPM = 70.0
 MAX_LEVEL_BPM = 170.0
+# Up to this tempo when the points halfway between the beats are as strong as the beats.
+MAX_FAST_LEVEL_BPM = 225.0
 # Bar-synchronous sections need a meter at least this confident.
 MIN_METER_CONFIDENCE = 0.05
 
@@ -59,17 +67,7 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     full, low = _band_onsets(features)
     onset = _combine(full, low)
     tempo = estimate_tempo(onset, ONSET_FPS)
-    beats = np.zeros(0)
-    if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
-        beats = track_beats(full, tempo.local_period, ONSET_FPS)
-        factor = metrical_level(beats, onset, full, low, ONSET_FPS)
-        bpm_after = tempo.bpm * factor
-        if factor != 1.0 and MIN_LEVEL_BPM <= bpm_after <= MAX_LEVEL_BPM:
-            # Tracked again at the new level: at half time the grid skips the snares that
-            # pin the beat's phase, and a swung chorus can pull it onto the off-beats.
-            beats = track_beats(full, tempo.local_period / factor, ONSET_FPS)
-    if len(beats) < 4:
-        beats = np.zeros(0)
+    beats = _beat_grid(tempo, onset, full, low)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
     key = estimate_key(features.chroma, features.level_db)
 
@@ -122,6 +120,35 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
         sections=tuple(sections_list),
         cue_points=tuple(cues),
     )
+
+
+def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32) -> F64:
+    """Beat times (s) at the corrected metrical level and phase; none when too few."""
+    beats = np.zeros(0)
+    if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
+        beats = track_beats(full, tempo.local_period, ONSET_FPS)
+        factor = metrical_level(beats, onset, full, low, ONSET_FPS)
+        bpm_after = tempo.bpm * factor
+        if factor != 1.0 and _level_allowed(bpm_after, beats, onset):
+            # Tracked again at the new level: at half time the grid skips the snares that
+            # pin the beat's phase, and a swung chorus can pull it onto the off-beats.
+            beats = track_beats(full, tempo.local_period / factor, ONSET_FPS)
+        beats = swing_phase(beats, full, ONSET_FPS)
+    if len(beats) < 4:
+        beats = np.zeros(0)
+    return beats
+
+
+def _level_allowed(bpm_after: float, beats: F64, onset: F32) -> bool:
+    """Whether the metrical-level correction may move the beat to `bpm_after`.
+
+    Above MAX_LEVEL_BPM only when the onsets halfway between the tracked beats are as strong
+    as those on them: a fast piece (a polka, a reel) read at half time.
+    """
+    if MIN_LEVEL_BPM <= bpm_after <= MAX_LEVEL_BPM:
+        return True
+    fast = MAX_LEVEL_BPM < bpm_after <= MAX_FAST_LEVEL_BPM
+    return fast and midpoint_ratio(beats * ONSET_FPS, onset) > DOUBLE_RATIO
 
 
 def _stability(beats: F64) -> float:

@@ -21,6 +21,10 @@ DOUBLE_RATIO = 0.85
 # A backbeat halfway between the tracked beats: strong over all bands, weak in the bass.
 BACKBEAT_FULL_RATIO = 0.45
 BACKBEAT_LOW_RATIO = 0.6
+# swing_phase: strength a third of the way to the next beat (ratio to the beats) above which,
+# with two thirds at most this share of it, the grid sits on the swung eighth.
+SWING_MIN_RATIO = 0.2
+SWING_REVERSE_SHARE = 0.3
 # Leading and trailing beats weaker than this share of the RMS beat strength are dropped.
 TRIM_SHARE = 0.2
 
@@ -142,8 +146,8 @@ def metrical_level(beats_s: F64, onset: F32, full: F32, low: F32, fps: float) ->
     halfway between beats are nearly as strong as the beats themselves, or when they carry a
     backbeat: a strong onset over all bands with little bass under it. Kick on the tracked
     beats and snare halfway between them is the pattern of a fast song's beats 1-2-3-4 read
-    as half notes. Swing is allowed for by looking for the off-beat anywhere from 35% to 75%
-    of the way to the next beat.
+    as half notes. The off-beat is looked for from 40% to 60% of the way to the next beat:
+    a swung eighth two thirds of the way (a shuffle at its own tempo) is no beat.
     """
     if len(beats_s) < 16:
         return 1.0
@@ -155,19 +159,19 @@ def metrical_level(beats_s: F64, onset: F32, full: F32, low: F32, fps: float) ->
     even, odd = float(np.median(on[0::2])), float(np.median(on[1::2]))
     if min(even, odd) < HALVE_RATIO * max(even, odd):
         return 0.5
-    if _midpoint_ratio(frames, onset) > DOUBLE_RATIO:
+    if midpoint_ratio(frames, onset) > DOUBLE_RATIO:
         return 2.0
-    backbeat = _midpoint_ratio(frames, full) > BACKBEAT_FULL_RATIO
-    if backbeat and _midpoint_ratio(frames, low) < BACKBEAT_LOW_RATIO:
+    backbeat = midpoint_ratio(frames, full) > BACKBEAT_FULL_RATIO
+    if backbeat and midpoint_ratio(frames, low) < BACKBEAT_LOW_RATIO:
         return 2.0
     return 1.0
 
 
-def _midpoint_ratio(frames: F64, onset: F32) -> float:
+def midpoint_ratio(frames: F64, onset: F32) -> float:
     """Median onset strength between consecutive beats over the median on the beats."""
     on = float(np.median(window_max(onset, frames - 1.5, frames + 1.5)))
     gaps = np.diff(frames)
-    mid = window_max(onset, frames[:-1] + 0.35 * gaps, frames[:-1] + 0.75 * gaps)
+    mid = window_max(onset, frames[:-1] + 0.4 * gaps, frames[:-1] + 0.6 * gaps)
     return float(np.median(mid)) / on if on > 0 else 0.0
 
 
@@ -183,3 +187,31 @@ def window_max(values: F32 | F64, lo: F64, hi: F64) -> F64:
     taken = np.where(inside, padded[np.minimum(index, n)], -np.inf)
     out: F64 = np.maximum(taken.max(axis=1, initial=-np.inf), 0.0) if len(a) else np.zeros(0)
     return np.where(b > a, out, 0.0)
+
+
+def swing_phase(beats_s: F64, full: F32, fps: float) -> F64:
+    """The beats moved onto the beat when the tracker locked on the swung off-beat eighth.
+
+    In a swung (long-short) feel the beat is followed by a gap of two thirds of a beat and
+    then the short eighth. A grid on that eighth instead sees a strong onset a third of the
+    way to its next beat (the real beat) and nothing at two thirds, the reverse of a grid on
+    the beat; the beats are then moved a third of an interval later.
+    """
+    if len(beats_s) < 16:
+        return beats_s
+    frames = beats_s * fps
+    first = _fraction_ratio(frames, full, 1.0 / 3.0)
+    second = _fraction_ratio(frames, full, 2.0 / 3.0)
+    if first < SWING_MIN_RATIO or second > SWING_REVERSE_SHARE * first:
+        return beats_s
+    gaps = np.diff(beats_s)
+    out: F64 = beats_s + np.r_[gaps, gaps[-1]] / 3.0
+    return out
+
+
+def _fraction_ratio(frames: F64, onset: F32, fraction: float) -> float:
+    """Median onset strength at `fraction` of the way between consecutive beats over the
+    median on the beats."""
+    on = float(np.median(window_max(onset, frames - 1.5, frames + 1.5)))
+    at = frames[:-1] + fraction * np.diff(frames)
+    return float(np.median(window_max(onset, at - 1.0, at + 1.0))) / on if on > 0 else 0.0

@@ -63,15 +63,22 @@ class StreamConfig(_message.Message):
     STREAM_WINDOWS_FIELD_NUMBER: _builtins.int
     CHECKPOINT_INTERVAL_S_FIELD_NUMBER: _builtins.int
     song_id: _builtins.str
-    """Caller's id for the song, echoed in every response and in logs. 1 to 256 characters."""
+    """Caller's id for the song, echoed in every response and in logs: 1 to 256 characters
+    (Unicode code points) of printable text. Refused: control characters (C0 U+0000-U+001F,
+    among them newline, carriage return and tab; DEL U+007F; C1 U+0080-U+009F), surrogates
+    and the line/paragraph separators U+2028/U+2029. (Invalid UTF-8 is not a string at all.)
+    """
     resume_token: _builtins.bytes
     """Token from a `Checkpoint` of an earlier stream of the same song and format. The stream
     continues from that checkpoint; send the audio that follows `Checkpoint.position_s`.
+    Tokens expire (SEGUE_TOKEN_TTL_S after their checkpoint, default one day).
     """
     stream_windows: _builtins.bool
     """Send `windows` responses as they are computed (default true when unset)."""
     checkpoint_interval_s: _builtins.float
-    """Seconds of audio between checkpoints; 0 uses the server default (5 s)."""
+    """Seconds of audio between checkpoints; 0 uses the server default (5 s). Otherwise at
+    least 1 s (each checkpoint carries the stream's whole state) and finite.
+    """
     @_builtins.property
     def format(self) -> _common_pb2.AudioFormat: ...
     def __init__(
@@ -96,7 +103,8 @@ Global___StreamConfig: _TypeAlias = StreamConfig  # noqa: Y015
 @_typing.final
 class AudioChunk(_message.Message):
     """Raw PCM in the stream's AudioFormat. Any whole number of frames, up to the server's
-    chunk limit (ModelInfoResponse.max_chunk_bytes).
+    chunk limit (ModelInfoResponse.max_chunk_bytes). Float (F32LE) samples must be finite and
+    within ±64 (full scale is ±1.0).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -246,7 +254,10 @@ class Checkpoint(_message.Message):
     POSITION_S_FIELD_NUMBER: _builtins.int
     POSITION_FRAMES_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.bytes
-    """Opaque, versioned and signed. Valid only with the same model version."""
+    """Opaque, versioned, encrypted and authenticated (AES-256-GCM with a key derived from the
+    deployment's SEGUE_TOKEN_KEY): it reveals nothing of the song or its state. Valid only
+    with the same model version and until it expires (SEGUE_TOKEN_TTL_S, default one day).
+    """
     position_s: _builtins.float
     """Audio consumed so far. Resume by sending the audio from this point on."""
     position_frames: _builtins.int

@@ -62,20 +62,39 @@ class EmbedderServicer:
         """Analyses one song as it streams in.
 
         The client sends, in order: one `config`, any number of `chunk`s of any size, and one
-        `end`. The server answers with `windows` as soon as each model window is computed, a
-        `checkpoint` every few seconds of audio, and finally one `analysis`, then closes.
+        `end`. The server checks the whole config (the resume token and the state in it
+        included) and only then accepts the stream, with the initial metadata
+        `segue-stream: accepted`; clients should send audio only after that, so that a refused
+        config reaches them as its own status. The server answers with `windows` as soon as each
+        model window is computed, a `checkpoint` every few seconds of audio, and finally one
+        `analysis`, then closes.
 
-        Status codes:
+        Clients must read the responses as they come: the server writes each one before it
+        reads more audio, so a client that stops reading stalls its own stream, and one that
+        accepts no response for the server's write timeout (SEGUE_STREAM_WRITE_TIMEOUT_S,
+        default 30 s) loses it. A stream must also bring audio at no less than the server's
+        minimum rate (SEGUE_MIN_AUDIO_RATE, default 0.5 s of audio per second the server waits
+        for it, averaged over the stream after a 10 s grace): a real-time client passes, and
+        may pause for as long as it has streamed.
+
+        Status codes (each message names the offending field or server setting):
         - OK: the analysis was sent.
-        - INVALID_ARGUMENT: a bad config (format, rate, channels, song id), PCM bytes that are not
-        whole frames, NaN or Inf samples, a chunk over the size limit, or a resume token that is
-        corrupt, foreign (signed by another deployment) or from another model version.
+        - INVALID_ARGUMENT: a bad config (config.format: rate, channels, sample format;
+        config.song_id: see StreamConfig; config.checkpoint_interval_s below its floor or not
+        finite), chunk.pcm that is not whole frames, holds NaN/Inf or float samples beyond
+        ±64, or is over the chunk limit, or a config.resume_token that is corrupt, foreign
+        (sealed by another deployment), expired, of a format version no longer read, from
+        another model version, song or audio format, or holding a state that does not fit the
+        model. A refused resume token cannot be retried: restart the song.
         - FAILED_PRECONDITION: messages out of order: no config first, a second config, a chunk
         after `end`, or `end` with no audio at all (an empty stream).
-        - RESOURCE_EXHAUSTED: the server is at its concurrent stream limit, or the song exceeds
-        the maximum song length.
+        - RESOURCE_EXHAUSTED: the server is at its concurrent stream limit, the song exceeds the
+        maximum song length, or the stream brought audio below the minimum rate
+        (SEGUE_MIN_AUDIO_RATE; resume from the last checkpoint when audio is ready).
         - UNAVAILABLE: the server is shutting down; resume on another replica with the last token.
-        - DEADLINE_EXCEEDED: the client's deadline passed.
+        - DEADLINE_EXCEEDED: the client's deadline passed; or, with a message saying which, the
+        stream sent nothing for the idle TTL (SEGUE_STREAM_IDLE_TTL_S) or accepted no response
+        for the write timeout (SEGUE_STREAM_WRITE_TIMEOUT_S). Resume from the last checkpoint.
         - INTERNAL: a server fault; the stream can be resumed from its last checkpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -85,9 +104,10 @@ class EmbedderServicer:
     def EmbedClip(self, request, context):
         """Embeds one short clip in a single call.
 
-        Status codes: OK; INVALID_ARGUMENT for a bad format, partial frames, NaN/Inf samples, a
-        clip shorter than one model window or longer than `max_clip_s` of ModelInfo;
-        RESOURCE_EXHAUSTED when the server is overloaded.
+        Status codes: OK; INVALID_ARGUMENT (naming EmbedClipRequest.format or .pcm) for a bad
+        format, partial frames, NaN/Inf samples or float samples beyond ±64, a clip shorter than
+        one model window or longer than `max_clip_s` of ModelInfo; RESOURCE_EXHAUSTED when the
+        server is overloaded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

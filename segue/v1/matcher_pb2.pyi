@@ -59,7 +59,9 @@ class SongMetadata(_message.Message):
     """Where the audio lives (path or URL), for players and the mixer."""
     @_builtins.property
     def extra(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Anything else: filterable by key with PayloadCondition."""
+        """Anything else: filterable by key with PayloadCondition. At most 64 entries; each key 1 to
+        64 characters of A-Z, a-z, 0-9, _ and - (the names a filter can reach).
+        """
 
     def __init__(
         self,
@@ -87,9 +89,23 @@ class UpsertSongRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def analysis(self) -> _common_pb2.SongAnalysis:
-        """Stored whole; GetSong returns it in StoredSong.analysis. At most 40,000 beats, 1,000
-        sections and 5,000 cue points, each with finite times: otherwise INVALID_ARGUMENT naming
-        the field (e.g. "analysis.beats").
+        """Stored whole; GetSong returns it in StoredSong.analysis. Otherwise INVALID_ARGUMENT
+        naming the field (e.g. "analysis.beats[7].time_s"):
+        - song_id: a song id (see the service); model_name, model_version: at most 256
+          characters;
+        - duration_s: 0.1 to 86,400 (24 hours); every time below lies within 0 to duration_s;
+        - loudness_lufs: -200 to 20;
+        - feel: the store's feel dimension; each segment's entry and exit: its transition
+          dimension (vectors as described for the service);
+        - segments: 1 to 10,000, index = position, 0 <= start_s < end_s <= duration_s, in time
+          order, energy 0 to 1, section_letter at most 64 characters;
+        - tempo: bpm 0 (unknown) or 1 to 1,000, stability and confidence 0 to 1;
+        - key: tonic_pitch_class 0 to 11, a known mode, camelot empty or a Camelot code, name at
+          most 64 characters, confidence 0 to 1;
+        - beats: at most 40,000, position_in_bar 0 to 64;
+        - sections: at most 1,000, start_s < end_s, letter at most 64 characters, a known
+          function, confidence 0 to 1;
+        - cue_points: at most 5,000, a known kind, phrase_bars 0 to 1,024, energy 0 to 1.
         """
 
     @_builtins.property
@@ -267,7 +283,7 @@ class SongPosition(_message.Message):
     SONG_END_FIELD_NUMBER: _builtins.int
     song_id: _builtins.str
     time_s: _builtins.float
-    """Leave at the segment boundary nearest to this time."""
+    """Leave at the segment boundary nearest to this time; 0 to 86,400."""
     song_end: _builtins.bool
     """Leave at the song's end (its last segment's exit)."""
     def __init__(
@@ -299,7 +315,9 @@ class RawQuery(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     ENERGY_FIELD_NUMBER: _builtins.int
     tempo_bpm: _builtins.float
-    """Optional facts about the song being left; 0 or unset when unknown."""
+    """Optional facts about the song being left; 0 or unset when unknown. tempo_bpm 0 or 1 to
+    1,000; key as in UpsertSongRequest; energy 0 to 1.
+    """
     energy: _builtins.float
     @_builtins.property
     def exit(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
@@ -330,7 +348,7 @@ Global___RawQuery: _TypeAlias = RawQuery  # noqa: Y015
 
 @_typing.final
 class TempoRange(_message.Message):
-    """Inclusive tempo bounds."""
+    """Inclusive tempo bounds: each 0 (open) or 1 to 1,000."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -356,6 +374,8 @@ Global___TempoRange: _TypeAlias = TempoRange  # noqa: Y015
 class PayloadCondition(_message.Message):
     """A condition on a payload field. Fields: "song_id", "artist", "album", "genre", "title",
     "extra.<name>", "tempo_bpm", "energy", "camelot", "section_letter".
+    In extra.<name>, name is 1 to 64 characters of A-Z, a-z, 0-9, _ and -; any other field
+    is INVALID_ARGUMENT naming it. Values of song_id are song ids, of camelot Camelot codes.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -399,6 +419,8 @@ Global___PayloadCondition: _TypeAlias = PayloadCondition  # noqa: Y015
 
 @_typing.final
 class NumericRange(_message.Message):
+    """Bounds are finite, -1e9 to 1e9."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     GTE_FIELD_NUMBER: _builtins.int
@@ -448,7 +470,10 @@ Global___StringList: _TypeAlias = StringList  # noqa: Y015
 
 @_typing.final
 class Filter(_message.Message):
-    """Restricts candidates. All parts combine with AND."""
+    """Restricts candidates. All parts combine with AND. At most 32 conditions and 1,000 values
+    in all (exclude_song_ids, played_song_ids, exclude_artists and any_of values together);
+    non-empty song ids must be song ids (see the service), empty ones are ignored.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -497,7 +522,8 @@ Global___Filter: _TypeAlias = Filter  # noqa: Y015
 @_typing.final
 class ScoreWeights(_message.Message):
     """Weights of the score components. Unset fields take the server defaults
-    (transition 0.6, feel 0.2, tempo 0.1, key 0.05, energy 0.05). Negative weights are invalid.
+    (transition 0.6, feel 0.2, tempo 0.1, key 0.05, energy 0.05). Each is 0 to 1,000, and at
+    least one is positive.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -720,6 +746,7 @@ class SimilarSongsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     song_id: _builtins.str
     k: _builtins.int
+    """Number of results, 1 to 100; 0 means 10."""
     @_builtins.property
     def feel(self) -> Global___FloatList:
         """A raw feel vector of length ModelInfo.feel_dim."""
@@ -813,6 +840,11 @@ Global___SimilarSongsResponse: _TypeAlias = SimilarSongsResponse  # noqa: Y015
 
 @_typing.final
 class PlanPlaylistRequest(_message.Message):
+    """A plan costs num_songs x beam_width (its songs estimated from the first seed's length when
+    asked by duration_s); over the server's limit (SEGUE_MAX_PLAN_COST, default 320) the
+    request is INVALID_ARGUMENT naming num_songs (or duration_s), since it can never succeed.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEED_SONG_IDS_FIELD_NUMBER: _builtins.int
@@ -823,18 +855,24 @@ class PlanPlaylistRequest(_message.Message):
     WEIGHTS_FIELD_NUMBER: _builtins.int
     BEAM_WIDTH_FIELD_NUMBER: _builtins.int
     num_songs: _builtins.int
-    """Total songs including the first seed."""
+    """Total songs including the first seed: the number of seeds to 200 (default 10)."""
     duration_s: _builtins.float
-    """Approximate total playing time."""
+    """Approximate total playing time, 1 to 604,800 (a week). The search stops at
+    SEGUE_MAX_PLAN_COST / beam width songs.
+    """
     beam_width: _builtins.int
-    """Beam width of the search; 0 means the server default (8)."""
+    """Beam width of the search, at most 32; 0 means the server default (8), narrowed to fit
+    the plan cost limit (down to 1: a greedy search).
+    """
     @_builtins.property
     def seed_song_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """One or more songs; the playlist starts with the first."""
+        """One to 200 distinct songs; the playlist starts with the first."""
 
     @_builtins.property
     def energy_curve(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Optional target energy per step, 0 to 1, resampled to the playlist length."""
+        """Optional target energy per step, at most 1,000 values of 0 to 1, resampled to the
+        playlist length.
+        """
 
     @_builtins.property
     def filter(self) -> Global___Filter: ...
@@ -938,7 +976,9 @@ class ClusterRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     num_clusters: _builtins.int
-    """Number of groups; 0 chooses it automatically (silhouette)."""
+    """Number of groups, at most 100 and at most the songs that match; 0 chooses it
+    automatically (silhouette).
+    """
     seed: _builtins.int
     """Results are identical across runs with the same seed."""
     @_builtins.property

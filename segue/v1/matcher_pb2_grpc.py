@@ -30,11 +30,21 @@ class MatcherStub:
 
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
-    - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-    a missing required field, or an analysis over the limits in UpsertSongRequest; the
-    message names the field.
+    - INVALID_ARGUMENT: a request no server could answer; the message names the field (e.g.
+    "analysis.segments[3].energy", "filter.conditions[0].field"). That is: a missing
+    required field; a song id that is empty, longer than 512 characters or holds a control
+    character (U+0000-U+001F, U+007F-U+009F); a number that is NaN, infinite or outside the
+    range its field documents (positive quantities have a minimum, so denormals are out);
+    a vector of the wrong dimension, with NaN or infinity, all zeros or an L2 norm outside
+    1e-6 to 1e6; a repeated field over its count; a string over its length; a contradictory
+    or malformed filter; a PlanPlaylist over the plan cost limit.
+    - RESOURCE_EXHAUSTED: PlanPlaylist and Cluster only: too many of these expensive calls are
+    running and waiting (the server runs SEGUE_HEAVY_WORKERS of them at once, default 2, and
+    queues SEGUE_HEAVY_QUEUE more, default 8); retry with backoff. Cheap calls never wait
+    behind them.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
+    Strings are at most 4,096 characters unless a field says otherwise.
     """
 
     def __init__(self, channel):
@@ -85,17 +95,31 @@ class MatcherServicer:
 
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
-    - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-    a missing required field, or an analysis over the limits in UpsertSongRequest; the
-    message names the field.
+    - INVALID_ARGUMENT: a request no server could answer; the message names the field (e.g.
+    "analysis.segments[3].energy", "filter.conditions[0].field"). That is: a missing
+    required field; a song id that is empty, longer than 512 characters or holds a control
+    character (U+0000-U+001F, U+007F-U+009F); a number that is NaN, infinite or outside the
+    range its field documents (positive quantities have a minimum, so denormals are out);
+    a vector of the wrong dimension, with NaN or infinity, all zeros or an L2 norm outside
+    1e-6 to 1e6; a repeated field over its count; a string over its length; a contradictory
+    or malformed filter; a PlanPlaylist over the plan cost limit.
+    - RESOURCE_EXHAUSTED: PlanPlaylist and Cluster only: too many of these expensive calls are
+    running and waiting (the server runs SEGUE_HEAVY_WORKERS of them at once, default 2, and
+    queues SEGUE_HEAVY_QUEUE more, default 8); retry with backoff. Cheap calls never wait
+    behind them.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
+    Strings are at most 4,096 characters unless a field says otherwise.
     """
 
     def UpsertSong(self, request, context):
         """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
         twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
-        beats, sections, cue points).
+        beats, sections, cue points). The whole request is checked before anything is written, so
+        a refused one changes nothing. A write that fails part-way (the store failed: UNAVAILABLE
+        or INTERNAL) leaves no half-written version behind: the song is left as it was before, or
+        (when the failure came after the new version's commit record) as the new version, whole;
+        retrying the same request then answers OK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,14 +154,16 @@ class MatcherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PlanPlaylist(self, request, context):
-        """Plans an ordered playlist with cue points by beam search over NextSegment.
+        """Plans an ordered playlist with cue points by beam search over NextSegment. An expensive
+        call: RESOURCE_EXHAUSTED when too many are in flight (see above).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Cluster(self, request, context):
-        """Groups the library by feel.
+        """Groups the library by feel. An expensive call: RESOURCE_EXHAUSTED when too many are in
+        flight (see above).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,11 +220,21 @@ class Matcher:
 
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
-    - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-    a missing required field, or an analysis over the limits in UpsertSongRequest; the
-    message names the field.
+    - INVALID_ARGUMENT: a request no server could answer; the message names the field (e.g.
+    "analysis.segments[3].energy", "filter.conditions[0].field"). That is: a missing
+    required field; a song id that is empty, longer than 512 characters or holds a control
+    character (U+0000-U+001F, U+007F-U+009F); a number that is NaN, infinite or outside the
+    range its field documents (positive quantities have a minimum, so denormals are out);
+    a vector of the wrong dimension, with NaN or infinity, all zeros or an L2 norm outside
+    1e-6 to 1e6; a repeated field over its count; a string over its length; a contradictory
+    or malformed filter; a PlanPlaylist over the plan cost limit.
+    - RESOURCE_EXHAUSTED: PlanPlaylist and Cluster only: too many of these expensive calls are
+    running and waiting (the server runs SEGUE_HEAVY_WORKERS of them at once, default 2, and
+    queues SEGUE_HEAVY_QUEUE more, default 8); retry with backoff. Cheap calls never wait
+    behind them.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
+    Strings are at most 4,096 characters unless a field says otherwise.
     """
 
     @staticmethod

@@ -31,11 +31,21 @@ class MatcherStub:
 
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
-    - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-      a missing required field, or an analysis over the limits in UpsertSongRequest; the
-      message names the field.
+    - INVALID_ARGUMENT: a request no server could answer; the message names the field (e.g.
+      "analysis.segments[3].energy", "filter.conditions[0].field"). That is: a missing
+      required field; a song id that is empty, longer than 512 characters or holds a control
+      character (U+0000-U+001F, U+007F-U+009F); a number that is NaN, infinite or outside the
+      range its field documents (positive quantities have a minimum, so denormals are out);
+      a vector of the wrong dimension, with NaN or infinity, all zeros or an L2 norm outside
+      1e-6 to 1e6; a repeated field over its count; a string over its length; a contradictory
+      or malformed filter; a PlanPlaylist over the plan cost limit.
+    - RESOURCE_EXHAUSTED: PlanPlaylist and Cluster only: too many of these expensive calls are
+      running and waiting (the server runs SEGUE_HEAVY_WORKERS of them at once, default 2, and
+      queues SEGUE_HEAVY_QUEUE more, default 8); retry with backoff. Cheap calls never wait
+      behind them.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
+    Strings are at most 4,096 characters unless a field says otherwise.
     """
 
     @_typing.overload
@@ -45,7 +55,11 @@ class MatcherStub:
     UpsertSong: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.UpsertSongRequest, _matcher_pb2.UpsertSongResponse]
     """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
     twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
-    beats, sections, cue points).
+    beats, sections, cue points). The whole request is checked before anything is written, so
+    a refused one changes nothing. A write that fails part-way (the store failed: UNAVAILABLE
+    or INTERNAL) leaves no half-written version behind: the song is left as it was before, or
+    (when the failure came after the new version's commit record) as the new version, whole;
+    retrying the same request then answers OK.
     """
     DeleteSong: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.DeleteSongRequest, _matcher_pb2.DeleteSongResponse]
     """Removes a song and all of its segments. NOT_FOUND when absent."""
@@ -56,9 +70,13 @@ class MatcherStub:
     SimilarSongs: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.SimilarSongsRequest, _matcher_pb2.SimilarSongsResponse]
     """Feel nearest neighbours, one result per song."""
     PlanPlaylist: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.PlanPlaylistRequest, _matcher_pb2.PlanPlaylistResponse]
-    """Plans an ordered playlist with cue points by beam search over NextSegment."""
+    """Plans an ordered playlist with cue points by beam search over NextSegment. An expensive
+    call: RESOURCE_EXHAUSTED when too many are in flight (see above).
+    """
     Cluster: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.ClusterRequest, _matcher_pb2.ClusterResponse]
-    """Groups the library by feel."""
+    """Groups the library by feel. An expensive call: RESOURCE_EXHAUSTED when too many are in
+    flight (see above).
+    """
 
 @_typing.type_check_only
 class MatcherAsyncStub(MatcherStub):
@@ -66,18 +84,32 @@ class MatcherAsyncStub(MatcherStub):
 
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
-    - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-      a missing required field, or an analysis over the limits in UpsertSongRequest; the
-      message names the field.
+    - INVALID_ARGUMENT: a request no server could answer; the message names the field (e.g.
+      "analysis.segments[3].energy", "filter.conditions[0].field"). That is: a missing
+      required field; a song id that is empty, longer than 512 characters or holds a control
+      character (U+0000-U+001F, U+007F-U+009F); a number that is NaN, infinite or outside the
+      range its field documents (positive quantities have a minimum, so denormals are out);
+      a vector of the wrong dimension, with NaN or infinity, all zeros or an L2 norm outside
+      1e-6 to 1e6; a repeated field over its count; a string over its length; a contradictory
+      or malformed filter; a PlanPlaylist over the plan cost limit.
+    - RESOURCE_EXHAUSTED: PlanPlaylist and Cluster only: too many of these expensive calls are
+      running and waiting (the server runs SEGUE_HEAVY_WORKERS of them at once, default 2, and
+      queues SEGUE_HEAVY_QUEUE more, default 8); retry with backoff. Cheap calls never wait
+      behind them.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
+    Strings are at most 4,096 characters unless a field says otherwise.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertSong: _aio.UnaryUnaryMultiCallable[_matcher_pb2.UpsertSongRequest, _matcher_pb2.UpsertSongResponse]  # type: ignore[assignment]
     """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
     twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
-    beats, sections, cue points).
+    beats, sections, cue points). The whole request is checked before anything is written, so
+    a refused one changes nothing. A write that fails part-way (the store failed: UNAVAILABLE
+    or INTERNAL) leaves no half-written version behind: the song is left as it was before, or
+    (when the failure came after the new version's commit record) as the new version, whole;
+    retrying the same request then answers OK.
     """
     DeleteSong: _aio.UnaryUnaryMultiCallable[_matcher_pb2.DeleteSongRequest, _matcher_pb2.DeleteSongResponse]  # type: ignore[assignment]
     """Removes a song and all of its segments. NOT_FOUND when absent."""
@@ -88,20 +120,34 @@ class MatcherAsyncStub(MatcherStub):
     SimilarSongs: _aio.UnaryUnaryMultiCallable[_matcher_pb2.SimilarSongsRequest, _matcher_pb2.SimilarSongsResponse]  # type: ignore[assignment]
     """Feel nearest neighbours, one result per song."""
     PlanPlaylist: _aio.UnaryUnaryMultiCallable[_matcher_pb2.PlanPlaylistRequest, _matcher_pb2.PlanPlaylistResponse]  # type: ignore[assignment]
-    """Plans an ordered playlist with cue points by beam search over NextSegment."""
+    """Plans an ordered playlist with cue points by beam search over NextSegment. An expensive
+    call: RESOURCE_EXHAUSTED when too many are in flight (see above).
+    """
     Cluster: _aio.UnaryUnaryMultiCallable[_matcher_pb2.ClusterRequest, _matcher_pb2.ClusterResponse]  # type: ignore[assignment]
-    """Groups the library by feel."""
+    """Groups the library by feel. An expensive call: RESOURCE_EXHAUSTED when too many are in
+    flight (see above).
+    """
 
 class MatcherServicer(metaclass=_abc_1.ABCMeta):
     """The matcher keeps songs' feel and per-segment entry/exit vectors in Qdrant.
 
     Status codes shared by every RPC:
     - NOT_FOUND: a song id that is not stored.
-    - INVALID_ARGUMENT: a vector of the wrong dimension, a contradictory or malformed filter,
-      a missing required field, or an analysis over the limits in UpsertSongRequest; the
-      message names the field.
+    - INVALID_ARGUMENT: a request no server could answer; the message names the field (e.g.
+      "analysis.segments[3].energy", "filter.conditions[0].field"). That is: a missing
+      required field; a song id that is empty, longer than 512 characters or holds a control
+      character (U+0000-U+001F, U+007F-U+009F); a number that is NaN, infinite or outside the
+      range its field documents (positive quantities have a minimum, so denormals are out);
+      a vector of the wrong dimension, with NaN or infinity, all zeros or an L2 norm outside
+      1e-6 to 1e6; a repeated field over its count; a string over its length; a contradictory
+      or malformed filter; a PlanPlaylist over the plan cost limit.
+    - RESOURCE_EXHAUSTED: PlanPlaylist and Cluster only: too many of these expensive calls are
+      running and waiting (the server runs SEGUE_HEAVY_WORKERS of them at once, default 2, and
+      queues SEGUE_HEAVY_QUEUE more, default 8); retry with backoff. Cheap calls never wait
+      behind them.
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
+    Strings are at most 4,096 characters unless a field says otherwise.
     """
 
     @_abc_1.abstractmethod
@@ -112,7 +158,11 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_matcher_pb2.UpsertSongResponse, _abc.Awaitable[_matcher_pb2.UpsertSongResponse]]:
         """Stores or replaces a song with its whole analysis. Idempotent: upserting the same analysis
         twice stores one copy, and a replaced song keeps nothing of its earlier version (segments,
-        beats, sections, cue points).
+        beats, sections, cue points). The whole request is checked before anything is written, so
+        a refused one changes nothing. A write that fails part-way (the store failed: UNAVAILABLE
+        or INTERNAL) leaves no half-written version behind: the song is left as it was before, or
+        (when the failure came after the new version's commit record) as the new version, whole;
+        retrying the same request then answers OK.
         """
 
     @_abc_1.abstractmethod
@@ -153,7 +203,9 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _matcher_pb2.PlanPlaylistRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_matcher_pb2.PlanPlaylistResponse, _abc.Awaitable[_matcher_pb2.PlanPlaylistResponse]]:
-        """Plans an ordered playlist with cue points by beam search over NextSegment."""
+        """Plans an ordered playlist with cue points by beam search over NextSegment. An expensive
+        call: RESOURCE_EXHAUSTED when too many are in flight (see above).
+        """
 
     @_abc_1.abstractmethod
     def Cluster(
@@ -161,6 +213,8 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _matcher_pb2.ClusterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_matcher_pb2.ClusterResponse, _abc.Awaitable[_matcher_pb2.ClusterResponse]]:
-        """Groups the library by feel."""
+        """Groups the library by feel. An expensive call: RESOURCE_EXHAUSTED when too many are in
+        flight (see above).
+        """
 
 def add_MatcherServicer_to_server(servicer: MatcherServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

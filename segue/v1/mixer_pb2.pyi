@@ -98,7 +98,8 @@ class ExcerptInfo(_message.Message):
     """Encoded bytes in any container and codec ffmpeg reads."""
     cue_s: _builtins.float
     """Outgoing: where the transition should end (song A fully gone); 0 = the excerpt's end.
-    Incoming: where song B should be fully in; 0 = the end of the overlap.
+    Incoming: where song B should be fully in; 0 = the end of the overlap. At least 0 and
+    not past the excerpt's end.
     """
     song_id: _builtins.str
     """The song the excerpt is cut from, as stored in the matcher. Without `analysis`, the mixer
@@ -106,8 +107,8 @@ class ExcerptInfo(_message.Message):
     `song_start_s`) instead of analysing the excerpt. Ignored when `analysis` is set.
     """
     song_start_s: _builtins.float
-    """Where the excerpt starts in the song (>= 0): the stored analysis' times minus this are
-    the excerpt's times. 0 = the excerpt is the song from its beginning.
+    """Where the excerpt starts in the song (0 to 86400 s): the stored analysis' times minus this
+    are the excerpt's times. 0 = the excerpt is the song from its beginning.
     """
     @_builtins.property
     def pcm(self) -> _common_pb2.AudioFormat:
@@ -154,7 +155,9 @@ class TransitionStyle(_message.Message):
     TEMPO_RAMP_BARS_FIELD_NUMBER: _builtins.int
     ALLOW_KEY_SHIFT_FIELD_NUMBER: _builtins.int
     bars: _builtins.int
+    """1 to 64."""
     seconds: _builtins.float
+    """In (0, 120]."""
     auto: _builtins.bool
     """Chosen from the phrase structure and the transition score; the report says why."""
     curve: Global___FadeCurve.ValueType
@@ -166,7 +169,9 @@ class TransitionStyle(_message.Message):
     filter_sweep: _builtins.bool
     """Sweep a high-pass filter over the outgoing song."""
     tempo_ramp_bars: _builtins.int
-    """After the overlap, ramp song B back to its own tempo over this many bars (0 = stay)."""
+    """After the overlap, ramp song B back to its own tempo over this many bars (0 = stay; at
+    most 64).
+    """
     allow_key_shift: _builtins.bool
     """Allow shifting song B by up to one semitone when that makes the keys compatible."""
     def __init__(
@@ -207,13 +212,15 @@ class RenderConfig(_message.Message):
     CONTEXT_S_FIELD_NUMBER: _builtins.int
     output_format: Global___OutputFormat.ValueType
     output_sample_rate_hz: _builtins.int
-    """Sample rate of the output; 0 = 44100."""
+    """Sample rate of the output; 0 = 44100. One of 22050, 24000, 32000, 44100, 48000, 88200
+    and 96000.
+    """
     target_loudness_lufs: _builtins.float
-    """Loudness both songs are matched to; 0 = -14 LUFS."""
+    """Loudness both songs are matched to, in [-40, -5]; 0 = -14 LUFS."""
     mashup_bars: _builtins.int
-    """RenderMashup only: bars to overlay; 0 = 8."""
+    """RenderMashup only: bars to overlay, 1 to 64; 0 = 8."""
     context_s: _builtins.float
-    """Include this many seconds of A before and of B after the overlap; 0 = 4 s."""
+    """Include this many seconds of A before and of B after the overlap, in (0, 60]; 0 = 4 s."""
     @_builtins.property
     def outgoing(self) -> Global___ExcerptInfo: ...
     @_builtins.property
@@ -494,12 +501,12 @@ class MixSong(_message.Message):
     reads it. At most 2048 characters, no control characters.
     """
     entry_s: _builtins.float
-    """Where the song starts to be heard, in its own seconds (>= 0; the first song starts here,
-    the others are mixed in from here).
+    """Where the song starts to be heard, in its own seconds (0 to 86400, and at least 2 s
+    before its end; the first song starts here, the others are mixed in from here).
     """
     exit_s: _builtins.float
-    """Where it is gone, in its own seconds; 0 (or past its end) = its end. Must be at least
-    2 s after `entry_s` when set.
+    """Where it is gone, in its own seconds (0 to 86400); 0 (or past its end) = its end. Must be
+    at least 2 s after `entry_s` when set.
     """
     encoded: _builtins.bool
     """Encoded bytes in any container and codec ffmpeg reads."""
@@ -550,7 +557,7 @@ class MixConfig(_message.Message):
     output_sample_rate_hz: _builtins.int
     """Sample rate of the output; 0 = 44100."""
     target_loudness_lufs: _builtins.float
-    """Loudness every song is brought to; 0 = -14 LUFS."""
+    """Loudness every song is brought to, in [-40, -5]; 0 = -14 LUFS."""
     file_name: _builtins.str
     """The audio file name the .cue sheet's FILE line names (MP3 when it ends in .mp3, else
     WAVE); empty = "mix." and the output format's extension. No control characters.

@@ -40,22 +40,60 @@ class MixerStub:
     its setting SEGUE_MIXER_MATCHER_ADDR. A stored analysis is used exactly as if the client had
     sent it (without beats, the beats are estimated from the audio as for a client's).
 
+    Limits on what a request may carry (each refusal names the field):
+    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 900 s)
+      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES; this holds before the audio takes
+      memory: raw PCM is refused as its bytes run past the seconds, encoded audio whose header
+      declares more is refused undecoded, and encoded audio is decoded only up to the limit
+      (headers lie). Samples (raw float PCM, or decoded) must be finite and within +-64 (full
+      scale is 1.0).
+    - Numbers: every double and float is finite and in its documented range: song_start_s,
+      entry_s and exit_s in [0, 86400] s; cue_s >= 0 and within the excerpt; the ranges of
+      RenderConfig, MixConfig and TransitionStyle below.
+    - Analyses (the client's, and the matcher's stored ones alike): beats, cue points, sections
+      and segments lie within the audio they describe (-1 s to its duration + 1 s: excerpt time
+      for an ExcerptInfo, song time for a MixSong), a section or segment ends after it starts;
+      at most 10 beats per second of audio and 1 section, cue point or segment per second (each
+      plus 64); strictly increasing beats at least 0.1 s apart at the median (600 BPM);
+      duration_s in [0, 86400]; tempo.bpm in [0, 1000]; tempo.stability, tempo.confidence,
+      key.confidence, sections' confidence, cue points' and segments' energy in [0, 1];
+      cue points' phrase_bars at most 256; loudness_lufs in [-200, 60] or -inf (silence, as the
+      embedder reports it); feel and segment vectors finite, at most 4096 values each.
+    - Pace: the request stream (config to end) must arrive within SEGUE_MIXER_MAX_UPLOAD_S
+      (default 900 s) and, after SEGUE_MIXER_UPLOAD_GRACE_S (default 30 s), at an average of at
+      least SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S (default 16384 bytes/s) since its start. Each
+      response waits for the client (HTTP/2 flow control) at most SEGUE_MIXER_WRITE_TIMEOUT_S
+      (default 30 s): a client that stops reading is cut off, and holds no more than the
+      transport's window of the answer meanwhile.
+
     Status codes:
     - OK: the whole file was streamed.
-    - INVALID_ARGUMENT: undecodable audio, an excerpt shorter than the requested overlap,
-      mismatched sample rates, a tempo ratio beyond the stretch limit (+-12%, or half/double
-      time), an unknown output format, a malformed style, or any other malformed field (a mix
-      with fewer than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config
-      does not list, ...); the message names the input, e.g. `songs[3].entry_s`.
+    - INVALID_ARGUMENT: undecodable audio, samples that are NaN, Inf or beyond +-64, an excerpt
+      shorter than the requested overlap, mismatched sample rates, a tempo ratio beyond the
+      stretch limit (+-12%, or half/double time), beats too irregular to stretch one song onto
+      the other, an unknown output format, a malformed style, a number out of its range or an
+      analysis value outside the limits above, or any other malformed field (a mix with fewer
+      than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config does not
+      list, ...); the message names the input, e.g. `songs[3].entry_s` or
+      `outgoing.analysis.beats[7].time_s`.
     - NOT_FOUND: a `song_id` without `analysis` that the matcher does not store; the message
       names the field (`incoming.song_id`, `songs[2].song_id`).
-    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); or a
+    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); a
       `song_id` without `analysis` while the mixer has no matcher (SEGUE_MIXER_MATCHER_ADDR
-      is empty), the message naming the field and the setting.
+      is empty), the message naming the field and the setting; or the matcher's stored
+      analysis of a song breaks the analysis limits above (the request is fine, the stored data
+      is not), the message naming the song id's field and the value (`the matcher's stored
+      analysis of incoming.song_id 'x' is unusable: tempo.bpm ...`).
     - UNAVAILABLE: the matcher could not be reached, or did not answer within the mixer's
       deadline (SEGUE_MIXER_MATCHER_TIMEOUT_S), for a stored analysis; retry with backoff.
-    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds once decoded), a mix
+    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds: raw PCM as it
+      arrives, an encoded header that declares more, or encoded audio decoding past it), a mix
       over its limits (songs, total bytes, total decoded seconds), or too many renders in flight.
+    - DEADLINE_EXCEEDED: besides the client's own deadline, the mixer's pace limits: the request
+      stream arrived too slowly (SEGUE_MIXER_MAX_UPLOAD_S, SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S),
+      or the client accepted no response for SEGUE_MIXER_WRITE_TIMEOUT_S (it reads the status,
+      after the responses that were under way, if it ever reads on); the message names the
+      setting.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
     """
 
@@ -86,22 +124,60 @@ class MixerAsyncStub(MixerStub):
     its setting SEGUE_MIXER_MATCHER_ADDR. A stored analysis is used exactly as if the client had
     sent it (without beats, the beats are estimated from the audio as for a client's).
 
+    Limits on what a request may carry (each refusal names the field):
+    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 900 s)
+      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES; this holds before the audio takes
+      memory: raw PCM is refused as its bytes run past the seconds, encoded audio whose header
+      declares more is refused undecoded, and encoded audio is decoded only up to the limit
+      (headers lie). Samples (raw float PCM, or decoded) must be finite and within +-64 (full
+      scale is 1.0).
+    - Numbers: every double and float is finite and in its documented range: song_start_s,
+      entry_s and exit_s in [0, 86400] s; cue_s >= 0 and within the excerpt; the ranges of
+      RenderConfig, MixConfig and TransitionStyle below.
+    - Analyses (the client's, and the matcher's stored ones alike): beats, cue points, sections
+      and segments lie within the audio they describe (-1 s to its duration + 1 s: excerpt time
+      for an ExcerptInfo, song time for a MixSong), a section or segment ends after it starts;
+      at most 10 beats per second of audio and 1 section, cue point or segment per second (each
+      plus 64); strictly increasing beats at least 0.1 s apart at the median (600 BPM);
+      duration_s in [0, 86400]; tempo.bpm in [0, 1000]; tempo.stability, tempo.confidence,
+      key.confidence, sections' confidence, cue points' and segments' energy in [0, 1];
+      cue points' phrase_bars at most 256; loudness_lufs in [-200, 60] or -inf (silence, as the
+      embedder reports it); feel and segment vectors finite, at most 4096 values each.
+    - Pace: the request stream (config to end) must arrive within SEGUE_MIXER_MAX_UPLOAD_S
+      (default 900 s) and, after SEGUE_MIXER_UPLOAD_GRACE_S (default 30 s), at an average of at
+      least SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S (default 16384 bytes/s) since its start. Each
+      response waits for the client (HTTP/2 flow control) at most SEGUE_MIXER_WRITE_TIMEOUT_S
+      (default 30 s): a client that stops reading is cut off, and holds no more than the
+      transport's window of the answer meanwhile.
+
     Status codes:
     - OK: the whole file was streamed.
-    - INVALID_ARGUMENT: undecodable audio, an excerpt shorter than the requested overlap,
-      mismatched sample rates, a tempo ratio beyond the stretch limit (+-12%, or half/double
-      time), an unknown output format, a malformed style, or any other malformed field (a mix
-      with fewer than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config
-      does not list, ...); the message names the input, e.g. `songs[3].entry_s`.
+    - INVALID_ARGUMENT: undecodable audio, samples that are NaN, Inf or beyond +-64, an excerpt
+      shorter than the requested overlap, mismatched sample rates, a tempo ratio beyond the
+      stretch limit (+-12%, or half/double time), beats too irregular to stretch one song onto
+      the other, an unknown output format, a malformed style, a number out of its range or an
+      analysis value outside the limits above, or any other malformed field (a mix with fewer
+      than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config does not
+      list, ...); the message names the input, e.g. `songs[3].entry_s` or
+      `outgoing.analysis.beats[7].time_s`.
     - NOT_FOUND: a `song_id` without `analysis` that the matcher does not store; the message
       names the field (`incoming.song_id`, `songs[2].song_id`).
-    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); or a
+    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); a
       `song_id` without `analysis` while the mixer has no matcher (SEGUE_MIXER_MATCHER_ADDR
-      is empty), the message naming the field and the setting.
+      is empty), the message naming the field and the setting; or the matcher's stored
+      analysis of a song breaks the analysis limits above (the request is fine, the stored data
+      is not), the message naming the song id's field and the value (`the matcher's stored
+      analysis of incoming.song_id 'x' is unusable: tempo.bpm ...`).
     - UNAVAILABLE: the matcher could not be reached, or did not answer within the mixer's
       deadline (SEGUE_MIXER_MATCHER_TIMEOUT_S), for a stored analysis; retry with backoff.
-    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds once decoded), a mix
+    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds: raw PCM as it
+      arrives, an encoded header that declares more, or encoded audio decoding past it), a mix
       over its limits (songs, total bytes, total decoded seconds), or too many renders in flight.
+    - DEADLINE_EXCEEDED: besides the client's own deadline, the mixer's pace limits: the request
+      stream arrived too slowly (SEGUE_MIXER_MAX_UPLOAD_S, SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S),
+      or the client accepted no response for SEGUE_MIXER_WRITE_TIMEOUT_S (it reads the status,
+      after the responses that were under way, if it ever reads on); the message names the
+      setting.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
     """
 
@@ -128,22 +204,60 @@ class MixerServicer(metaclass=_abc_1.ABCMeta):
     its setting SEGUE_MIXER_MATCHER_ADDR. A stored analysis is used exactly as if the client had
     sent it (without beats, the beats are estimated from the audio as for a client's).
 
+    Limits on what a request may carry (each refusal names the field):
+    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 900 s)
+      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES; this holds before the audio takes
+      memory: raw PCM is refused as its bytes run past the seconds, encoded audio whose header
+      declares more is refused undecoded, and encoded audio is decoded only up to the limit
+      (headers lie). Samples (raw float PCM, or decoded) must be finite and within +-64 (full
+      scale is 1.0).
+    - Numbers: every double and float is finite and in its documented range: song_start_s,
+      entry_s and exit_s in [0, 86400] s; cue_s >= 0 and within the excerpt; the ranges of
+      RenderConfig, MixConfig and TransitionStyle below.
+    - Analyses (the client's, and the matcher's stored ones alike): beats, cue points, sections
+      and segments lie within the audio they describe (-1 s to its duration + 1 s: excerpt time
+      for an ExcerptInfo, song time for a MixSong), a section or segment ends after it starts;
+      at most 10 beats per second of audio and 1 section, cue point or segment per second (each
+      plus 64); strictly increasing beats at least 0.1 s apart at the median (600 BPM);
+      duration_s in [0, 86400]; tempo.bpm in [0, 1000]; tempo.stability, tempo.confidence,
+      key.confidence, sections' confidence, cue points' and segments' energy in [0, 1];
+      cue points' phrase_bars at most 256; loudness_lufs in [-200, 60] or -inf (silence, as the
+      embedder reports it); feel and segment vectors finite, at most 4096 values each.
+    - Pace: the request stream (config to end) must arrive within SEGUE_MIXER_MAX_UPLOAD_S
+      (default 900 s) and, after SEGUE_MIXER_UPLOAD_GRACE_S (default 30 s), at an average of at
+      least SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S (default 16384 bytes/s) since its start. Each
+      response waits for the client (HTTP/2 flow control) at most SEGUE_MIXER_WRITE_TIMEOUT_S
+      (default 30 s): a client that stops reading is cut off, and holds no more than the
+      transport's window of the answer meanwhile.
+
     Status codes:
     - OK: the whole file was streamed.
-    - INVALID_ARGUMENT: undecodable audio, an excerpt shorter than the requested overlap,
-      mismatched sample rates, a tempo ratio beyond the stretch limit (+-12%, or half/double
-      time), an unknown output format, a malformed style, or any other malformed field (a mix
-      with fewer than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config
-      does not list, ...); the message names the input, e.g. `songs[3].entry_s`.
+    - INVALID_ARGUMENT: undecodable audio, samples that are NaN, Inf or beyond +-64, an excerpt
+      shorter than the requested overlap, mismatched sample rates, a tempo ratio beyond the
+      stretch limit (+-12%, or half/double time), beats too irregular to stretch one song onto
+      the other, an unknown output format, a malformed style, a number out of its range or an
+      analysis value outside the limits above, or any other malformed field (a mix with fewer
+      than 2 songs, `songs[3].entry_s` negative, a chunk for a song that the config does not
+      list, ...); the message names the input, e.g. `songs[3].entry_s` or
+      `outgoing.analysis.beats[7].time_s`.
     - NOT_FOUND: a `song_id` without `analysis` that the matcher does not store; the message
       names the field (`incoming.song_id`, `songs[2].song_id`).
-    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); or a
+    - FAILED_PRECONDITION: messages out of order (no config first, a chunk after end); a
       `song_id` without `analysis` while the mixer has no matcher (SEGUE_MIXER_MATCHER_ADDR
-      is empty), the message naming the field and the setting.
+      is empty), the message naming the field and the setting; or the matcher's stored
+      analysis of a song breaks the analysis limits above (the request is fine, the stored data
+      is not), the message naming the song id's field and the value (`the matcher's stored
+      analysis of incoming.song_id 'x' is unusable: tempo.bpm ...`).
     - UNAVAILABLE: the matcher could not be reached, or did not answer within the mixer's
       deadline (SEGUE_MIXER_MATCHER_TIMEOUT_S), for a stored analysis; retry with backoff.
-    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds once decoded), a mix
+    - RESOURCE_EXHAUSTED: an excerpt over the size limit (bytes, or seconds: raw PCM as it
+      arrives, an encoded header that declares more, or encoded audio decoding past it), a mix
       over its limits (songs, total bytes, total decoded seconds), or too many renders in flight.
+    - DEADLINE_EXCEEDED: besides the client's own deadline, the mixer's pace limits: the request
+      stream arrived too slowly (SEGUE_MIXER_MAX_UPLOAD_S, SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S),
+      or the client accepted no response for SEGUE_MIXER_WRITE_TIMEOUT_S (it reads the status,
+      after the responses that were under way, if it ever reads on); the message names the
+      setting.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
     """
 

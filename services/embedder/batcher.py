@@ -19,6 +19,12 @@ running; otherwise it waits until the oldest request is `max_delay_s` old. Becau
 next step is queued before its result is even delivered, the servicer's open sequences are
 always queued or running, so in practice a free worker never idles; while a batch runs the
 next one fills up, so batches grow with load by themselves.
+
+Bounded read-ahead: a sequence runs ahead of its caller by at most `max_ahead` results. When
+that many are waiting to be taken (e.g. the stream's client stopped reading, so the servicer
+is blocked writing), the sequence's next step is parked instead of queued, and queued again
+when the caller takes a result. A stalled caller thus costs no model runs and holds at most
+`max_ahead` results, and parked sequences are not waited for when batches are formed.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -61,6 +67,7 @@ class _Sequence(Generic[S, R]):
     next_step: int = 0
     open: bool = True  # counted in Batcher._open: a step is left to run or to deliver
     abandoned: bool = False  # the caller stopped listening
+    parked: _Request | None = None  # the next step, held while max_ahead results wait
 
 
 @dataclass(eq=False)
@@ -88,19 +95,23 @@ class Batcher:
         max_delay_s: float = 0.0,
         workers: int = 1,
         expected: Callable[[], int] | None = None,
+        max_ahead: int = 4,
     ) -> None:
-        if max_size < 1:
-            raise ValueError("max_size must be at least 1")
+        if max_size < 1 or max_ahead < 1:
+            raise ValueError("max_size and max_ahead must be at least 1")
         self.model = model
         self.max_size = max_size
         self.max_delay_s = max_delay_s
+        self.max_ahead = max_ahead
         self._window = model.spec.window_samples
         self._pending: deque[_Request] = deque()
         # Sequences with a step left to run; each is queued, running, or being prepared.
         self._open = 0
         self._running = 0  # sequences in batches now running
-        # Callers that may submit work soon (e.g. open streams); by default the open sequences.
-        self._expected = expected or (lambda: self._open)
+        self._parked = 0  # open sequences whose next step waits for their caller
+        # Callers that may submit work soon (e.g. open streams); by default the open sequences
+        # that are not parked.
+        self._expected = expected or (lambda: self._open - self._parked)
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
         self._slots = asyncio.Semaphore(workers)
@@ -123,7 +134,7 @@ class Batcher:
         steps: Sequence[S],
         prepare: Callable[[S], tuple[FloatArray, FloatArray]],
         after: Callable[[S, ModelOutputs], R],
-    ) -> AsyncIterator[R]:
+    ) -> AsyncGenerator[R, None]:
         """Runs `steps` in order and yields `after(step, outputs)` for each as it is ready.
 
         `prepare(step)` gives the step's pcm ([k * window_samples]) and state; it is called
@@ -142,12 +153,28 @@ class Batcher:
             self._enqueue(self._request(sequence))
             for _ in steps:
                 result = await sequence.results.get()
+                self._unpark(sequence)
                 if isinstance(result, BaseException):
                     raise result
                 yield result
         finally:
             sequence.abandoned = True
+            if sequence.parked is not None:
+                sequence.parked = None
+                self._parked -= 1
             self._close(sequence)
+
+    def _unpark(self, sequence: _Sequence[Any, Any]) -> None:
+        """Queues a parked next step once its caller has room for its result again."""
+        request = sequence.parked
+        if request is None or sequence.results.qsize() >= self.max_ahead:
+            return
+        sequence.parked = None
+        self._parked -= 1
+        if self._closed:  # close() has failed the queue: nobody would run it
+            self._fail(sequence, BatcherClosedError("the embedder is shutting down"))
+        else:
+            self._enqueue(request)
 
     def _request(self, sequence: _Sequence[Any, Any]) -> _Request:
         step = sequence.steps[sequence.next_step]
@@ -201,8 +228,9 @@ class Batcher:
             except BaseException:
                 self._slots.release()
                 raise
-            batch = self._take()
-            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            # No local keeps the batch: this coroutine outlives it, waiting for the next one,
+            # and the batch's closures hold their streams' state.
+            task = asyncio.get_running_loop().create_task(self._execute(self._take()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -292,6 +320,9 @@ class Batcher:
                     self._close(sequence)
                 elif self._closed:  # close() already failed the queue: nobody would run it
                     self._fail(sequence, BatcherClosedError("the embedder is shutting down"))
+                elif sequence.results.qsize() >= self.max_ahead:  # the caller is behind
+                    sequence.parked = follow_up
+                    self._parked += 1
                 else:
                     self._enqueue(follow_up)
         finally:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from segue.config import env_float, env_int, env_str
+from segue.config import env_bool, env_float, env_int, env_str
 from segue.embedding.settings import DEFAULT_MODEL, EngineSettings
 
-# Publicly known, so tokens signed with it are forgeable: only for development.
+# Publicly known, so tokens sealed with it are forgeable and readable: only for development.
 DEV_TOKEN_KEY = "segue-dev-token-key-do-not-use-in-production"
+# The shortest checkpoint interval a stream may ask for, seconds of audio: each checkpoint
+# carries the stream's whole state, so shorter intervals multiply the response bytes.
+MIN_CHECKPOINT_INTERVAL_S = 1.0
+# Largest magnitude a float (F32LE) PCM sample may have; full scale is 1.0, and the headroom
+# covers hot masters and unnormalised mixes. Larger values are refused: they overflow the
+# float32 squares of the loudness and structure features.
+MAX_ABS_SAMPLE = 64.0
 
 
 @dataclass(frozen=True)
@@ -29,14 +37,33 @@ class EmbedderConfig:
         SEGUE_MAX_SONG_S: longest song accepted, seconds (default 1800).
         SEGUE_MAX_CLIP_S: longest EmbedClip clip, seconds (default 60).
         SEGUE_MAX_CHUNK_BYTES: largest AudioChunk.pcm (default 1 MiB).
-        SEGUE_CHECKPOINT_INTERVAL_S: audio seconds between checkpoints by default (default 5).
+        SEGUE_CHECKPOINT_INTERVAL_S: audio seconds between checkpoints by default (default 5;
+            at least MIN_CHECKPOINT_INTERVAL_S, 1 s, which also bounds what a stream may ask
+            for in StreamConfig.checkpoint_interval_s).
         SEGUE_SEGMENT_S: length of the analysis' fixed segments, seconds (default 8).
         SEGUE_MIN_TAIL_S: shortest final partial window that is padded and analysed rather
             than dropped, seconds (default 0.1).
-        SEGUE_STREAM_IDLE_TTL_S: a stream that sends nothing for this long is closed
-            (default 60).
-        SEGUE_TOKEN_KEY: HMAC key signing resume tokens; share it between replicas
-            (default: a public development key, with a warning at start-up).
+        SEGUE_STREAM_IDLE_TTL_S: a stream that sends nothing for this long is closed with
+            DEADLINE_EXCEEDED (default 60).
+        SEGUE_STREAM_WRITE_TIMEOUT_S: a stream whose client accepts no response for this
+            long (it stopped reading, so gRPC flow control holds the server's writes) is
+            closed with DEADLINE_EXCEEDED, freeing its slot and buffers (default 30).
+        SEGUE_MIN_AUDIO_RATE: seconds of audio a stream must deliver per second the server
+            spends waiting for its messages, averaged over the stream's life; a stream below
+            it is closed with RESOURCE_EXHAUSTED, so trickling clients cannot hold stream
+            slots (default 0.5, half real time: a client streaming at 1x passes with room,
+            and may pause for as long as it has streamed; 0 turns the rule off). Time the
+            server spends on the stream's audio is not counted against the client.
+        SEGUE_MIN_AUDIO_RATE_GRACE_S: waiting time before SEGUE_MIN_AUDIO_RATE applies
+            (default 10).
+        SEGUE_TOKEN_KEY: secret from which the resume tokens' encryption key is derived;
+            share it between replicas (default: a public development key, which
+            `python -m services.embedder` refuses unless SEGUE_INSECURE_DEV is set).
+        SEGUE_TOKEN_TTL_S: how long a resume token stays valid after it was issued, seconds
+            (default 86400, one day; 0: tokens never expire).
+        SEGUE_TOKEN_ACCEPT_LEGACY: also accept the signed but unencrypted, never-expiring
+            tokens of format versions 1 and 2 (default false; set it only for the time a
+            rolling upgrade needs, see resume_token.py).
     """
 
     model_path: Path = DEFAULT_MODEL
@@ -53,7 +80,12 @@ class EmbedderConfig:
     segment_s: float = 8.0
     min_tail_s: float = 0.1
     stream_idle_ttl_s: float = 60.0
+    stream_write_timeout_s: float = 30.0
+    min_audio_rate: float = 0.5
+    min_audio_rate_grace_s: float = 10.0
     token_key: str = DEV_TOKEN_KEY
+    token_ttl_s: float = 86400.0
+    token_accept_legacy: bool = False
 
     @property
     def uses_dev_token_key(self) -> bool:
@@ -88,7 +120,12 @@ class EmbedderConfig:
             segment_s=engine.segment_s,
             min_tail_s=engine.min_tail_s,
             stream_idle_ttl_s=env_float("SEGUE_STREAM_IDLE_TTL_S", 60.0),
+            stream_write_timeout_s=env_float("SEGUE_STREAM_WRITE_TIMEOUT_S", 30.0),
+            min_audio_rate=env_float("SEGUE_MIN_AUDIO_RATE", 0.5),
+            min_audio_rate_grace_s=env_float("SEGUE_MIN_AUDIO_RATE_GRACE_S", 10.0),
             token_key=env_str("SEGUE_TOKEN_KEY", DEV_TOKEN_KEY),
+            token_ttl_s=env_float("SEGUE_TOKEN_TTL_S", 86400.0),
+            token_accept_legacy=env_bool("SEGUE_TOKEN_ACCEPT_LEGACY", False),
         )
         config.validate()
         return config
@@ -104,12 +141,25 @@ class EmbedderConfig:
             "SEGUE_MAX_CHUNK_BYTES": self.max_chunk_bytes,
             "SEGUE_CHECKPOINT_INTERVAL_S": self.checkpoint_interval_s,
             "SEGUE_STREAM_IDLE_TTL_S": self.stream_idle_ttl_s,
+            "SEGUE_STREAM_WRITE_TIMEOUT_S": self.stream_write_timeout_s,
         }
         for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.batch_max_delay_ms < 0:
-            raise ValueError("SEGUE_BATCH_MAX_DELAY_MS must be >= 0")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        at_least_zero = {
+            "SEGUE_BATCH_MAX_DELAY_MS": self.batch_max_delay_ms,
+            "SEGUE_MIN_AUDIO_RATE": self.min_audio_rate,
+            "SEGUE_MIN_AUDIO_RATE_GRACE_S": self.min_audio_rate_grace_s,
+            "SEGUE_TOKEN_TTL_S": self.token_ttl_s,
+        }
+        for name, value in at_least_zero.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
+        if self.checkpoint_interval_s < MIN_CHECKPOINT_INTERVAL_S:
+            raise ValueError(f"SEGUE_CHECKPOINT_INTERVAL_S must be at least "
+                             f"{MIN_CHECKPOINT_INTERVAL_S:g} s, got {self.checkpoint_interval_s}")
+        if not self.token_key:
+            raise ValueError("SEGUE_TOKEN_KEY must not be empty")
 
 
-__all__ = ["DEV_TOKEN_KEY", "EmbedderConfig"]
+__all__ = ["DEV_TOKEN_KEY", "MAX_ABS_SAMPLE", "MIN_CHECKPOINT_INTERVAL_S", "EmbedderConfig"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from segue.config import ServerConfig, describe
+from segue.config import ServerConfig
 from segue.log import configure_logging, get_logger
 from segue.server import serve_forever
 from services.matcher.config import DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT, MatcherConfig
@@ -29,25 +29,21 @@ async def main() -> None:
     except StoreUnavailableError as e:
         # A server may come up later: serve UNAVAILABLE until it does, then recover on restart.
         log.warning("qdrant unavailable at start-up", error=str(e))
-    servicer = MatcherServicer(
-        library,
-        overfetch=config.overfetch,
-        min_candidates=config.min_candidates,
-        beam_width=config.beam_width,
-    )
+    servicer = MatcherServicer.from_config(library, config)
     servicer.refresh_point_gauge()
 
     optimizer = asyncio.create_task(servicer.optimizer.run_periodically())
 
     async def close_store() -> None:
         optimizer.cancel()
+        servicer.close()
         await asyncio.to_thread(store.close)
 
     await serve_forever(
         server_config,
         register(servicer),
         on_stopped=[close_store],
-        extra_log={"matcher": describe(config)},
+        extra_log={"matcher": config.describe()},
     )
 
 

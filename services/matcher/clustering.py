@@ -18,9 +18,13 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 MAX_AUTO_K = 12
+# Most groups a ClusterRequest may ask for (k-means costs songs x groups per iteration).
+MAX_CLUSTERS = 100
 KMEANS_RESTARTS = 4
 KMEANS_ITERATIONS = 100
 SILHOUETTE_SAMPLE = 2000
+# Largest block of the silhouette's distance matrix held at once (8 bytes each: 32 MB).
+DISTANCE_BLOCK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,15 @@ def silhouette(x: FloatArray, labels: IntArray, rng: np.random.Generator) -> flo
     index = np.arange(len(x))
     if len(x) > SILHOUETTE_SAMPLE:
         index = np.sort(rng.choice(len(x), size=SILHOUETTE_SAMPLE, replace=False))
-    distances = 1.0 - x[index] @ x.T  # [sample, all]
     onehot = (labels[:, None] == clusters[None, :]).astype(np.float64)  # [all, k]
     counts = onehot.sum(axis=0)
-    sums = distances @ onehot  # summed distance from each sampled song to each cluster
+    # Summed distance from each sampled song to each cluster, a block of sampled songs at a
+    # time: the whole [sample, all] distance matrix of a large library would take gigabytes.
+    sums = np.empty((len(index), len(clusters)), dtype=np.float64)
+    step = max(1, DISTANCE_BLOCK_ELEMENTS // len(x))
+    for start in range(0, len(index), step):
+        block = index[start : start + step]
+        sums[start : start + len(block)] = (1.0 - x[block] @ x.T) @ onehot
     own = np.searchsorted(clusters, labels[index])
     rows = np.arange(len(index))
     own_count = counts[own] - 1  # the song's distance to itself is 0 and not counted

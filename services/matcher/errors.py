@@ -1,6 +1,42 @@
-"""Errors the matcher's core raises; the servicer maps each to one gRPC status code."""
+"""Errors the matcher's core raises; the servicer maps each to one gRPC status code.
+
+Messages may reach clients and logs: anything that can carry a URL goes through `mask_urls`
+(credentials in a Qdrant URL are never shown), and values quoted from requests are cut short
+(`shown`), so that a refused request never makes a large message.
+"""
 
 from __future__ import annotations
+
+import re
+
+# userinfo of a URL: "scheme://user:password@" (or "scheme://token@"), up to the authority's
+# last "@" (a password may hold a raw "@").
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@")
+# Query parameters that carry credentials: "?api_key=...", "&token=...".
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&](?:api[-_]?key|key|token|access_token|password|secret)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+# Longest value of a request quoted in an error message.
+SHOWN_CHARACTERS = 64
+
+
+def mask_url(url: str) -> str:
+    """The URL with its userinfo and credential query parameters replaced by "***"."""
+    return mask_urls(url)
+
+
+def mask_urls(text: str) -> str:
+    """`text` with every URL's userinfo and credential query parameters replaced by "***"."""
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    return _SECRET_QUERY.sub(r"\g<name>***", text)
+
+
+def shown(value: str) -> str:
+    """A client's value quoted for an error message: repr'd, cut to SHOWN_CHARACTERS."""
+    if len(value) <= SHOWN_CHARACTERS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARACTERS]!r}... ({len(value)} characters)"
 
 
 class MatcherError(Exception):
@@ -11,7 +47,7 @@ class NotFoundError(MatcherError):
     """A song id that is not stored (NOT_FOUND)."""
 
     def __init__(self, song_id: str) -> None:
-        super().__init__(f"song {song_id!r} is not stored")
+        super().__init__(f"song {shown(song_id)} is not stored")
         self.song_id = song_id
 
 
@@ -23,5 +59,13 @@ class InvalidArgumentError(MatcherError):
         self.field = field
 
 
+class OverloadedError(MatcherError):
+    """Too many expensive calls are running or waiting (RESOURCE_EXHAUSTED); retry later."""
+
+
 class StoreUnavailableError(MatcherError):
-    """The Qdrant store cannot be reached now (UNAVAILABLE); retrying later may succeed."""
+    """The Qdrant store cannot be reached now (UNAVAILABLE); retrying later may succeed. The
+    message is masked: it may quote the server's URL."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(mask_urls(message))

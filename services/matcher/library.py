@@ -13,6 +13,14 @@ crash interrupted: pending segments whose generation is the song point's are com
 fields to set derive from the song point), others deleted. A delete is one filter delete,
 atomic in the write-ahead log.
 
+Everything a write needs is checked and built before its first step, so a bad request writes
+nothing. A write that fails part-way (the store refuses or cannot be reached) is settled at
+once the same way `recover()` settles a crashed one, so no orphan points of it stay behind
+until a restart: before step 2 its segment points are deleted and the previous version stays
+whole; from step 2 on it is finished, and the new version is whole. When the store cannot be
+reached for that either, the version is remembered and `settle_unsettled()` (run
+periodically by the service) settles it once the store answers again.
+
 The song point also keeps the rest of the song's analysis (beats, sections, cue points; see
 payload): step 2 replaces it with the song point, and a delete removes it with the point.
 
@@ -34,11 +42,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from segue.log import get_logger
 from segue.v1 import common_pb2, matcher_pb2
 from services.matcher import payload as pl
 from services.matcher import schema
 from services.matcher.conditions import Condition, Match, Not, all_of
-from services.matcher.errors import NotFoundError
+from services.matcher.errors import NotFoundError, mask_urls
 from services.matcher.point_ids import (
     generation_of,
     segment_point_id,
@@ -47,9 +56,10 @@ from services.matcher.point_ids import (
 )
 from services.matcher.segment_facts import DEFAULT_LIMIT, SegmentFacts, SegmentFactsCache
 from services.matcher.store import ENTRY, EXIT, FEEL, PointData, SegmentStore, StoredRecord
-from services.matcher.validation import check_analysis, check_song_id
+from services.matcher.validation import check_analysis, check_metadata, check_song_id
 
 _LOCK_STRIPES = 64
+log = get_logger("segue.matcher")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,38 @@ class UpsertResult:
     song_id: str
     segments_stored: int
     replaced: bool
+
+
+@dataclass(frozen=True)
+class _Version:
+    """Everything one UpsertSong writes, built before anything is written."""
+
+    song_id: str
+    generation: str
+    ids: list[str]
+    points: list[PointData]
+    song: dict[str, Any]
+    song_point: PointData
+
+    @classmethod
+    def build(
+        cls,
+        analysis: common_pb2.SongAnalysis,
+        metadata: matcher_pb2.SongMetadata,
+        rows: list[list[float]],
+    ) -> _Version:
+        song_id = analysis.song_id
+        generation = generation_of(analysis, metadata)
+        ids = segment_point_ids(song_id, generation, len(analysis.segments))
+        points = [
+            PointData(point_id, {ENTRY: rows[2 * i], EXIT: rows[2 * i + 1]}, payload)
+            for i, (point_id, payload) in enumerate(
+                zip(ids, pl.pending_segment_payloads(analysis, generation), strict=True)
+            )
+        ]
+        song = pl.song_payload(analysis, metadata, generation)
+        song_point = PointData(song_point_id(song_id), {FEEL: analysis.feel}, song)
+        return cls(song_id, generation, ids, points, song, song_point)
 
 
 @dataclass(frozen=True)
@@ -130,6 +172,9 @@ class SongLibrary:
         self._feel_cache: dict[tuple[str, str], list[float]] = {}
         self._feel_cache_limit = feel_cache_size
         self._segment_facts = SegmentFactsCache(segment_cache_size)
+        # (song id, generation) of failed writes not settled yet (see settle_unsettled).
+        self._unsettled: set[tuple[str, str]] = set()
+        self._unsettled_lock = threading.Lock()
 
     def preload(self) -> tuple[int, int]:
         """Fills the feel and segment caches from the store (at start-up, so that the first
@@ -210,9 +255,10 @@ class SongLibrary:
     def _lock(self, song_id: str) -> threading.Lock:
         return self._locks[zlib.crc32(song_id.encode()) % _LOCK_STRIPES]
 
-    def song(self, song_id: str, *, with_feel: bool = False) -> SongRecord:
-        """The stored song; NotFoundError when absent."""
-        check_song_id(song_id)
+    def song(self, song_id: str, *, field: str = "song_id", with_feel: bool = False) -> SongRecord:
+        """The stored song; NotFoundError when absent (InvalidArgumentError naming `field`
+        for an id no song can have)."""
+        check_song_id(song_id, field)
         found = self.find(song_id, with_feel=with_feel)
         if found is None:
             raise NotFoundError(song_id)
@@ -271,46 +317,108 @@ class SongLibrary:
     def upsert(
         self, analysis: common_pb2.SongAnalysis, metadata: matcher_pb2.SongMetadata
     ) -> UpsertResult:
+        """Stores or replaces a song. Everything is checked and every point built before
+        anything is written; a write that fails part-way is settled at once (see `_settle`),
+        or, when the store cannot be reached for that either, by `settle_unsettled`."""
         rows = check_analysis(analysis, self.store.dims)
+        check_metadata(metadata)
+        version = _Version.build(analysis, metadata, rows)
         self.ensure_ready()
-        song_id = analysis.song_id
-        generation = generation_of(analysis, metadata)
-        count = len(analysis.segments)
-        ids = segment_point_ids(song_id, generation, count)
+        song_id = version.song_id
+        count = len(version.ids)
         with self._lock(song_id):
             existing = self.find(song_id)
-            # A song stored before whole analyses were kept is rewritten to keep its analysis.
-            if (
-                existing is not None
-                and existing.generation == generation
-                and pl.stores_whole_analysis(existing.payload)
-            ):
-                live = self.store.count(
-                    all_of(_of_song(song_id), live_segments(), Match("generation", generation))
-                )
-                if live == count:
-                    return UpsertResult(song_id, count, replaced=True)  # already stored
-            points = [
-                PointData(point_id, {ENTRY: rows[2 * i], EXIT: rows[2 * i + 1]}, payload)
-                for i, (point_id, payload) in enumerate(
-                    zip(ids, pl.pending_segment_payloads(analysis, generation), strict=True)
-                )
-            ]
-            song = pl.song_payload(analysis, metadata, generation)
-            song_point = PointData(song_point_id(song_id), {FEEL: analysis.feel}, song)
-            if existing is None:
-                self.store.upsert([*points, song_point])
-            else:
-                self.store.upsert(points)
-                self.store.upsert([song_point])
-                self._drop_other_generations(song_id, generation)
-            self.store.set_payload_by_ids(ids, pl.committed_segment_fields(song))
-            if self._flush_each_write:
-                self.store.flush()
-            if existing is not None and existing.generation != generation:
+            if self._already_stored(existing, version):
+                return UpsertResult(song_id, count, replaced=True)
+            try:
+                self._write(version, existing)
+            except BaseException:
+                self._settle_after_failure(song_id, version.generation)
+                raise
+            if existing is not None and existing.generation != version.generation:
                 self._segment_facts.evict(self._segment_ids(existing))
-            self._segment_facts.put_live(_live_facts(ids, analysis, song))
+            self._segment_facts.put_live(_live_facts(version.ids, analysis, version.song))
         return UpsertResult(song_id, count, replaced=existing is not None)
+
+    def _already_stored(self, existing: SongRecord | None, version: _Version) -> bool:
+        """This very version is stored whole (a song stored before whole analyses were kept
+        is rewritten to keep its analysis)."""
+        if (
+            existing is None
+            or existing.generation != version.generation
+            or not pl.stores_whole_analysis(existing.payload)
+        ):
+            return False
+        live = self.store.count(
+            all_of(
+                _of_song(version.song_id), live_segments(), Match("generation", version.generation)
+            )
+        )
+        return live == len(version.ids)
+
+    def _write(self, version: _Version, existing: SongRecord | None) -> None:
+        """The write steps of the module docstring."""
+        if existing is None:
+            self.store.upsert([*version.points, version.song_point])
+        else:
+            self.store.upsert(version.points)
+            self.store.upsert([version.song_point])
+            self._drop_other_generations(version.song_id, version.generation)
+        self.store.set_payload_by_ids(version.ids, pl.committed_segment_fields(version.song))
+        if self._flush_each_write:
+            self.store.flush()
+
+    def _settle_after_failure(self, song_id: str, generation: str) -> None:
+        """Settles a write that failed part-way; when that fails too, remembers it for
+        `settle_unsettled` (and start-up recovery settles it after a restart)."""
+        try:
+            self._settle(song_id, generation)
+        except Exception as e:  # the write's own error is what the caller sees
+            with self._unsettled_lock:
+                self._unsettled.add((song_id, generation))
+            error = mask_urls(str(e))
+            log.warning("could not settle a failed write yet", song_id=song_id[:64], error=error)
+
+    def _settle(self, song_id: str, generation: str) -> None:
+        """Finishes or rolls back one song version whose write stopped part-way, as `recover`
+        does after a crash: if the song point names this generation (the commit record was
+        written), its segments are committed and other generations dropped; otherwise every
+        segment point of this generation is deleted, and the previous version stays whole."""
+        current = self.find(song_id)
+        if current is not None and current.generation == generation:
+            self._drop_other_generations(song_id, generation)
+            self.store.set_payload_by_ids(
+                self._segment_ids(current), pl.committed_segment_fields(current.payload)
+            )
+        else:
+            self.store.delete(
+                all_of(
+                    _of_song(song_id), Not(Match("kind", pl.SONG)), Match("generation", generation)
+                )
+            )
+        if self._flush_each_write:
+            self.store.flush()
+
+    def unsettled_count(self) -> int:
+        """Failed writes waiting to be settled."""
+        with self._unsettled_lock:
+            return len(self._unsettled)
+
+    def settle_unsettled(self) -> int:
+        """Settles the failed writes that could not be settled when they failed (the store
+        was unreachable); returns how many still wait."""
+        with self._unsettled_lock:
+            waiting = sorted(self._unsettled)
+        for song_id, generation in waiting:
+            with self._lock(song_id):
+                try:
+                    self._settle(song_id, generation)
+                except Exception:
+                    continue
+            with self._unsettled_lock:
+                self._unsettled.discard((song_id, generation))
+        with self._unsettled_lock:
+            return len(self._unsettled)
 
     @staticmethod
     def _segment_ids(song: SongRecord) -> list[str]:

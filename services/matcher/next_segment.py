@@ -16,23 +16,32 @@ the display fields of the k results from their song points.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from segue.v1 import matcher_pb2
 from services.matcher import schema, scoring
 from services.matcher.conditions import Condition
 from services.matcher.errors import InvalidArgumentError
-from services.matcher.filters import build_filter, check_camelot
+from services.matcher.filters import build_filter
 from services.matcher.library import SongLibrary, SongRecord
 from services.matcher.payload import tempo_from_payload
 from services.matcher.segment_facts import SegmentFacts
-from services.matcher.store import ENTRY, EXIT
-from services.matcher.validation import check_vector
+from services.matcher.store import ENTRY, EXIT, StoredRecord, VectorDims
+from services.matcher.validation import (
+    MAX_BPM,
+    MAX_DURATION_S,
+    MIN_BPM,
+    check_camelot,
+    check_key,
+    check_number,
+    check_optional_number,
+    check_vector,
+)
 
 DEFAULT_K = 10
 MAX_K = 100
@@ -99,38 +108,37 @@ def resolve_source(library: SongLibrary, request: matcher_pb2.NextSegmentRequest
     kind = request.WhichOneof("from")
     if kind == "position":
         position = request.position
-        song = library.song(position.song_id, with_feel=True)
+        song = library.song(position.song_id, field="position.song_id", with_feel=True)
         at = position.WhichOneof("at")
         if at == "time_s":
-            if not math.isfinite(position.time_s) or position.time_s < 0:
-                raise InvalidArgumentError("position.time_s", "must be a non-negative number")
+            check_number(position.time_s, "position.time_s", 0.0, MAX_DURATION_S)
             index = exit_segment_index(song, position.time_s)
         else:
             index = exit_segment_index(song, None)
         return source_from_song(library, song, index)
     if kind == "vectors":
-        raw = request.vectors
-        dims = library.store.dims
-        check_vector(raw.exit, dims.transition, "vectors.exit")
-        if raw.feel:
-            check_vector(raw.feel, dims.feel, "vectors.feel")
-        if not math.isfinite(raw.tempo_bpm) or raw.tempo_bpm < 0:
-            raise InvalidArgumentError("vectors.tempo_bpm", "must be a non-negative number")
-        camelot = (
-            check_camelot(raw.key.camelot, "vectors.key.camelot")
-            if raw.HasField("key") and raw.key.camelot
-            else None
-        )
-        if not math.isfinite(raw.energy) or not 0 <= raw.energy <= 1:
-            raise InvalidArgumentError("vectors.energy", "must be within [0, 1]")
-        return Source(
-            exit=list(raw.exit),
-            feel=list(raw.feel) or None,
-            tempo_bpm=raw.tempo_bpm or None,
-            camelot=camelot,
-            energy=raw.energy if raw.energy > 0 else None,
-        )
+        return _raw_source(request.vectors, library.store.dims)
     raise InvalidArgumentError("from", "set position or vectors")
+
+
+def _raw_source(raw: matcher_pb2.RawQuery, dims: VectorDims) -> Source:
+    """A query of raw vectors and facts, each checked."""
+    check_vector(raw.exit, dims.transition, "vectors.exit")
+    if raw.feel:
+        check_vector(raw.feel, dims.feel, "vectors.feel")
+    tempo = check_optional_number(raw.tempo_bpm, "vectors.tempo_bpm", MIN_BPM, MAX_BPM)
+    camelot: str | None = None
+    if raw.HasField("key"):
+        check_key(raw.key, "vectors.key")
+        camelot = check_camelot(raw.key.camelot, "vectors.key.camelot") if raw.key.camelot else None
+    energy = check_number(raw.energy, "vectors.energy", 0.0, 1.0)
+    return Source(
+        exit=list(raw.exit),
+        feel=list(raw.feel) or None,
+        tempo_bpm=tempo or None,
+        camelot=camelot,
+        energy=energy if energy > 0 else None,
+    )
 
 
 def check_k(k: int) -> int:
@@ -191,28 +199,26 @@ class NextSegmentFinder:
             return []
         hits = [hit for hit, _ in kept]
         facts_list = [facts for _, facts in kept]
-        n = len(kept)
-        components = np.empty((n, len(scoring.COMPONENTS)), dtype=np.float64)
-        components[:, 0] = scoring.cosine_component(np.array([h.score for h in hits]))
-        if source.feel is not None:
-            song_feels = self.library.feels({(f.song_id, f.generation) for f in facts_list})
-            query = np.asarray(source.feel, dtype=np.float64)
-            feels = np.zeros((n, query.size), dtype=np.float64)
-            for i, f in enumerate(facts_list):
-                feel = song_feels.get(f.song_id)
-                if feel is not None:
-                    feels[i] = feel
-            norms = np.linalg.norm(feels, axis=1) * np.linalg.norm(query)
-            components[:, 1] = scoring.cosine_component(feels @ query / np.maximum(norms, 1e-12))
-        else:
-            components[:, 1] = scoring.NEUTRAL
-        tempos = np.array([f.tempo_bpm for f in facts_list], dtype=np.float64)
-        components[:, 2] = scoring.tempo_component(source.tempo_bpm, tempos)
-        components[:, 3] = scoring.key_component(source.camelot, [f.camelot for f in facts_list])
-        energy_ref = target_energy if target_energy is not None else source.energy
-        components[:, 4] = scoring.energy_component(
-            energy_ref, np.array([f.energy for f in facts_list], dtype=np.float64)
-        )
+        components = self._components(source, hits, facts_list, target_energy)
+        out = self._best(hits, facts_list, components, weights, k, allow_multiple)
+        if full_payload and out:
+            # Only what results show: the song point's segments and analysis stay unread.
+            songs = self.library.song_payloads({c.song_id for c in out}, schema.SHOWN_IN_RESULTS)
+            for c in out:
+                c.payload = songs.get(c.song_id, {})
+        return out
+
+    @staticmethod
+    def _best(
+        hits: list[StoredRecord],
+        facts_list: list[SegmentFacts],
+        components: npt.NDArray[np.float64],
+        weights: scoring.Weights,
+        k: int,
+        allow_multiple: bool,
+    ) -> list[ScoredCandidate]:
+        """The k best-scored candidates (the best segment per song unless `allow_multiple`),
+        without payloads."""
         weighted, total = scoring.combine(components, weights)
         order = np.argsort(-total, kind="stable")
         out: list[ScoredCandidate] = []
@@ -239,12 +245,39 @@ class NextSegmentFinder:
             )
             if len(out) == k:
                 break
-        if full_payload and out:
-            # Only what results show: the song point's segments and analysis stay unread.
-            songs = self.library.song_payloads({c.song_id for c in out}, schema.SHOWN_IN_RESULTS)
-            for c in out:
-                c.payload = songs.get(c.song_id, {})
         return out
+
+    def _components(
+        self,
+        source: Source,
+        hits: list[StoredRecord],
+        facts_list: list[SegmentFacts],
+        target_energy: float | None,
+    ) -> npt.NDArray[np.float64]:
+        """The score components [candidates, 5] of the kept hits."""
+        n = len(hits)
+        components = np.empty((n, len(scoring.COMPONENTS)), dtype=np.float64)
+        components[:, 0] = scoring.cosine_component(np.array([h.score for h in hits]))
+        if source.feel is not None:
+            song_feels = self.library.feels({(f.song_id, f.generation) for f in facts_list})
+            query = np.asarray(source.feel, dtype=np.float64)
+            feels = np.zeros((n, query.size), dtype=np.float64)
+            for i, f in enumerate(facts_list):
+                feel = song_feels.get(f.song_id)
+                if feel is not None:
+                    feels[i] = feel
+            norms = np.linalg.norm(feels, axis=1) * np.linalg.norm(query)
+            components[:, 1] = scoring.cosine_component(feels @ query / np.maximum(norms, 1e-12))
+        else:
+            components[:, 1] = scoring.NEUTRAL
+        tempos = np.array([f.tempo_bpm for f in facts_list], dtype=np.float64)
+        components[:, 2] = scoring.tempo_component(source.tempo_bpm, tempos)
+        components[:, 3] = scoring.key_component(source.camelot, [f.camelot for f in facts_list])
+        energy_ref = target_energy if target_energy is not None else source.energy
+        components[:, 4] = scoring.energy_component(
+            energy_ref, np.array([f.energy for f in facts_list], dtype=np.float64)
+        )
+        return components
 
 
 def user_filter_for(

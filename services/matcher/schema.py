@@ -15,8 +15,14 @@ them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
+
+# Keys of a keyword map (SongMetadata.extra): what filters name as "<map>.<key>", so plain
+# names only (a Qdrant JSON path would read "[", "*", "." or spaces as syntax).
+MAP_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAP_KEY_GRAMMAR = "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
 
 
 class ValueType(Enum):
@@ -186,9 +192,10 @@ SCORED_SEGMENT_FIELDS = tuple(f.name for f in FIELDS if f.scored)
 
 
 def filterable_map_of(name: str) -> str | None:
-    """The keyword map a filter field such as "extra.mood" names a key of; None otherwise."""
+    """The keyword map a filter field such as "extra.mood" names a key of (the key matching
+    MAP_KEY); None otherwise."""
     head, dot, key = name.partition(".")
-    return head if dot and key and head in FILTERABLE_MAPS else None
+    return head if dot and head in FILTERABLE_MAPS and MAP_KEY.fullmatch(key) else None
 
 
 def filterable_names() -> list[str]:

@@ -25,6 +25,8 @@ NEUTRAL = 0.5
 TEMPO_TOLERANCE = 0.06  # +-6%: the range a DJ can beat-match by pitching
 NEIGHBOUR_KEY_SCORE = 0.8
 COMPONENTS = ("transition", "feel", "tempo", "key", "energy")
+# Each weight is 0 to MAX_WEIGHT (only their ratios matter; a score stays a finite float32).
+MAX_WEIGHT = 1_000.0
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -48,8 +50,10 @@ class Weights:
                 if untyped.HasField(name)
                 else float(getattr(defaults, name))
             )
-            if not math.isfinite(value) or value < 0:
-                raise InvalidArgumentError(f"{field}.{name}", "must be a non-negative number")
+            if not (math.isfinite(value) and 0 <= value <= MAX_WEIGHT):
+                raise InvalidArgumentError(
+                    f"{field}.{name}", f"must be a number from 0 to {MAX_WEIGHT:g}, got {value!r}"
+                )
             values[name] = value
         if sum(values.values()) == 0:
             raise InvalidArgumentError(field, "at least one weight must be positive")

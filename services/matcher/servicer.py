@@ -1,8 +1,11 @@
 """The Matcher gRPC servicer: request/response mapping around the matcher's core.
 
 Store calls are blocking (qdrant-edge runs in-process, qdrant-client's sync API), so each RPC
-runs its work in a worker thread and the event loop stays free. Expected failures map to
-status codes in one place (`_run`).
+runs its work in a worker thread and the event loop stays free. CPU-heavy calls (PlanPlaylist,
+Cluster) run on their own bounded pool with a bounded queue (admission), so cheap calls never
+wait behind them. Expected failures map to status codes in one place (`_run`): NOT_FOUND,
+INVALID_ARGUMENT, RESOURCE_EXHAUSTED (the heavy queue is full) and UNAVAILABLE; anything
+else is a fault (INTERNAL).
 """
 
 from __future__ import annotations
@@ -22,14 +25,23 @@ from segue.log import get_logger
 from segue.metrics import MATCHER_POINTS
 from segue.v1 import matcher_pb2, matcher_pb2_grpc
 from services.matcher import payload as pl
-from services.matcher.clustering import cluster
+from services.matcher.admission import HeavyCalls
+from services.matcher.clustering import MAX_CLUSTERS, cluster
 from services.matcher.conditions import Match, all_of
+from services.matcher.config import (
+    DEFAULT_HEAVY_QUEUE,
+    DEFAULT_HEAVY_WORKERS,
+    DEFAULT_MAX_PLAN_COST,
+    MatcherConfig,
+)
 from services.matcher.errors import (
     InvalidArgumentError,
+    MatcherError,
     NotFoundError,
+    OverloadedError,
     StoreUnavailableError,
 )
-from services.matcher.filters import build_filter
+from services.matcher.filters import build_filter, check_filter_size
 from services.matcher.library import SongLibrary
 from services.matcher.next_segment import (
     NextSegmentFinder,
@@ -50,6 +62,29 @@ SERVICE_NAME = matcher_pb2.DESCRIPTOR.services_by_name["Matcher"].full_name
 # Points written since the last index build that trigger a background optimize.
 OPTIMIZE_AFTER_POINTS = 5_000
 OPTIMIZE_IDLE_S = 2.0
+# Longest status message sent back (messages quote request values, cut short already).
+MAX_DETAILS = 1_000
+# Characters of a song id bound to the call's log lines.
+LOGGED_ID_CHARACTERS = 128
+
+_STATUS = (
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def _status_of(error: MatcherError) -> grpc.StatusCode:
+    for kind, code in _STATUS:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _bind_song_id(song_id: str) -> None:
+    """Binds (the start of) the call's song id to its log lines."""
+    structlog.contextvars.bind_contextvars(song_id=song_id[:LOGGED_ID_CHARACTERS])
 
 
 def _candidate(c: ScoredCandidate) -> matcher_pb2.Candidate:
@@ -91,10 +126,14 @@ class BackgroundOptimizer:
         threading.Thread(target=self._run, name="matcher-optimize", daemon=True).start()
 
     async def run_periodically(self, interval_s: float = OPTIMIZE_IDLE_S) -> None:
-        """Checks every interval whether an index build is due (cancel the task to stop)."""
+        """Checks every interval whether an index build is due, and settles failed writes
+        that could not be settled when they failed (cancel the task to stop)."""
         while True:
             await asyncio.sleep(interval_s)
             self.maybe_run()
+            if self._library.unsettled_count():
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._library.settle_unsettled)
 
     def _run(self) -> None:
         try:
@@ -117,29 +156,60 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         overfetch: int = 5,
         min_candidates: int = 50,
         beam_width: int = 8,
+        max_plan_cost: int = DEFAULT_MAX_PLAN_COST,
+        heavy_workers: int = DEFAULT_HEAVY_WORKERS,
+        heavy_queue: int = DEFAULT_HEAVY_QUEUE,
     ) -> None:
         self.library = library
         self.finder = NextSegmentFinder(library, overfetch, min_candidates)
         self.beam_width = beam_width
+        self.max_plan_cost = max_plan_cost
+        self.heavy = HeavyCalls(heavy_workers, heavy_queue)
         self.optimizer = BackgroundOptimizer(library)
 
-    async def _run(self, context: grpc.aio.ServicerContext[Any, Any], fn: Callable[[], T]) -> T:
+    @classmethod
+    def from_config(cls, library: SongLibrary, config: MatcherConfig) -> MatcherServicer:
+        """A servicer with every setting of `config`."""
+        return cls(
+            library,
+            overfetch=config.overfetch,
+            min_candidates=config.min_candidates,
+            beam_width=config.beam_width,
+            max_plan_cost=config.max_plan_cost,
+            heavy_workers=config.heavy_workers,
+            heavy_queue=config.heavy_queue,
+        )
+
+    async def _run(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        fn: Callable[[], T],
+        *,
+        heavy: bool = False,
+    ) -> T:
+        """Runs `fn` in a worker thread (on the heavy pool when `heavy`), mapping the
+        matcher's errors to status codes. The call is aborted outside the `except` block and
+        the error's traceback dropped, so that nothing a refused request allocated stays
+        alive through a chained exception."""
         try:
+            if heavy:
+                return await self.heavy.run(fn)
             return await asyncio.to_thread(fn)
-        except NotFoundError as e:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
-        except InvalidArgumentError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except StoreUnavailableError as e:
-            log.warning("qdrant unavailable", error=str(e))
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        except MatcherError as e:
+            code, details = _status_of(e), str(e)[:MAX_DETAILS]
+            e.__traceback__ = None
+            if isinstance(e, StoreUnavailableError):
+                log.warning("qdrant unavailable", error=details)
+            elif isinstance(e, OverloadedError):
+                log.warning("heavy call refused", error=details)
+        await context.abort(code, details)
 
     async def UpsertSong(  # noqa: N802 (gRPC method name)
         self,
         request: matcher_pb2.UpsertSongRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> matcher_pb2.UpsertSongResponse:
-        structlog.contextvars.bind_contextvars(song_id=request.analysis.song_id)
+        _bind_song_id(request.analysis.song_id)
 
         def work() -> matcher_pb2.UpsertSongResponse:
             result = self.library.upsert(request.analysis, request.metadata)
@@ -159,7 +229,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         request: matcher_pb2.DeleteSongRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> matcher_pb2.DeleteSongResponse:
-        structlog.contextvars.bind_contextvars(song_id=request.song_id)
+        _bind_song_id(request.song_id)
         removed = await self._run(context, lambda: self.library.delete(request.song_id))
         return matcher_pb2.DeleteSongResponse(song_id=request.song_id, segments_removed=removed)
 
@@ -234,7 +304,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> matcher_pb2.PlanPlaylistResponse:
         def work() -> matcher_pb2.PlanPlaylistResponse:
-            planner = PlaylistPlanner(self.finder, self.beam_width)
+            planner = PlaylistPlanner(self.finder, self.beam_width, self.max_plan_cost)
             plan = planner.plan(request)
             response = matcher_pb2.PlanPlaylistResponse(total_score=plan.total_score)
             for position, step in enumerate(plan.steps):
@@ -254,7 +324,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                 response.steps.append(out)
             return response
 
-        return await self._run(context, work)
+        return await self._run(context, work, heavy=True)
 
     async def Cluster(  # noqa: N802 (gRPC method name)
         self,
@@ -262,6 +332,11 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> matcher_pb2.ClusterResponse:
         def work() -> matcher_pb2.ClusterResponse:
+            if request.num_clusters > MAX_CLUSTERS:
+                raise InvalidArgumentError(
+                    "num_clusters", f"must be 0 (automatic) to {MAX_CLUSTERS}"
+                )
+            check_filter_size(request.filter)
             if request.filter.tempo_compatible or request.filter.key_compatible:
                 raise InvalidArgumentError(
                     "filter", "tempo_compatible and key_compatible need a song to compare with"
@@ -295,7 +370,11 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                     )
             return response
 
-        return await self._run(context, work)
+        return await self._run(context, work, heavy=True)
+
+    def close(self) -> None:
+        """Drops heavy calls still waiting (at shutdown)."""
+        self.heavy.close()
 
     def refresh_point_gauge(self) -> None:
         with contextlib.suppress(StoreUnavailableError):

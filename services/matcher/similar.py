@@ -10,7 +10,7 @@ from services.matcher import payload as pl
 from services.matcher import schema
 from services.matcher.conditions import Match, Not, all_of
 from services.matcher.errors import InvalidArgumentError
-from services.matcher.filters import build_filter
+from services.matcher.filters import build_filter, check_filter_size
 from services.matcher.library import SongLibrary
 from services.matcher.next_segment import check_k
 from services.matcher.store import FEEL
@@ -28,6 +28,7 @@ def similar_songs(
     library: SongLibrary, request: matcher_pb2.SimilarSongsRequest
 ) -> list[SimilarResult]:
     k = check_k(request.k)
+    check_filter_size(request.filter)
     for i, condition in enumerate(request.filter.conditions):
         if condition.field in schema.FILTERABLE_ON_SEGMENTS_ONLY:
             raise InvalidArgumentError(

@@ -1,13 +1,16 @@
-"""What a render request asks for: its config checked field by field, and its audio collected.
+"""What a render request asks for: its config checked field by field, and its audio collected
+at a pace the mixer can afford.
 
 Every check raises MixInputError (INVALID_ARGUMENT) or MixLimitError (RESOURCE_EXHAUSTED)
 naming the field (`songs[3].entry_s`), or NoMatcherError (FAILED_PRECONDITION) for a song id
-without an analysis on a mixer that has no matcher.
+without an analysis on a mixer that has no matcher. Analyses are checked here only for their
+counts (cheap); their values once the audio's length is known (`analyses.check_analysis`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 from segue.audio import SUPPORTED_RATES_HZ
@@ -16,7 +19,7 @@ from segue.mixing.excerpt import ExcerptBuffer, check_info
 from segue.mixing.style import DEFAULT_CONTEXT_S, DEFAULT_TARGET_LUFS, Params, Style
 from segue.v1 import common_pb2, mixer_pb2
 
-from .analyses import require_matcher
+from .analyses import MAX_SONG_S, AnalysisValueError, check_analysis_counts, require_matcher
 from .config import MixerConfig
 
 FORMATS = {
@@ -87,12 +90,27 @@ def needs_stored_analysis(info: mixer_pb2.ExcerptInfo) -> bool:
     return bool(info.song_id) and not info.HasField("analysis")
 
 
+def check_seconds(name: str, value: float) -> None:
+    """A time in a song: finite, in [0, MAX_SONG_S]."""
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_SONG_S):
+        raise MixInputError(f"{name} must be a number in [0, {MAX_SONG_S:.0f}] s, got {value}")
+
+
+def check_given_analysis(name: str, analysis: common_pb2.SongAnalysis, mixer: MixerConfig) -> None:
+    """A client's analysis holds no more beats, sections, ... than the longest excerpt can."""
+    try:
+        check_analysis_counts(analysis, mixer.max_excerpt_s)
+    except AnalysisValueError as e:
+        raise MixInputError(f"{name}.analysis.{e}") from None
+
+
 def check_song_reference(name: str, info: mixer_pb2.ExcerptInfo, mixer: MixerConfig) -> None:
-    """Checks an excerpt's song_id and song_start_s (seconds in the song)."""
+    """Checks an excerpt's song_id, song_start_s (seconds in the song) and analysis counts."""
     check_text(f"{name}.song_id", info.song_id, MAX_NAME_CHARS)
-    if not (math.isfinite(info.song_start_s) and info.song_start_s >= 0.0):
-        raise MixInputError(f"{name}.song_start_s must be >= 0, got {info.song_start_s}")
-    if needs_stored_analysis(info):
+    check_seconds(f"{name}.song_start_s", info.song_start_s)
+    if info.HasField("analysis"):
+        check_given_analysis(name, info.analysis, mixer)
+    elif info.song_id:
         require_matcher(mixer.matcher_addr, f"{name}.song_id")
 
 
@@ -142,8 +160,11 @@ class TransitionIntake:
         return cls(
             job,
             {
-                mixer_pb2.SIDE_OUTGOING: ExcerptBuffer("outgoing", config.outgoing, limit),
-                mixer_pb2.SIDE_INCOMING: ExcerptBuffer("incoming", config.incoming, limit),
+                side: ExcerptBuffer(name, info, limit, max_s=mixer.max_excerpt_s)
+                for side, name, info in (
+                    (mixer_pb2.SIDE_OUTGOING, "outgoing", config.outgoing),
+                    (mixer_pb2.SIDE_INCOMING, "incoming", config.incoming),
+                )
             },
         )
 
@@ -195,15 +216,16 @@ def _check_song(i: int, song: mixer_pb2.MixSong, mixer: MixerConfig) -> None:
     check_text(f"{name}.song_id", song.song_id, MAX_NAME_CHARS)
     check_text(f"{name}.title", song.title, MAX_NAME_CHARS)
     check_text(f"{name}.uri", song.uri, MAX_URI_CHARS)
-    for which, value in (("entry_s", song.entry_s), ("exit_s", song.exit_s)):
-        if not (math.isfinite(value) and value >= 0.0):
-            raise MixInputError(f"{name}.{which} must be a number >= 0, got {value}")
+    check_seconds(f"{name}.entry_s", song.entry_s)
+    check_seconds(f"{name}.exit_s", song.exit_s)
     if song.exit_s > 0.0 and song.exit_s < song.entry_s + MIN_HEARD_S:
         raise MixInputError(
             f"{name}.exit_s ({song.exit_s:.2f} s) must be 0 (the song's end) or at least "
             f"{MIN_HEARD_S:.0f} s after {name}.entry_s ({song.entry_s:.2f} s)"
         )
-    if song.song_id and not song.HasField("analysis"):
+    if song.HasField("analysis"):
+        check_given_analysis(name, song.analysis, mixer)
+    elif song.song_id:
         require_matcher(mixer.matcher_addr, f"{name}.song_id")
 
 
@@ -247,7 +269,9 @@ class MixIntake:
     def start(cls, config: mixer_pb2.MixConfig, mixer: MixerConfig) -> MixIntake:
         job = check_mix_config(config, mixer)
         buffers = [
-            ExcerptBuffer(f"songs[{i}]", song_info(song), mixer.max_excerpt_bytes)
+            ExcerptBuffer(
+                f"songs[{i}]", song_info(song), mixer.max_excerpt_bytes, max_s=mixer.max_excerpt_s
+            )
             for i, song in enumerate(config.songs)
         ]
         return cls(job, buffers, mixer.max_mix_bytes)
@@ -283,3 +307,53 @@ def stored_for_song(
 ) -> common_pb2.SongAnalysis | None:
     """The analysis fetched for songs[i], if one was."""
     return stored.get(f"songs[{i}].song_id")
+
+
+class UploadTooSlowError(Exception):
+    """A request stream arrives too slowly (UploadPace); the client gets DEADLINE_EXCEEDED."""
+
+
+@dataclass
+class UploadPace:
+    """How long the mixer waits for a request stream's next message.
+
+    The whole stream must arrive within `max_s`; and once `grace_s` have passed, it must
+    have sent at least `min_bytes_per_s` on average since it started. So a stream that
+    dribbles cannot hold its place in the render queue (or its memory) for long.
+    """
+
+    max_s: float
+    min_bytes_per_s: float
+    grace_s: float
+    started: float = field(default_factory=time.monotonic)
+    received: int = 0
+
+    @classmethod
+    def of(cls, mixer: MixerConfig) -> UploadPace:
+        return cls(mixer.max_upload_s, mixer.min_upload_bytes_per_s, mixer.upload_grace_s)
+
+    def _due_s(self) -> float:
+        """Seconds from the start by which the next message must have arrived."""
+        if self.min_bytes_per_s <= 0.0:
+            return self.max_s
+        return min(self.max_s, max(self.grace_s, self.received / self.min_bytes_per_s))
+
+    def wait_s(self) -> float:
+        """How long to wait for the next message from now (0 when already late)."""
+        return max(0.0, self._due_s() - (time.monotonic() - self.started))
+
+    def arrived(self, message_bytes: int) -> None:
+        self.received += message_bytes
+
+    def too_slow(self) -> UploadTooSlowError:
+        elapsed = time.monotonic() - self.started
+        if self._due_s() >= self.max_s:
+            return UploadTooSlowError(
+                f"the request stream took over {self.max_s:.0f} s "
+                "(SEGUE_MIXER_MAX_UPLOAD_S) to arrive"
+            )
+        return UploadTooSlowError(
+            f"the request stream is too slow: {self.received} bytes in {elapsed:.0f} s, under "
+            f"the minimum of {self.min_bytes_per_s:.0f} bytes/s "
+            "(SEGUE_MIXER_MIN_UPLOAD_BYTES_PER_S)"
+        )
