@@ -28,6 +28,18 @@ if _version_not_supported:
 class EmbedderStub:
     """The embedder runs the Segue ONNX model over streamed audio. Each stream's recurrent state
     lives on the server between chunks; it can be exported as a resume token.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     def __init__(self, channel):
@@ -56,6 +68,18 @@ class EmbedderStub:
 class EmbedderServicer:
     """The embedder runs the Segue ONNX model over streamed audio. Each stream's recurrent state
     lives on the server between chunks; it can be exported as a resume token.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     def Analyze(self, request_iterator, context):
@@ -149,6 +173,18 @@ def add_EmbedderServicer_to_server(servicer, server):
 class Embedder:
     """The embedder runs the Segue ONNX model over streamed audio. Each stream's recurrent state
     lives on the server between chunks; it can be exported as a resume token.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     @staticmethod

@@ -29,6 +29,18 @@ GRPC_VERSION: str
 class EmbedderStub:
     """The embedder runs the Segue ONNX model over streamed audio. Each stream's recurrent state
     lives on the server between chunks; it can be exported as a resume token.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+      token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+      (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+      also carries, never the fault's text.
     """
 
     @_typing.overload
@@ -89,6 +101,18 @@ class EmbedderStub:
 class EmbedderAsyncStub(EmbedderStub):
     """The embedder runs the Segue ONNX model over streamed audio. Each stream's recurrent state
     lives on the server between chunks; it can be exported as a resume token.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+      token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+      (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+      also carries, never the fault's text.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -145,6 +169,18 @@ class EmbedderAsyncStub(EmbedderStub):
 class EmbedderServicer(metaclass=_abc_1.ABCMeta):
     """The embedder runs the Segue ONNX model over streamed audio. Each stream's recurrent state
     lives on the server between chunks; it can be exported as a resume token.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+      token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+      (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+      also carries, never the fault's text.
     """
 
     @_abc_1.abstractmethod

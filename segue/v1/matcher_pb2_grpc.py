@@ -45,6 +45,18 @@ class MatcherStub:
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     Strings are at most 4,096 characters unless a field says otherwise.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     def __init__(self, channel):
@@ -110,6 +122,18 @@ class MatcherServicer:
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     Strings are at most 4,096 characters unless a field says otherwise.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     def UpsertSong(self, request, context):
@@ -235,6 +259,18 @@ class Matcher:
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     Strings are at most 4,096 characters unless a field says otherwise.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     @staticmethod

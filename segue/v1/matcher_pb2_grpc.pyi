@@ -46,6 +46,18 @@ class MatcherStub:
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     Strings are at most 4,096 characters unless a field says otherwise.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+      token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+      (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+      also carries, never the fault's text.
     """
 
     @_typing.overload
@@ -99,6 +111,18 @@ class MatcherAsyncStub(MatcherStub):
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     Strings are at most 4,096 characters unless a field says otherwise.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+      token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+      (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+      also carries, never the fault's text.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -148,6 +172,18 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
     - UNAVAILABLE: the Qdrant store cannot be reached; retry with backoff.
     - INTERNAL: a server fault.
     Strings are at most 4,096 characters unless a field says otherwise.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+      token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+      (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+      also carries, never the fault's text.
     """
 
     @_abc_1.abstractmethod

@@ -94,6 +94,18 @@ class MixerStub:
     after the responses that were under way, if it ever reads on); the message names the
     setting.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     def __init__(self, channel):
@@ -188,6 +200,18 @@ class MixerServicer:
     after the responses that were under way, if it ever reads on); the message names the
     setting.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     def RenderTransition(self, request_iterator, context):
@@ -306,6 +330,18 @@ class Mixer:
     after the responses that were under way, if it ever reads on); the message names the
     setting.
     - INTERNAL: a server fault. No partial output is left on the server in any case.
+
+    Every RPC, before its own checks (segue/interceptor.py, one place for all services):
+    - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
+    token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
+    - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
+    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
+    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
+    - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
+    (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
+    - INTERNAL: a server fault; the message carries an error id that the server's log line
+    also carries, never the fault's text.
     """
 
     @staticmethod
