@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,10 +26,12 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devkit.localstack import running_stack  # noqa: E402
+from devkit.localstack import Stack, running_stack  # noqa: E402
 from segue.cli import main as segue_cli  # noqa: E402
 from segue.client.embedder import EmbedderClient  # noqa: E402
+from segue.client.errors import SegueError  # noqa: E402
 from segue.client.matcher import MatcherClient, make_metadata  # noqa: E402
+from segue.client.security import ClientSecurity  # noqa: E402
 from segue.music import find_music  # noqa: E402
 from segue.v1 import common_pb2  # noqa: E402
 
@@ -91,6 +94,30 @@ async def analyse_and_index(files: list[Path], addresses: dict[str, str],
     return analyses
 
 
+def use_token(stack: Stack, out: Path) -> None:
+    """Hands the stack's generated token to every client here (the SDK and the CLI read
+    SEGUE_TOKEN_FILE), after showing that a call without it is refused."""
+    assert stack.token is not None
+    path = out / "client-token"
+    path.write_text(stack.token + "\n")
+    path.chmod(0o600)
+    refused = asyncio.run(anonymous_delete(stack.grpc["matcher"]))
+    os.environ["SEGUE_TOKEN_FILE"] = str(path)
+    os.environ.pop("SEGUE_TOKEN", None)
+    console.print(f"[green]✓[/] the services require a bearer token (this run's is in {path}); "
+                  f"an anonymous DeleteSong gets {refused}")
+
+
+async def anonymous_delete(matcher: str) -> str:
+    """The status an unauthenticated DeleteSong gets."""
+    try:
+        async with MatcherClient(matcher, security=ClientSecurity()) as anonymous:
+            await anonymous.delete_song("any-song")
+    except SegueError as e:
+        return e.code().name
+    return "OK: authentication is off!"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--music", type=Path, help="folder of songs (default: bundled tracks)")
@@ -105,10 +132,11 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]Segue demo[/] on {len(files)} songs from "
                   f"{args.music or 'the bundled immich-memories-music tracks'}")
-    with running_stack(args.out) as stack:
+    with running_stack(args.out, auth=True) as stack:
         addresses = stack.grpc
         for name, address in addresses.items():
             console.print(f"[green]✓[/] {name} serving on {address}")
+        use_token(stack, args.out)
         analyses = asyncio.run(analyse_and_index(files, addresses, args.out))
         seed = next(iter(analyses))
         mix = args.out / "mix.mp3"

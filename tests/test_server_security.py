@@ -412,3 +412,32 @@ def test_sdk_takes_its_token_from_the_environment(tmp_path: Path,
             assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # authenticated
 
     asyncio.run(scenario())
+
+
+def test_client_tokens_reach_streaming_calls_as_well_as_unary_ones(tmp_path: Path) -> None:
+    tokens = _tokens(tmp_path / "tokens", f"renderer render,read {READER}")
+
+    async def answers(port: int, token: str | None) -> list[str] | grpc.StatusCode:
+        async with open_channel(f"127.0.0.1:{port}", ClientSecurity(token=token)) as ch:
+            stream = ch.stream_stream(
+                "/segue.v1.Mixer/RenderMix",
+                request_serializer=matcher_pb2.GetSongRequest.SerializeToString,
+                response_deserializer=matcher_pb2.StoredSong.FromString)
+            call = stream(iter([matcher_pb2.GetSongRequest(song_id="s")]), timeout=5)
+            try:
+                return [r.song_id async for r in call]
+            except grpc.aio.AioRpcError as e:
+                return e.code()
+
+    async def scenario() -> None:
+        probe = _Probe()
+        probe.release.set()
+        server = await start_server(_config(auth_tokens_file=str(tokens)), probe.register,
+                                    serve_metrics_port=False)
+        try:
+            assert await answers(server.port, READER) == ["s"]
+            assert await answers(server.port, None) == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            await server.stop(0)
+
+    asyncio.run(scenario())

@@ -87,8 +87,8 @@ else:
     _SS = grpc.aio.StreamStreamClientInterceptor
 
 
-class _Bearer(_UU, _US, _SU, _SS):
-    """Adds `authorization: Bearer <token>` to every call's metadata."""
+class _Bearer:
+    """Adds `authorization: Bearer <token>` to a call's metadata."""
 
     def __init__(self, token: str) -> None:
         self._header = ("authorization", f"Bearer {token}")
@@ -97,19 +97,35 @@ class _Bearer(_UU, _US, _SU, _SS):
         metadata = grpc.aio.Metadata(*(details.metadata or ()), self._header)
         return details._replace(metadata=metadata)
 
+
+# One class per call kind: the channel files each interceptor under the first kind it is an
+# instance of, so one class deriving from all four would only ever see unary-unary calls.
+class _BearerUnaryUnary(_Bearer, _UU):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _BearerUnaryStream(_Bearer, _US):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _BearerStreamUnary(_Bearer, _SU):
     async def intercept_stream_unary(self, continuation: Any, details: Any,
                                      requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
+
+class _BearerStreamStream(_Bearer, _SS):
     async def intercept_stream_stream(self, continuation: Any, details: Any,
                                       requests: Any) -> Any:
         return await continuation(self._details(details), requests)
+
+
+def bearer_interceptors(token: str) -> list[Any]:
+    """Client interceptors that send `token` on every kind of call."""
+    kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+    return [kind(token) for kind in kinds]
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,7 @@ def open_channel(address: str, security: ClientSecurity,
     opts = list(options)
     if security.server_name:
         opts.append(("grpc.ssl_target_name_override", security.server_name))
-    interceptors: Any = [_Bearer(security.token)] if security.token else None
+    interceptors = bearer_interceptors(security.token) if security.token else None
     if security.tls is not None:
         return grpc.aio.secure_channel(address, security.tls, options=opts,
                                        interceptors=interceptors)
