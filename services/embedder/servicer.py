@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import math
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -39,6 +38,7 @@ from segue.embedding.model import FloatArray, ModelOutputs, StreamModel
 from segue.embedding.stream_state import PendingWindow, SongStream, StreamSettings
 from segue.log import get_logger
 from segue.metrics import EMBEDDER_ACTIVE_STREAMS, EMBEDDER_AUDIO_SECONDS, EMBEDDER_CHUNK_DURATION
+from segue.song_ids import song_id_problem
 from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.embedder.batcher import Batcher, BatcherClosedError
 from services.embedder.config import MAX_ABS_SAMPLE, MIN_CHECKPOINT_INTERVAL_S, EmbedderConfig
@@ -51,10 +51,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 RequestIterator = AsyncIterator[embedder_pb2.AnalyzeRequest]
 Code = grpc.StatusCode
 
-MAX_SONG_ID_CHARS = 256
-# Unicode categories a song id may not hold: control characters (C0, DEL, C1), surrogates,
-# and the line and paragraph separators.
-FORBIDDEN_SONG_ID_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
 # Room for the AnalyzeRequest framing around a chunk's bytes.
 MESSAGE_OVERHEAD_BYTES = 1024
 # After `end`, how long the server waits for the client's half-close before answering anyway.
@@ -77,19 +73,6 @@ class _NonFiniteOutputError(RuntimeError):
 
 def _fail(code: grpc.StatusCode, message: str) -> NoReturn:
     raise _StreamError(code, message)
-
-
-def song_id_problem(song_id: str) -> str | None:
-    """Why `song_id` is not a valid song id (naming config.song_id); None when it is."""
-    if not 1 <= len(song_id) <= MAX_SONG_ID_CHARS:
-        return (f"config.song_id must be 1 to {MAX_SONG_ID_CHARS} characters, "
-                f"got {len(song_id)}")
-    for index, char in enumerate(song_id):
-        if unicodedata.category(char) in FORBIDDEN_SONG_ID_CATEGORIES:
-            return (f"config.song_id holds the control character U+{ord(char):04X} at index "
-                    f"{index}: song ids are printable text, without newlines, tabs, DEL, "
-                    "other C0/C1 control characters or line/paragraph separators")
-    return None
 
 
 def format_problem(fmt: common_pb2.AudioFormat, field: str) -> str | None:
@@ -586,7 +569,7 @@ class _AnalyzeCall:
 
 def _check_config(config: embedder_pb2.StreamConfig, default_interval_s: float) -> None:
     """Refuses a config whose song id, format or checkpoint interval is invalid."""
-    problem = (song_id_problem(config.song_id)
+    problem = (song_id_problem(config.song_id, "config.song_id")
                or format_problem(config.format, "config.format"))
     if problem:
         _fail(Code.INVALID_ARGUMENT, problem)
@@ -598,4 +581,4 @@ def _check_config(config: embedder_pb2.StreamConfig, default_interval_s: float) 
               f"{MIN_CHECKPOINT_INTERVAL_S:g}, got {interval}")
 
 
-__all__ = ["EmbedderServicer", "format_problem", "pcm_problem", "song_id_problem"]
+__all__ = ["EmbedderServicer", "format_problem", "pcm_problem"]

@@ -11,12 +11,12 @@ Everything an UpsertSong writes is checked here before anything is written.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from segue.song_ids import MAX_SONG_ID_CHARS, song_id_problem
 from segue.structure.camelot import parse_camelot
 from segue.v1 import common_pb2, matcher_pb2
 from services.matcher.errors import InvalidArgumentError, shown
@@ -25,10 +25,7 @@ from services.matcher.store import VectorDims
 
 FloatArray = npt.NDArray[np.float64]
 
-# Song ids: 1 to 512 characters, none of them a control character (U+0000-U+001F,
-# U+007F-U+009F).
-MAX_SONG_ID_LENGTH = 512
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_SONG_ID_LENGTH = MAX_SONG_ID_CHARS  # segue/song_ids.py: one rule for every service
 # Free text (metadata, metadata.extra values, filter values) and short names.
 MAX_TEXT_LENGTH = 4096
 MAX_NAME_LENGTH = 256  # model_name, model_version
@@ -63,18 +60,12 @@ MAX_PITCH_CLASS = 11
 
 
 def check_song_id(song_id: str, field: str = "song_id") -> None:
-    """1 to MAX_SONG_ID_LENGTH characters, no control characters."""
+    """A song id as segue/song_ids.py defines it (1 to 256 printable characters)."""
     if not song_id:
         raise InvalidArgumentError(field, "is required")
-    if len(song_id) > MAX_SONG_ID_LENGTH:
-        raise InvalidArgumentError(field, f"longer than {MAX_SONG_ID_LENGTH} characters")
-    control = _CONTROL.search(song_id)
-    if control is not None:
-        raise InvalidArgumentError(
-            field,
-            f"must not contain control characters (U+{ord(control.group()):04X} at "
-            f"{control.start()})",
-        )
+    problem = song_id_problem(song_id, field)
+    if problem is not None:
+        raise InvalidArgumentError(field, problem.removeprefix(f"{field} "))
 
 
 def check_text(value: str, field: str, limit: int = MAX_TEXT_LENGTH) -> None:

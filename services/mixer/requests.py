@@ -17,6 +17,7 @@ from segue.audio import SUPPORTED_RATES_HZ
 from segue.mixing.errors import MixInputError, MixLimitError
 from segue.mixing.excerpt import ExcerptBuffer, check_info
 from segue.mixing.style import DEFAULT_CONTEXT_S, DEFAULT_TARGET_LUFS, Params, Style
+from segue.song_ids import song_id_problem
 from segue.v1 import common_pb2, mixer_pb2
 
 from .analyses import MAX_SONG_S, AnalysisValueError, check_analysis_counts, require_matcher
@@ -45,6 +46,13 @@ def check_text(name: str, value: str, max_chars: int) -> None:
         raise MixInputError(f"{name} is longer than {max_chars} characters")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise MixInputError(f"{name} must not contain control characters (newlines, tabs, ...)")
+
+
+def check_song_id(name: str, song_id: str) -> None:
+    """An optional song id, when given, as segue/song_ids.py defines it."""
+    problem = song_id_problem(song_id, name) if song_id else None
+    if problem is not None:
+        raise MixInputError(problem)
 
 
 def params_from_values(
@@ -106,7 +114,7 @@ def check_given_analysis(name: str, analysis: common_pb2.SongAnalysis, mixer: Mi
 
 def check_song_reference(name: str, info: mixer_pb2.ExcerptInfo, mixer: MixerConfig) -> None:
     """Checks an excerpt's song_id, song_start_s (seconds in the song) and analysis counts."""
-    check_text(f"{name}.song_id", info.song_id, MAX_NAME_CHARS)
+    check_song_id(f"{name}.song_id", info.song_id)
     check_seconds(f"{name}.song_start_s", info.song_start_s)
     if info.HasField("analysis"):
         check_given_analysis(name, info.analysis, mixer)
@@ -213,7 +221,7 @@ class MixJob:
 def _check_song(i: int, song: mixer_pb2.MixSong, mixer: MixerConfig) -> None:
     name = f"songs[{i}]"
     check_info(name, song_info(song))
-    check_text(f"{name}.song_id", song.song_id, MAX_NAME_CHARS)
+    check_song_id(f"{name}.song_id", song.song_id)
     check_text(f"{name}.title", song.title, MAX_NAME_CHARS)
     check_text(f"{name}.uri", song.uri, MAX_URI_CHARS)
     check_seconds(f"{name}.entry_s", song.entry_s)
