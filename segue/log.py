@@ -16,16 +16,20 @@ from typing import Any
 
 import structlog
 
-# scheme://user:password@host -> scheme://***@host
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-# ?api_key=... / &token=... in query strings
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|token|password|secret)=)[^&\s]+")
+# userinfo of a URL: "scheme://user:password@" (or "scheme://token@"), up to the authority's
+# last "@" (a password may hold a raw "@").
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@")
+# Query parameters that carry credentials: "?api_key=...", "&token=...".
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&](?:api[-_]?key|key|token|access_token|password|secret)=)[^&#\s]*",
+    re.IGNORECASE,
+)
 
 
 def mask_secrets(text: str) -> str:
     """`text` with URL credentials and secret query parameters replaced by ***."""
     text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _QUERY_SECRET.sub(r"\1***", text)
+    return _QUERY_SECRET.sub(r"\g<name>***", text)
 
 
 def _mask_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -7,16 +7,8 @@ Messages may reach clients and logs: anything that can carry a URL goes through 
 
 from __future__ import annotations
 
-import re
+from segue.log import mask_secrets
 
-# userinfo of a URL: "scheme://user:password@" (or "scheme://token@"), up to the authority's
-# last "@" (a password may hold a raw "@").
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@")
-# Query parameters that carry credentials: "?api_key=...", "&token=...".
-_SECRET_QUERY = re.compile(
-    r"(?P<name>[?&](?:api[-_]?key|key|token|access_token|password|secret)=)[^&#\s]*",
-    re.IGNORECASE,
-)
 # Longest value of a request quoted in an error message.
 SHOWN_CHARACTERS = 64
 
@@ -28,8 +20,7 @@ def mask_url(url: str) -> str:
 
 def mask_urls(text: str) -> str:
     """`text` with every URL's userinfo and credential query parameters replaced by "***"."""
-    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
-    return _SECRET_QUERY.sub(r"\g<name>***", text)
+    return mask_secrets(text)
 
 
 def shown(value: str) -> str:
