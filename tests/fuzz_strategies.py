@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 
 from segue.audio import mono_to_pcm
 from segue.v1 import common_pb2, embedder_pb2, matcher_pb2, mixer_pb2
+from services.matcher.listing import page_token
 
 FloatArray = npt.NDArray[np.float32]
 Code = grpc.StatusCode
@@ -499,6 +500,12 @@ def valid_requests(rpc: Rpc, material: Material) -> list[Message]:
         "Matcher.DeleteSong": lambda: [matcher_pb2.DeleteSongRequest(song_id=ids[-1])],
         "Matcher.GetSong": lambda: [matcher_pb2.GetSongRequest(song_id=ids[0], with_vectors=True),
                                     matcher_pb2.GetSongRequest(song_id=ids[1])],
+        "Matcher.ListSongs": lambda: [
+            matcher_pb2.ListSongsRequest(page_size=2, with_vectors=True),
+            matcher_pb2.ListSongsRequest(
+                page_size=3, page_token=page_token(ids[0]), filter=matcher_pb2.Filter(
+                    exclude_artists=["nobody"], conditions=[matcher_pb2.PayloadCondition(
+                        field="song_id", any_of=matcher_pb2.StringList(values=ids[1:]))]))],
         "Matcher.NextSegment": lambda: [
             matcher_pb2.NextSegmentRequest(
                 position=song, k=5, filter=matcher_pb2.Filter(exclude_artists=["nobody"]),

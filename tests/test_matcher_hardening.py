@@ -48,6 +48,7 @@ from services.matcher.config import MatcherConfig
 from services.matcher.edge_store import EdgeStore
 from services.matcher.errors import InvalidArgumentError, StoreUnavailableError, mask_urls
 from services.matcher.library import SongLibrary
+from services.matcher.listing import page_token
 from services.matcher.servicer import BackgroundOptimizer, MatcherServicer
 from services.matcher.store import PointData, SegmentStore, StoredRecord
 from services.matcher.validation import MAX_SEGMENTS
@@ -377,6 +378,9 @@ HUGE_REQUESTS: list[tuple[str, Callable[[], Message], str]] = [
         seed_song_ids=["song-001"], beam_width=2**32 - 1), "beam_width"),
     ("Cluster", lambda: matcher_pb2.ClusterRequest(num_clusters=2**32 - 1), "num_clusters"),
     ("GetSong", lambda: matcher_pb2.GetSongRequest(song_id="\x7f"), "song_id"),
+    ("ListSongs", lambda: matcher_pb2.ListSongsRequest(page_size=2**32 - 1), "page_size"),
+    ("ListSongs", lambda: matcher_pb2.ListSongsRequest(page_token="A" * 4_000_000),
+     "page_token"),
     ("DeleteSong", lambda: matcher_pb2.DeleteSongRequest(song_id="y" * 4_000_000), "song_id"),
 ]  # fmt: skip
 
@@ -665,6 +669,17 @@ def cluster_requests(draw: st.DrawFn) -> matcher_pb2.ClusterRequest:
     )
 
 
+@st.composite
+def list_requests(draw: st.DrawFn) -> matcher_pb2.ListSongsRequest:
+    tokens = st.sampled_from(["", page_token("song-001"), page_token("zzz")])
+    return matcher_pb2.ListSongsRequest(
+        page_size=pick(draw, st.sampled_from([0, 1, 5, 1000]), UINTS),
+        page_token=pick(draw, tokens, TEXT),
+        filter=draw(filters()),
+        with_vectors=draw(st.booleans()),
+    )
+
+
 # Fields of an analysis a mutation may set, with what it draws.
 _SCALARS: list[tuple[str, st.SearchStrategy[Any]]] = [
     (path, FLOATS) for path in (
@@ -725,6 +740,7 @@ def _check_answers(served: Served, method: str, request: Message) -> None:
 REQUESTS: dict[str, st.SearchStrategy[Any]] = {
     "UpsertSong": upsert_requests(),
     "GetSong": st.builds(matcher_pb2.GetSongRequest, song_id=IDS, with_vectors=st.booleans()),
+    "ListSongs": list_requests(),
     # Not the library's songs, which other tests of the module leave from.
     "DeleteSong": st.builds(
         matcher_pb2.DeleteSongRequest, song_id=IDS.filter(lambda s: not s.startswith("song-"))

@@ -23,8 +23,8 @@ def test_scopes_separate_reading_analysing_writing_and_rendering() -> None:
     for method, scope in METHOD_SCOPES.items():
         by_scope.setdefault(scope, set()).add(method.rsplit("/", 1)[1])
     assert by_scope == {
-        "read": {"ModelInfo", "GetSong", "NextSegment", "SimilarSongs", "PlanPlaylist",
-                 "Cluster"},
+        "read": {"ModelInfo", "GetSong", "ListSongs", "NextSegment", "SimilarSongs",
+                 "PlanPlaylist", "Cluster"},
         "analyze": {"Analyze", "EmbedClip"},
         "write": {"UpsertSong", "DeleteSong"},
         "render": {"RenderTransition", "RenderMashup", "RenderMix"},

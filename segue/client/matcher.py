@@ -23,7 +23,7 @@ its store) cannot be reached. Every call's deadline is the unary one of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 import grpc
 
@@ -34,6 +34,7 @@ from segue.client.types import (
     DeleteSongResponse,
     Filter,
     Key,
+    ListSongsResponse,
     NextSegmentResponse,
     PlanPlaylistResponse,
     ScoreWeights,
@@ -98,6 +99,51 @@ class MatcherClient(ServiceClient):
         """What is stored for a song (vectors only when asked); NotFoundError when absent."""
         request = matcher_pb2.GetSongRequest(song_id=song_id, with_vectors=with_vectors)
         return await self._unary("GetSong", self._stub.GetSong, request, timeout_s)
+
+    async def list_songs_page(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter: Filter | None = None,
+        with_vectors: bool = False,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> ListSongsResponse:
+        """One page of stored songs in song id order, from `page_token` (the previous page's
+        next_page_token; "" for the first page). `page_size` 1 to 1,000 (0: the server's 100);
+        a page may hold fewer songs, so read on while next_page_token is set."""
+        request = matcher_pb2.ListSongsRequest(
+            page_size=page_size, page_token=page_token, filter=filter, with_vectors=with_vectors
+        )
+        return await self._unary("ListSongs", self._stub.ListSongs, request, timeout_s)
+
+    async def list_songs(
+        self,
+        *,
+        page_size: int = 0,
+        filter: Filter | None = None,
+        with_vectors: bool = False,
+        timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
+    ) -> AsyncIterator[StoredSong]:
+        """Every stored song `filter` keeps, in song id order, read page by page (each page
+        one ListSongs call under its own deadline): `async for song in client.list_songs():`.
+        Songs come as get_song returns them without segments and analysis; their feel only
+        `with_vectors`. A song stored or deleted while this runs is listed as the page that
+        its id falls in finds it."""
+        token = ""
+        while True:
+            page = await self.list_songs_page(
+                page_size=page_size,
+                page_token=token,
+                filter=filter,
+                with_vectors=with_vectors,
+                timeout_s=timeout_s,
+            )
+            for song in page.songs:
+                yield song
+            token = page.next_page_token
+            if not token:
+                return
 
     async def next_segment(
         self,

@@ -56,6 +56,9 @@ SongMetadata = matcher_pb2.SongMetadata
 #: sections, cue points and the rest); vectors (the feel, the segments' entry and exit) only
 #: with `with_vectors=True`.
 StoredSong = matcher_pb2.StoredSong
+#: One page of ListSongs: songs in song id order (each a StoredSong without segments and
+#: analysis; feel only with `with_vectors=True`) and next_page_token (empty on the last page).
+ListSongsResponse = matcher_pb2.ListSongsResponse
 #: UpsertSong's answer: song_id, segments_stored, replaced (an earlier version existed).
 UpsertSongResponse = matcher_pb2.UpsertSongResponse
 #: DeleteSong's answer: song_id and segments_removed.
@@ -107,6 +110,7 @@ __all__ = [
     "EmbedClipResponse",
     "Filter",
     "Key",
+    "ListSongsResponse",
     "MixEnvelope",
     "ModelInfo",
     "NextSegmentResponse",

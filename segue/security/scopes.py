@@ -21,6 +21,7 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "/segue.v1.Embedder/Analyze": ANALYZE,
     "/segue.v1.Embedder/EmbedClip": ANALYZE,
     "/segue.v1.Matcher/GetSong": READ,
+    "/segue.v1.Matcher/ListSongs": READ,
     "/segue.v1.Matcher/NextSegment": READ,
     "/segue.v1.Matcher/SimilarSongs": READ,
     "/segue.v1.Matcher/PlanPlaylist": READ,

@@ -34,8 +34,8 @@ class EmbedderStub:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
       token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+      ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+      EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
       (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -106,8 +106,8 @@ class EmbedderAsyncStub(EmbedderStub):
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
       token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+      ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+      EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
       (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -174,8 +174,8 @@ class EmbedderServicer(metaclass=_abc_1.ABCMeta):
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
       token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+      ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+      EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
       (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.

@@ -273,6 +273,79 @@ class StoredSong(_message.Message):
 Global___StoredSong: _TypeAlias = StoredSong  # noqa: Y015
 
 @_typing.final
+class ListSongsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    WITH_VECTORS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Songs per page, 1 to 1,000; 0 means 100. A page may hold fewer songs even when more
+    follow (it stays under 1 MiB unless one song alone is larger), so read on while
+    next_page_token is set.
+    """
+    page_token: _builtins.str
+    """Empty for the first page, else the previous response's next_page_token exactly as it
+    came (at most 4,096 characters); any other value is INVALID_ARGUMENT naming page_token. A
+    token marks a position in song id order and nothing else: a later page lists the songs
+    stored by then whose ids follow it (a song deleted meanwhile is not listed), and may ask
+    for another page size, filter or with_vectors.
+    """
+    with_vectors: _builtins.bool
+    """Include each song's feel vector (StoredSong.feel); segment vectors are never listed."""
+    @_builtins.property
+    def filter(self) -> Global___Filter:
+        """Only songs the filter keeps. The song being left is unknown here, so tempo_compatible and
+        key_compatible are INVALID_ARGUMENT, and so is a condition on a field only segments have
+        (section_letter).
+        """
+
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: Global___Filter | None = ...,
+        with_vectors: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "with_vectors", b"with_vectors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSongsRequest: _TypeAlias = ListSongsRequest  # noqa: Y015
+
+@_typing.final
+class ListSongsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SONGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty when no song follows this page."""
+    @_builtins.property
+    def songs(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredSong]:
+        """The page's songs, in song id order: song_id, metadata (uri included), duration_s,
+        tempo_bpm, key, model_version, and feel when asked for.
+        """
+
+    def __init__(
+        self,
+        *,
+        songs: _abc.Iterable[Global___StoredSong] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "songs", b"songs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSongsResponse: _TypeAlias = ListSongsResponse  # noqa: Y015
+
+@_typing.final
 class SongPosition(_message.Message):
     """A point in a stored song."""
 

@@ -50,8 +50,8 @@ class MatcherStub:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
     token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+    EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
     (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -79,6 +79,11 @@ class MatcherStub:
                 '/segue.v1.Matcher/GetSong',
                 request_serializer=segue_dot_v1_dot_matcher__pb2.GetSongRequest.SerializeToString,
                 response_deserializer=segue_dot_v1_dot_matcher__pb2.StoredSong.FromString,
+                _registered_method=True)
+        self.ListSongs = channel.unary_unary(
+                '/segue.v1.Matcher/ListSongs',
+                request_serializer=segue_dot_v1_dot_matcher__pb2.ListSongsRequest.SerializeToString,
+                response_deserializer=segue_dot_v1_dot_matcher__pb2.ListSongsResponse.FromString,
                 _registered_method=True)
         self.NextSegment = channel.unary_unary(
                 '/segue.v1.Matcher/NextSegment',
@@ -127,8 +132,8 @@ class MatcherServicer:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
     token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+    EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
     (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -158,6 +163,17 @@ class MatcherServicer:
 
     def GetSong(self, request, context):
         """Returns what is stored for a song, its analysis included. NOT_FOUND when absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSongs(self, request, context):
+        """Lists stored songs a page at a time, in song id order (by code point, which is UTF-8 byte
+        order): each as GetSong returns it without its segments and analysis (GetSong has them),
+        its feel only when vectors are asked for. INVALID_ARGUMENT naming page_size, page_token or
+        the filter's field (see ListSongsRequest). Each page reads the id of every song the
+        filter keeps, so a page costs time in proportion to the library, not to the page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,6 +226,11 @@ def add_MatcherServicer_to_server(servicer, server):
                     servicer.GetSong,
                     request_deserializer=segue_dot_v1_dot_matcher__pb2.GetSongRequest.FromString,
                     response_serializer=segue_dot_v1_dot_matcher__pb2.StoredSong.SerializeToString,
+            ),
+            'ListSongs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSongs,
+                    request_deserializer=segue_dot_v1_dot_matcher__pb2.ListSongsRequest.FromString,
+                    response_serializer=segue_dot_v1_dot_matcher__pb2.ListSongsResponse.SerializeToString,
             ),
             'NextSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.NextSegment,
@@ -264,8 +285,8 @@ class Matcher:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
     token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+    EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
     (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -344,6 +365,33 @@ class Matcher:
             '/segue.v1.Matcher/GetSong',
             segue_dot_v1_dot_matcher__pb2.GetSongRequest.SerializeToString,
             segue_dot_v1_dot_matcher__pb2.StoredSong.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSongs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segue.v1.Matcher/ListSongs',
+            segue_dot_v1_dot_matcher__pb2.ListSongsRequest.SerializeToString,
+            segue_dot_v1_dot_matcher__pb2.ListSongsResponse.FromString,
             options,
             channel_credentials,
             insecure,

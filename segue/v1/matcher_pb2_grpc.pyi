@@ -51,8 +51,8 @@ class MatcherStub:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
       token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+      ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+      EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
       (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -77,6 +77,13 @@ class MatcherStub:
     """Removes a song and all of its segments. NOT_FOUND when absent."""
     GetSong: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.GetSongRequest, _matcher_pb2.StoredSong]
     """Returns what is stored for a song, its analysis included. NOT_FOUND when absent."""
+    ListSongs: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.ListSongsRequest, _matcher_pb2.ListSongsResponse]
+    """Lists stored songs a page at a time, in song id order (by code point, which is UTF-8 byte
+    order): each as GetSong returns it without its segments and analysis (GetSong has them),
+    its feel only when vectors are asked for. INVALID_ARGUMENT naming page_size, page_token or
+    the filter's field (see ListSongsRequest). Each page reads the id of every song the
+    filter keeps, so a page costs time in proportion to the library, not to the page.
+    """
     NextSegment: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.NextSegmentRequest, _matcher_pb2.NextSegmentResponse]
     """Ranks the segments of other songs to move into from a point in a song."""
     SimilarSongs: _grpc.UnaryUnaryMultiCallable[_matcher_pb2.SimilarSongsRequest, _matcher_pb2.SimilarSongsResponse]
@@ -116,8 +123,8 @@ class MatcherAsyncStub(MatcherStub):
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
       token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+      ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+      EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
       (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -139,6 +146,13 @@ class MatcherAsyncStub(MatcherStub):
     """Removes a song and all of its segments. NOT_FOUND when absent."""
     GetSong: _aio.UnaryUnaryMultiCallable[_matcher_pb2.GetSongRequest, _matcher_pb2.StoredSong]  # type: ignore[assignment]
     """Returns what is stored for a song, its analysis included. NOT_FOUND when absent."""
+    ListSongs: _aio.UnaryUnaryMultiCallable[_matcher_pb2.ListSongsRequest, _matcher_pb2.ListSongsResponse]  # type: ignore[assignment]
+    """Lists stored songs a page at a time, in song id order (by code point, which is UTF-8 byte
+    order): each as GetSong returns it without its segments and analysis (GetSong has them),
+    its feel only when vectors are asked for. INVALID_ARGUMENT naming page_size, page_token or
+    the filter's field (see ListSongsRequest). Each page reads the id of every song the
+    filter keeps, so a page costs time in proportion to the library, not to the page.
+    """
     NextSegment: _aio.UnaryUnaryMultiCallable[_matcher_pb2.NextSegmentRequest, _matcher_pb2.NextSegmentResponse]  # type: ignore[assignment]
     """Ranks the segments of other songs to move into from a point in a song."""
     SimilarSongs: _aio.UnaryUnaryMultiCallable[_matcher_pb2.SimilarSongsRequest, _matcher_pb2.SimilarSongsResponse]  # type: ignore[assignment]
@@ -177,8 +191,8 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
       token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-      NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-      UpsertSong, DeleteSong; render: the Mixer's RPCs).
+      ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+      EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
       (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -216,6 +230,19 @@ class MatcherServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_matcher_pb2.StoredSong, _abc.Awaitable[_matcher_pb2.StoredSong]]:
         """Returns what is stored for a song, its analysis included. NOT_FOUND when absent."""
+
+    @_abc_1.abstractmethod
+    def ListSongs(
+        self,
+        request: _matcher_pb2.ListSongsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matcher_pb2.ListSongsResponse, _abc.Awaitable[_matcher_pb2.ListSongsResponse]]:
+        """Lists stored songs a page at a time, in song id order (by code point, which is UTF-8 byte
+        order): each as GetSong returns it without its segments and analysis (GetSong has them),
+        its feel only when vectors are asked for. INVALID_ARGUMENT naming page_size, page_token or
+        the filter's field (see ListSongsRequest). Each page reads the id of every song the
+        filter keeps, so a page costs time in proportion to the library, not to the page.
+        """
 
     @_abc_1.abstractmethod
     def NextSegment(

@@ -99,8 +99,8 @@ class MixerStub:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
     token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+    EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
     (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -205,8 +205,8 @@ class MixerServicer:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
     token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+    EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
     (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.
@@ -335,8 +335,8 @@ class Mixer:
     - UNAUTHENTICATED: no `authorization: Bearer <token>` metadata, or a token the server's
     token file (SEGUE_AUTH_TOKENS_FILE) does not hold.
     - PERMISSION_DENIED: the token lacks the RPC's scope (read: ModelInfo, GetSong,
-    NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze, EmbedClip; write:
-    UpsertSong, DeleteSong; render: the Mixer's RPCs).
+    ListSongs, NextSegment, SimilarSongs, PlanPlaylist, Cluster; analyze: Analyze,
+    EmbedClip; write: UpsertSong, DeleteSong; render: the Mixer's RPCs).
     - INVALID_ARGUMENT: request bytes that are not a valid protobuf message of the RPC's type.
     - RESOURCE_EXHAUSTED: a streaming RPC beyond the client's open-stream cap
     (SEGUE_MAX_STREAMS_PER_CLIENT), or a message over SEGUE_MAX_MESSAGE_BYTES.

@@ -34,6 +34,7 @@ process leave exactly one version.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import zlib
@@ -117,6 +118,17 @@ class SongRecord:
     def segments(self) -> list[list[Any]]:
         """[start_s, end_s, energy, section_letter] per segment, in song order."""
         return list(self.payload.get("segments", []))
+
+
+@dataclass(frozen=True)
+class SongPage:
+    """Stored songs in song id order (`SongLibrary.list_songs`): `songs` with the fields asked
+    for, `last_id` the last id the page covers ("" for none; a song deleted while the page was
+    read is covered but not in `songs`), `more` whether matching songs follow it."""
+
+    songs: list[SongRecord]
+    last_id: str
+    more: bool
 
 
 def live_segments() -> Condition:
@@ -271,6 +283,38 @@ class SongLibrary:
             return None
         record = records[0]
         return SongRecord(song_id, record.payload, record.vectors.get(FEEL))
+
+    def list_songs(
+        self,
+        after: str,
+        limit: int,
+        where: Condition | None,
+        *,
+        fields: Sequence[str],
+        with_feel: bool = False,
+    ) -> SongPage:
+        """Up to `limit` stored songs matching `where` whose ids follow `after` ("": from the
+        first), in song id order, with `fields` of their payloads (and song_id). The store
+        keeps no song-id order, so this reads the id of every matching song, then the page."""
+        self.ensure_ready()
+        records = self.store.scroll(
+            all_of(Match("kind", pl.SONG), where), page_size=5000, with_payload=("song_id",)
+        )
+        ids = (str(r.payload["song_id"]) for r in records)
+        following = heapq.nsmallest(limit + 1, (s for s in ids if s > after))
+        page = following[:limit]
+        found = {
+            str(r.payload["song_id"]): r
+            for r in self.store.retrieve(
+                [song_point_id(s) for s in page],
+                (FEEL,) if with_feel else (),
+                with_payload=("song_id", *fields),
+            )
+        }
+        songs = [
+            SongRecord(s, found[s].payload, found[s].vectors.get(FEEL)) for s in page if s in found
+        ]
+        return SongPage(songs, page[-1] if page else "", len(following) > limit)
 
     def song_payloads(
         self, song_ids: set[str], fields: Sequence[str] | None = None

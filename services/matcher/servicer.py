@@ -43,6 +43,7 @@ from services.matcher.errors import (
 )
 from services.matcher.filters import build_filter, check_filter_size
 from services.matcher.library import SongLibrary
+from services.matcher.listing import list_songs
 from services.matcher.next_segment import (
     NextSegmentFinder,
     ScoredCandidate,
@@ -254,6 +255,13 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             return out
 
         return await self._run(context, work)
+
+    async def ListSongs(  # noqa: N802 (gRPC method name)
+        self,
+        request: matcher_pb2.ListSongsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> matcher_pb2.ListSongsResponse:
+        return await self._run(context, lambda: list_songs(self.library, request))
 
     async def NextSegment(  # noqa: N802 (gRPC method name)
         self,
