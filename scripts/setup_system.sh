@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Segue needs (run as root on Debian): ffmpeg for decoding and
-# encoding audio, prometheus for promtool and the SLO integration test.
+# encoding audio, prometheus for promtool and the SLO integration test, PostgreSQL and Chromium
+# for Segue Studio's tests.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
@@ -9,6 +10,9 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need+=(timgm6mb-soundfont)
+# Segue Studio: PostgreSQL for its shared-database tests, Chromium for its browser tests.
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -95,3 +95,25 @@ AUTH_REFUSALS = Counter(
     "malformed_token, unknown_token, missing_scope, unknown_method).",
     ["service", "reason"],
 )
+
+# Segue Studio (segue/studio): the web app gathering human judgements.
+STUDIO_REQUEST_DURATION = Histogram(
+    "segue_studio_request_duration_seconds",
+    "Time to answer one Studio HTTP request, by route template and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS_S,
+)
+STUDIO_REQUESTS = Counter(
+    "segue_studio_requests",
+    "Finished Studio HTTP requests by route template, method and status code.",
+    ["route", "method", "status"],
+)
+STUDIO_ANSWERS = Counter(
+    "segue_studio_answers",
+    "Answers stored, by kind of page (triplet kinds: random, active, gold, repeat).",
+    ["kind"],
+)
+STUDIO_FLAGGED_ANNOTATORS = Gauge(
+    "segue_studio_flagged_annotators",
+    "Annotators whose answers fail quality control, as of the last answer or stats view.",
+)

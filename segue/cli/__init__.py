@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 # Modules that define sub-commands, in the order `segue --help` lists them.
-COMMAND_MODULES = ("analyze", "index", "next", "similar", "playlist", "mix", "export", "load")
+COMMAND_MODULES = ("analyze", "index", "next", "similar", "playlist", "mix", "export", "load",
+                   "studio")
 
 
 def build_parser() -> argparse.ArgumentParser:

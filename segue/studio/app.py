@@ -1,0 +1,64 @@
+"""The Studio's web application: routes, middleware and the parts they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from segue.studio import admin_pages, study_pages
+from segue.studio.access import AdminPassword, FailureLimiter
+from segue.studio.config import StudioConfig
+from segue.studio.http import BodyLimit, Instrumented, Refusal, refusal_handler
+from segue.studio.store import StudioStore
+from segue.studio.study import StudyFlow
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Studio:
+    """Everything a request handler needs, built once at start-up."""
+
+    config: StudioConfig
+    store: StudioStore
+    flow: StudyFlow
+    password: AdminPassword
+    limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    templates: Jinja2Templates = field(
+        default_factory=lambda: Jinja2Templates(directory=str(PACKAGE / "templates")))
+
+
+def routes(studio: Studio) -> list[BaseRoute]:
+    return [
+        *study_pages.routes(studio),
+        *admin_pages.routes(studio),
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static"),
+    ]
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return Refusal(404, "path", f"no page at {request.url.path}").response()
+
+
+def create_app(studio: Studio) -> Instrumented:
+    """The ASGI app: bounded bodies inside, security headers and metrics outside."""
+    table = routes(studio)
+    app = Starlette(routes=table, exception_handlers={Refusal: refusal_handler,
+                                                      404: not_found})
+    app.state.studio = studio
+    return Instrumented(BodyLimit(app, studio.config.max_body_bytes), table)
+
+
+__all__ = ["Studio", "create_app", "routes"]
