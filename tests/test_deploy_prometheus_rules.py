@@ -90,6 +90,7 @@ def test_each_slo_pages_on_fast_burn_and_tickets_on_slow_burn() -> None:
         "matcher-next-segment-latency": {"page", "ticket"},
         "mixer-render-speed": {"page", "ticket"},
         "availability": {"page", "ticket"},
+        "studio-availability": {"page", "ticket"},
     }
 
 
@@ -134,6 +135,48 @@ def test_local_prometheus_config_is_valid_and_loads_the_rules() -> None:
     targets = {
         t for job in parsed["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     }
-    assert targets == {"127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103"}
+    assert targets == {"127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:9104"}
+    # Job names match the Kubernetes Services', which SegueTargetDown selects on.
+    jobs = {job["job_name"] for job in parsed["scrape_configs"]}
+    assert jobs == {"segue-embedder", "segue-matcher", "segue-mixer", "segue-studio"}
     assert parsed["global"]["scrape_interval"] == "1s"
     assert (config.parent / parsed["rule_files"][0]).resolve() == RULE_FILE.resolve()
+
+
+def _rule(name: str) -> dict[str, Any]:
+    groups = yaml.safe_load(RULE_FILE.read_text())["groups"]
+    return next(r for g in groups for r in g["rules"] if r.get("alert") == name)
+
+
+def test_studio_availability_counts_5xx_and_leaves_out_the_probes() -> None:
+    groups = yaml.safe_load(RULE_FILE.read_text())["groups"]
+    records = [
+        r
+        for g in groups
+        for r in g["rules"]
+        if r.get("record", "").startswith("segue_slo:sli_error:")
+        and r["labels"]["slo"] == "studio-availability"
+    ]
+    assert len(records) == len(slo_rules.WINDOWS)
+    for record in records:
+        assert record["labels"] == {"slo": "studio-availability", "service": "studio"}
+        assert 'status=~"5.."' in record["expr"]
+        # Every selector of the ratio, errors and total alike, leaves /healthz out.
+        assert record["expr"].count("segue_studio_requests_total{") == 3
+        assert record["expr"].count('route!="/healthz"') == 3
+
+
+def test_studio_latency_alert_is_a_p99_over_200_ms_without_clips_and_exports() -> None:
+    rule = _rule("SegueStudioSlowRequests")
+    assert rule["expr"].startswith("histogram_quantile(0.99,")
+    assert rule["expr"].endswith(") > 0.2")
+    assert "sum by (route, le)" in rule["expr"]
+    assert 'route!~"/healthz|/study/audio/.*|/admin/export/.*"' in rule["expr"]
+    assert rule["labels"] == {"severity": "ticket"}
+
+
+def test_studio_alerts_point_to_the_studio_runbook() -> None:
+    for name in ("SegueStudioSlowRequests", "SegueStudioFlaggedAnnotatorsRising"):
+        assert _rule(name)["annotations"]["runbook"] == "deploy/README.md#segue-studio"
+    # Its target is a segue-* job, so SegueTargetDown covers a Studio that stops answering.
+    assert _rule("SegueTargetDown")["expr"] == 'up{job=~"segue-.*"} == 0'

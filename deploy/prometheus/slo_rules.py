@@ -34,6 +34,13 @@ SERVER_ERROR_CODES = (
     "UNIMPLEMENTED",
 )
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+# Segue Studio's HTTP requests that count: the kubelet's probes of /healthz would otherwise
+# drown a quiet web app's real traffic.
+STUDIO_REQUESTS = 'segue_studio_requests_total{route!="/healthz"}'
+# The Studio's p99 latency alert leaves out the routes that are slow by design: a clip's first
+# request cuts and encodes it with ffmpeg, and an export writes every answer.
+STUDIO_SLOW_ROUTES = "/healthz|/study/audio/.*|/admin/export/.*"
+STUDIO_P99_LIMIT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,16 @@ _AVAILABILITY = (
     "  sum by (service) (rate(segue_rpc_requests_total[{w}]))"
 )
 
+_STUDIO_ERRORS = STUDIO_REQUESTS.replace("}", ',status=~"5.."}')
+_STUDIO_AVAILABILITY = (
+    "(\n"
+    f"  sum(rate({_STUDIO_ERRORS}[{{w}}]))\n"
+    "or\n"
+    f"  sum(rate({STUDIO_REQUESTS}[{{w}}])) * 0\n"
+    ")\n/\n"
+    f"  sum(rate({STUDIO_REQUESTS}[{{w}}]))"
+)
+
 SLOS = (
     Slo(
         name="embedder-chunk-latency",
@@ -131,6 +148,15 @@ SLOS = (
         description="99.9% of calls to each service do not fail with a server-side error.",
         error_ratio=_AVAILABILITY,
         per_service=True,
+    ),
+    Slo(
+        name="studio-availability",
+        alert="SegueStudioAvailabilityBudgetBurn",
+        service="studio",
+        objective=0.995,
+        description="99.5% of Segue Studio's requests (probes left out) are not answered "
+        "with a 5xx status.",
+        error_ratio=_STUDIO_AVAILABILITY,
     ),
 )
 
@@ -233,6 +259,50 @@ def health_rules() -> list[dict[str, Any]]:
             "annotations": {
                 "summary": "Matcher {{ $labels.instance }} cannot reach Qdrant",
                 "description": "NextSegment and UpsertSong answer UNAVAILABLE until it can.",
+            },
+        },
+        {
+            "alert": "SegueStudioSlowRequests",
+            "expr": (
+                "histogram_quantile(0.99,\n"
+                "  sum by (route, le) (rate(segue_studio_request_duration_seconds_bucket"
+                f'{{route!~"{STUDIO_SLOW_ROUTES}"}}[10m]))\n'
+                f") > {STUDIO_P99_LIMIT_S}"
+            ),
+            "for": "15m",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "Segue Studio answers {{ $labels.route }} slowly "
+                f"(p99 over {STUDIO_P99_LIMIT_S * 1000:g} ms)",
+                "description": (
+                    "The 99th percentile of the route's requests has stayed above "
+                    f"{STUDIO_P99_LIMIT_S * 1000:g} ms for "
+                    "15 minutes (clips and exports are left out: they run ffmpeg or write "
+                    "every answer). Look at the database and the pod's CPU."
+                ),
+                "runbook": "deploy/README.md#segue-studio",
+            },
+        },
+        {
+            "alert": "SegueStudioFlaggedAnnotatorsRising",
+            # Restart-proof: the gauge reads 0 after a restart until the next answer, and the
+            # day's maximum still holds the earlier count.
+            "expr": (
+                "max(segue_studio_flagged_annotators)\n"
+                "-\n"
+                "max(max_over_time(segue_studio_flagged_annotators[1d] offset 1h))\n"
+                ">= 3"
+            ),
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "{{ $value }} more Studio annotators failed quality control "
+                "within an hour",
+                "description": (
+                    "More annotators than ever in the day before fail the gold and repeat "
+                    "checks: a leaked invite, a bot, or a broken clip or gold triplet. Their "
+                    "answers stay out of exports; see the admin page."
+                ),
+                "runbook": "deploy/README.md#segue-studio",
             },
         },
         {
