@@ -7,6 +7,19 @@ PY := $(VENV)/bin/python
 RUNTIME ?= cpu
 EXTRAS ?= $(RUNTIME),studio,train,test,bench
 MUSIC ?=
+# Human odd-one-out triplets (Segue Studio's JSON export, or MECOMP's triplet CSV): when set,
+# `make train` fine-tunes the shipped model on them instead of training from scratch, and
+# `make eval` also scores the held-out ones (training/finetune_human.py,
+# bench/eval_human_triplets.py).
+HUMAN_TRIPLETS ?=
+# The folder the songs were indexed from (song id = path relative to it); default MUSIC, and
+# without either the bundled tracks the demo plays.
+HUMAN_MUSIC ?= $(MUSIC)
+# Where the fine-tuned model goes (models/ is left alone; pass HUMAN_FLAGS=--replace-models
+# to overwrite it too). HUMAN_FLAGS: more options of training/finetune_human.py.
+HUMAN_OUT ?= out/human_finetune
+HUMAN_FLAGS ?=
+HUMAN_ARGS = --human "$(HUMAN_TRIPLETS)" $(if $(HUMAN_MUSIC),--music "$(HUMAN_MUSIC)",)
 STAMP := $(VENV)/.installed-$(RUNTIME)
 
 .PHONY: setup system proto proto-check lint test test-fast demo studio bench eval eval-structure \
@@ -54,11 +67,14 @@ data: setup
 	$(PY) scripts/fetch_data.py
 	$(PY) scripts/build_midi_set.py
 
-train: setup data
-	$(PY) -m training.train
+train: setup $(if $(HUMAN_TRIPLETS),,data)
+	$(if $(HUMAN_TRIPLETS),$(PY) -m training.finetune_human $(HUMAN_ARGS) --out "$(HUMAN_OUT)" \
+	  $(HUMAN_FLAGS),$(PY) -m training.train)
 
 eval: setup data
 	$(PY) bench/eval_embedding.py
+	$(if $(HUMAN_TRIPLETS),$(PY) bench/eval_human_triplets.py $(HUMAN_ARGS) \
+	  --finetuned "$(HUMAN_OUT)",)
 
 eval-structure: setup
 	$(PY) -m pip install -q -e ".[$(EXTRAS),peers]"
