@@ -3,21 +3,29 @@ clips cut by ffmpeg, and the app served by uvicorn over HTTP on loopback."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import uvicorn
 from client_servers import matcher_server
 from matcher_fixtures import free_port, make_song
 
+from segue.audio import decode
+from segue.cli.mix import RATE, playlist_style, write_mix
 from segue.client.matcher import MatcherClient, make_metadata
 from segue.client.security import ClientSecurity
+from segue.mixing.continuous_mix import ContinuousMix, MixTrack, render_continuous_mix
+from segue.mixing.style import Params
 from segue.studio.access import AdminPassword, digest, new_token
 from segue.studio.app import Studio, create_app
 from segue.studio.clips import ClipCache
@@ -136,3 +144,90 @@ def careless_pick(store: StudioStore, item_id: str) -> int:
     assert item is not None
     expected = item.triplet.expected_odd
     return 0 if expected is None else (expected + 1) % 3
+
+
+# ---- the listening test (appended) ---------------------------------------------------------
+@contextmanager
+def served_matcher_library(folder: Path, tracks: list[Path], min_duration_s: float
+                           ) -> Iterator[tuple[StudioLibrary, str]]:
+    """As `matcher_library`, with the matcher kept serving at the address also yielded, for
+    the listening test's NextSegment queries."""
+    server = matcher_server(folder)
+    try:
+        asyncio.run(_fill(server.address, tracks))
+        yield (asyncio.run(load_library(server.address, ClientSecurity(),
+                                        min_duration_s=min_duration_s)), server.address)
+    finally:
+        server.stop()
+
+
+# ---- the mix viewer ---------------------------------------------------------------------
+
+# Real tracks of the packaged music (indexes into the sorted list) for the viewer's mix.
+VIEWER_MIX_TRACKS = (3, 6, 14)
+
+
+def render_viewer_mix(tracks: list[Path], out: Path) -> ContinuousMix:
+    """Renders `tracks` as one continuous mix the way `segue mix --playlist --local` does
+    (its default style, the mix engine in this process) and writes the audio at `out` with
+    its .cue and .json sheets beside it (cli.mix.write_mix)."""
+    args = argparse.Namespace(curve="equal-power", no_bass_swap=False, filter_sweep=False,
+                              tempo_ramp_bars=0, key_shift=False, bars=None, seconds=None,
+                              lufs=0.0)
+    songs = [MixTrack(np.ascontiguousarray(decode(t, RATE, channels=2).T, dtype=np.float32),
+                      title=t.stem.replace("_", " "), song_id=t.stem, uri=str(t))
+             for t in tracks]
+    mix = render_continuous_mix(songs, playlist_style(args), Params(rate_hz=RATE,
+                                                                     target_lufs=-14.0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_mix(mix, out)
+    return mix
+
+
+
+class WebClient:
+    """An HTTP client keeping cookies as a browser does on loopback (Secure ones included:
+    browsers treat 127.0.0.1 as a secure origin; httpx's jar would drop them)."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.Client(base_url=base, follow_redirects=False, timeout=60)
+        self.cookies: dict[str, str] = {}
+        self.csrf = ""
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
+                   **kwargs.pop("headers", {})}
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        for raw in response.headers.get_list("set-cookie"):
+            name, value = raw.split(";", 1)[0].split("=", 1)
+            self.cookies[name] = value
+        return response
+
+    def form_csrf(self, response: httpx.Response) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', response.text)
+        assert found, "the page has no CSRF field"
+        return found.group(1)
+
+    def join(self, invite: str) -> httpx.Response:
+        """Accepts the consent page of invite link `invite`: 303 when joined."""
+        consent = self.request("GET", f"/join/{invite}")
+        assert consent.status_code == 200
+        return self.request("POST", f"/join/{invite}",
+                            data={"csrf": self.form_csrf(consent), "agree": "yes"})
+
+    def sign_in_admin(self, password: str = ADMIN_PASSWORD) -> httpx.Response:
+        csrf = self.form_csrf(self.request("GET", "/admin/login"))
+        return self.request("POST", "/admin/login", data={"csrf": csrf, "password": password})
+
+    def page_data(self, path: str, name: str) -> str:
+        """The `data-{name}` of page `path`; keeps the page's `data-csrf` for JSON posts."""
+        page = self.request("GET", path)
+        found = re.search(rf'data-{name}="([^"]+)"', page.text)
+        csrf = re.search(r'data-csrf="([^"]+)"', page.text)
+        assert page.status_code == 200 and found and csrf, page.text[:500]
+        self.csrf = csrf.group(1)
+        return found.group(1)
+
+    def post_json(self, path: str, body: Any, csrf: str | None = None) -> httpx.Response:
+        return self.request("POST", path, json=body,
+                            headers={"x-csrf-token": self.csrf if csrf is None else csrf})

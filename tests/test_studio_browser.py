@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from chromium_browser import chromium, shot
+from playwright.sync_api import Browser, Page, expect
 from studio_fixtures import (
     ADMIN_PASSWORD,
     LiveStudio,
@@ -25,13 +26,6 @@ from studio_fixtures import (
 from segue.studio.library import StudioLibrary
 from segue.studio.store import StudioStore
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[1] / "out" / "studio-screenshots"
-# The flags Chromium needs on a machine with no network beyond the registries and no sound card.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--mute-audio"]
-
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory, music_tracks: list[Path]
@@ -43,16 +37,10 @@ def library(tmp_path_factory: pytest.TempPathFactory, music_tracks: list[Path]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: run `make setup`"
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def play_all_and_pick(page: Page, store: StudioStore) -> None:

@@ -28,7 +28,8 @@ pytest_plugins = ["postgres_server"]
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 TOKEN = "a" * 64
-TABLES = {"invites", "annotators", "sessions", "logins", "items", "plays", "answers"}
+TABLES = {"invites", "annotators", "sessions", "logins", "items", "plays", "answers",
+          "listening_pages", "listening_plays", "listening_answers", "seam_ratings"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
@@ -87,7 +88,7 @@ def test_migrations_create_the_schema_from_empty_and_match_the_tables(url: str) 
     finally:
         engine.dispose()
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-    assert version == head == "0001"
+    assert version == head == "0002"
 
 
 def test_opening_again_is_a_no_op_that_keeps_the_records(url: str) -> None:

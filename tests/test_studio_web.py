@@ -7,15 +7,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 from studio_fixtures import (
-    ADMIN_PASSWORD,
     Clock,
     LiveStudio,
+    WebClient,
     add_invite,
     careful_pick,
     careless_pick,
@@ -60,47 +59,12 @@ def pg_live(tmp_path: Path, library: StudioLibrary, clock: Clock, postgres_datab
         yield s
 
 
-class Browser:
-    """An HTTP client keeping cookies as a browser does on loopback (Secure ones included:
-    browsers treat 127.0.0.1 as a secure origin; httpx's jar would drop them)."""
-
-    def __init__(self, base: str) -> None:
-        self.http = httpx.Client(base_url=base, follow_redirects=False, timeout=30)
-        self.cookies: dict[str, str] = {}
-        self.csrf = ""
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
-                   **kwargs.pop("headers", {})}
-        response = self.http.request(method, path, headers=headers, **kwargs)
-        for raw in response.headers.get_list("set-cookie"):
-            name, value = raw.split(";", 1)[0].split("=", 1)
-            self.cookies[name] = value
-        return response
-
-    def form_csrf(self, response: httpx.Response) -> str:
-        found = re.search(r'name="csrf" value="([^"]+)"', response.text)
-        assert found, "the page has no CSRF field"
-        return found.group(1)
-
-    def join(self, invite: str) -> httpx.Response:
-        consent = self.request("GET", f"/join/{invite}")
-        assert consent.status_code == 200
-        return self.request("POST", f"/join/{invite}",
-                            data={"csrf": self.form_csrf(consent), "agree": "yes"})
+class Browser(WebClient):
+    """An annotator's client."""
 
     def page(self) -> tuple[str, str]:
         """The current set's item id and the page's CSRF token."""
-        page = self.request("GET", "/study")
-        item = re.search(r'data-item="([^"]+)"', page.text)
-        csrf = re.search(r'data-csrf="([^"]+)"', page.text)
-        assert item and csrf, page.text[:500]
-        self.csrf = csrf.group(1)
-        return item.group(1), self.csrf
-
-    def post_json(self, path: str, body: Any, csrf: str | None = None) -> httpx.Response:
-        return self.request("POST", path, json=body,
-                            headers={"x-csrf-token": self.csrf if csrf is None else csrf})
+        return self.page_data("/study", "item"), self.csrf
 
     def play_all(self, clock: Clock, item: str) -> None:
         for slot in range(3):
@@ -301,10 +265,7 @@ def answer_session(browser: Browser, clock: Clock, store: StudioStore,
 
 def admin(live: LiveStudio) -> Browser:
     browser = Browser(live.url)
-    csrf = browser.form_csrf(browser.request("GET", "/admin/login"))
-    signed = browser.request("POST", "/admin/login",
-                             data={"csrf": csrf, "password": ADMIN_PASSWORD})
-    assert signed.status_code == 303
+    assert browser.sign_in_admin().status_code == 303
     return browser
 
 

@@ -2,7 +2,9 @@
 
 `segue mix --playlist SEED -n 10 -o set.mp3` asks the matcher to plan a playlist from SEED and
 has the mixer render it (RenderMix) as one continuous mix, with set.cue and set.json (cue
-sheet and per-transition quality reports) next to it. Each song's audio is read from the file
+sheet and per-transition quality reports) next to it; set.json's "timeline" places every
+song's gain curve, beat grid and sections on the mix's time axis (documented at
+segue.mixing.continuous_mix.timeline_json). Each song's audio is read from the file
 the matcher stores as its uri; its beats and key come from the analysis the matcher stores
 (or from DIR/<song id>.json with --analyses). --local renders in this process instead.
 """

@@ -122,6 +122,101 @@ class TransitionSummary:
     length_reason: LengthReason | None = None
 
 
+@dataclass(frozen=True)
+class SongPlacement:
+    """One song's own time on the mix's time axis, and its beats and sections placed there.
+
+    `clock_mix_s`/`clock_song_s` are matching anchors (both strictly increasing), linear in
+    between: the song plays untouched (slope 1) except where it is stretched into a
+    transition. Beats and sections are in mix seconds, kept where the song is heard.
+    """
+
+    clock_mix_s: F64
+    clock_song_s: F64
+    beats_s: F64
+    beat_positions: npt.NDArray[np.int64]  # 1 = downbeat, 0 = unknown
+    beat_source: str  # the grid's source: "analysis", "estimated" or "free time"
+    sections: list[dict[str, Any]]  # start_s, end_s (mix seconds), letter, function
+
+    def to_mix(self, song_s: F64) -> F64:
+        """Mix seconds of song seconds (linear past either end of the clock)."""
+        out: F64 = np.interp(song_s, self.clock_song_s, self.clock_mix_s, left=np.nan, right=np.nan)
+        return out
+
+
+# Largest error of the simplified gain curves the sheet carries (linear gain).
+GAIN_TOLERANCE = 0.002
+
+
+def simplify_curve(values: F64, tolerance: float = GAIN_TOLERANCE) -> list[int]:
+    """Indexes of the points that keep a sampled curve within `tolerance` when drawn as
+    straight lines between them (Ramer-Douglas-Peucker on the sample index)."""
+    n = values.size
+    if n <= 2:
+        return list(range(n))
+    keep = np.zeros(n, dtype=bool)
+    keep[0] = keep[-1] = True
+    stack = [(0, n - 1)]
+    while stack:
+        i, j = stack.pop()
+        if j - i < 2:
+            continue
+        x = np.arange(i + 1, j)
+        line = values[i] + (values[j] - values[i]) * (x - i) / (j - i)
+        err = np.abs(values[i + 1 : j] - line)
+        k = int(np.argmax(err))
+        if err[k] > tolerance:
+            mid = i + 1 + k
+            keep[mid] = True
+            stack.extend(((i, mid), (mid, j)))
+    return [int(i) for i in np.flatnonzero(keep)]
+
+
+def gain_points(lane: F64, rate_hz: float = ENVELOPE_RATE_HZ) -> list[list[float]]:
+    """A gain lane as [[mix seconds, gain], ...]: straight lines between the points, 0
+    before the first and after the last; within GAIN_TOLERANCE of the lane."""
+    heard = np.flatnonzero(lane > GAIN_TOLERANCE / 2)  # float dust is not heard
+    if heard.size == 0:
+        return []
+    lo, hi = max(0, int(heard[0]) - 1), min(lane.size - 1, int(heard[-1]) + 1)
+    part = lane[lo : hi + 1]
+    return [[round((lo + i) / rate_hz, 3), round(float(part[i]), 4)] for i in simplify_curve(part)]
+
+
+def timeline_json(gains: F64, placements: Sequence[SongPlacement]) -> dict[str, Any]:
+    """The sheet's "timeline": the mix mask and every song placed on the mix's time axis.
+
+    {"gain_tolerance": GAIN_TOLERANCE, "songs": [one per song, in order: {
+        "number": 1-based, as in "songs",
+        "gain": [[mix_s, gain], ...] the song's fade gain (0 to 1, before its loudness
+            level), straight lines between points, 0 outside them,
+        "clock": [[mix_s, song_s], ...] the song's own time at mix times, linear between,
+        "beats_s": [mix_s, ...] its beat grid where it is heard,
+        "beat_positions": [...] place of each beat in its bar (1 = downbeat, 0 = unknown),
+        "beat_source": "analysis" | "estimated" | "free time",
+        "sections": [{"start_s", "end_s", "letter", "function"}, ...] clipped to where
+            it is heard}]}
+    Mixes read back from a sheet have only "number" and "gain".
+    """
+    songs: list[dict[str, Any]] = []
+    for i, lane in enumerate(gains):
+        song: dict[str, Any] = {"number": i + 1, "gain": gain_points(lane)}
+        if i < len(placements):
+            p = placements[i]
+            song |= {
+                "clock": [
+                    [round(float(m), 4), round(float(t), 4)]
+                    for m, t in zip(p.clock_mix_s, p.clock_song_s, strict=True)
+                ],
+                "beats_s": [round(float(b), 4) for b in p.beats_s],
+                "beat_positions": [int(b) for b in p.beat_positions],
+                "beat_source": p.beat_source,
+                "sections": p.sections,
+            }
+        songs.append(song)
+    return {"gain_tolerance": GAIN_TOLERANCE, "songs": songs}
+
+
 @dataclass
 class ContinuousMix:
     audio: FloatArray  # [2, frames], limited
@@ -134,6 +229,9 @@ class ContinuousMix:
     true_peak_dbtp: float
     render_s: float
     meta: dict[str, Any] = field(default_factory=dict)
+    # Every song's own time, beats and sections placed on the mix timeline (same order as
+    # `cues`); empty for a mix read back from a sheet.
+    placements: list[SongPlacement] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -145,6 +243,14 @@ class ContinuousMix:
         return cue_sheet_text(tracks, audio_file, title)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON sheet (`segue mix --playlist` writes it as SET.json).
+
+        Keys: duration_s, sample_rate_hz, loudness_lufs, true_peak_dbtp, render_s,
+        speed_x_realtime; "songs" (every CueEntry's fields); "transitions" (where each lies
+        in the mix, its join, its quality report and length reason); and "timeline"
+        (see `timeline_json`): every song's gain curve, clock, beats and sections on the
+        mix's own time axis.
+        """
         from google.protobuf.json_format import MessageToDict
 
         return {
@@ -173,6 +279,7 @@ class ContinuousMix:
                 }
                 for t in self.transitions
             ],
+            "timeline": timeline_json(self.gains, self.placements),
             **self.meta,
         }
 
@@ -191,6 +298,11 @@ def song_analysis(track: MixTrack, rate_hz: int) -> common_pb2.SongAnalysis:
     analysis = beatgrid.analyse(track.audio[:, lo:hi].mean(axis=0, dtype=np.float32), rate_hz)
     for beat in analysis.beats:
         beat.time_s += lo / rate_hz
+    for section in analysis.sections:
+        section.start_s += lo / rate_hz
+        section.end_s += lo / rate_hz
+    for cue in analysis.cue_points:
+        cue.time_s += lo / rate_hz
     if track.analysis is not None and track.analysis.HasField("key"):
         analysis.key.CopyFrom(track.analysis.key)
     return analysis
@@ -391,20 +503,105 @@ def render_continuous_mix(
     )
     timeline = _Timeline(rate, [[] for _ in songs])
     placed: list[_Placed] = []
+    clocks: list[list[tuple[F64, F64]]] = [[] for _ in songs]
     cursor = songs[0].lo  # next unplayed sample of the current song
     for i in range(len(songs) - 1):
         a, b = songs[i], songs[i + 1]
         joined = _transition(a, b, i + 1, cursor, style, params)
         a_origin = cursor + round(joined.plan.overlap.a_origin_s * rate)
-        timeline.add(a.track.audio[:, cursor:a_origin] * np.float32(a.level), {i: None})
+        body = timeline.add(a.track.audio[:, cursor:a_origin] * np.float32(a.level), {i: None})
         gains = {i: joined.mixed.gain_outgoing, i + 1: joined.mixed.gain_incoming}
-        placed.append(_Placed(i + 1, timeline.add(joined.audio, gains), joined))
+        start = timeline.add(joined.audio, gains)
+        placed.append(_Placed(i + 1, start, joined))
+        # A plays untouched through its body and the transition; B along the time map.
+        clocks[i].append(_untouched(body, cursor, a_origin - cursor + joined.plan.n_out, rate))
+        clocks[i + 1].append(_stretched(start, b.lo, joined.plan))
         cursor = joined.resume
     last = songs[-1]
-    timeline.add(
+    body = timeline.add(
         last.track.audio[:, cursor : last.hi] * np.float32(last.level), {len(songs) - 1: None}
     )
-    return _finished(songs, timeline, placed, params, started)
+    clocks[-1].append(_untouched(body, cursor, last.hi - cursor, rate))
+    return _finished(songs, timeline, placed, params, started, clocks)
+
+
+def _untouched(mix_at: int, song_at: int, frames: int, rate: int) -> tuple[F64, F64]:
+    """Clock anchors of a song played sample for sample from song_at, at mix sample mix_at."""
+    span = np.array([0.0, max(frames, 1) / rate])
+    return mix_at / rate + span, song_at / rate + span
+
+
+def _stretched(mix_at: int, song_lo: int, plan: Plan) -> tuple[F64, F64]:
+    """Clock anchors of the incoming song stretched along the plan's time map (its excerpt
+    begins at song_lo), for a transition placed at mix sample mix_at."""
+    rate = plan.rate_hz
+    inner = plan.time_map.output_s
+    out_t = np.unique(
+        np.concatenate([[0.0], inner[(inner > 0) & (inner < plan.duration_s)], [plan.duration_s]])
+    )
+    return mix_at / rate + out_t, song_lo / rate + plan.time_map.to_input(out_t)
+
+
+def _clock(pieces: list[tuple[F64, F64]]) -> tuple[F64, F64]:
+    """The pieces' anchors in order, keeping only those that move both times forward (the
+    join onto the untouched song moves the song's time by a few samples)."""
+    mix_s = np.concatenate([m for m, _ in pieces])
+    song_s = np.concatenate([t for _, t in pieces])
+    keep = [0]
+    for k in range(1, mix_s.size):
+        if mix_s[k] > mix_s[keep[-1]] and song_s[k] > song_s[keep[-1]]:
+            keep.append(k)
+    return mix_s[keep], song_s[keep]
+
+
+_SECTION_FUNCTIONS = {
+    v: k.removeprefix("SECTION_FUNCTION_").lower() for k, v in common_pb2.SectionFunction.items()
+}
+
+
+def _bar_positions_extended(grid: BeatGrid, count: int) -> npt.NDArray[np.int64]:
+    """The grid's bar positions, counted on through the `count - len(grid)` extended beats."""
+    known = grid.positions.astype(np.int64)
+    extra = count - known.size
+    if extra <= 0 or known.size == 0 or known[-1] <= 0:
+        return np.concatenate([known, np.zeros(max(0, extra), np.int64)])[:count]
+    bar = grid.beats_per_bar
+    more = (int(known[-1]) - 1 + np.arange(1, extra + 1)) % bar + 1
+    return np.concatenate([known, more.astype(np.int64)])
+
+
+def _placement(
+    song: _Song, pieces: list[tuple[F64, F64]], heard: tuple[float, float]
+) -> SongPlacement:
+    """The song's clock, and its beats and sections where it is heard, on the mix's axis."""
+    mix_s, song_s = _clock(pieces)
+    grid = song.grid
+    # The grid continued to the song's end at its period, as the transitions use it.
+    times = grid.extended(float(song_s[-1]))
+    positions = _bar_positions_extended(grid, times.size)
+    beats = np.interp(times, song_s, mix_s, left=np.nan, right=np.nan)
+    inside = np.isfinite(beats) & (beats >= heard[0] - 1e-6) & (beats <= heard[1] + 1e-6)
+    sections = []
+    for sec in song.analysis.sections:
+        ends = np.interp(np.array([sec.start_s, sec.end_s]), song_s, mix_s)
+        lo, hi = max(float(ends[0]), heard[0]), min(float(ends[1]), heard[1])
+        if hi > lo:
+            sections.append(
+                {
+                    "start_s": round(lo, 3),
+                    "end_s": round(hi, 3),
+                    "letter": sec.letter,
+                    "function": _SECTION_FUNCTIONS.get(sec.function, "unspecified"),
+                }
+            )
+    return SongPlacement(
+        mix_s,
+        song_s,
+        beats[inside],
+        positions[inside],
+        grid.source,
+        sections,
+    )
 
 
 def _songs(tracks: Sequence[MixTrack], params: Params) -> list[_Song]:
@@ -463,21 +660,27 @@ def _finished(
     placed: list[_Placed],
     params: Params,
     started: float,
+    clocks: list[list[tuple[F64, F64]]],
 ) -> ContinuousMix:
     """The written mix limited, every transition measured in it, and every song's cue."""
     rate = params.rate_hz
     limited = limit(timeline.audio(), rate, params.ceiling_dbtp)
     out = limited.audio
     transitions = [_summary(out, rate, p) for p in placed]
+    cues = _cues(songs, placed, transitions, timeline.written / rate, rate)
     return ContinuousMix(
         audio=out,
         rate_hz=rate,
-        cues=_cues(songs, placed, transitions, timeline.written / rate, rate),
+        cues=cues,
         transitions=transitions,
         gains=_gain_lanes(timeline.lanes, timeline.written, rate),
         loudness_lufs=integrated_lufs(out, rate),
         true_peak_dbtp=limited.peak_dbtp,
         render_s=time.perf_counter() - started,
+        placements=[
+            _placement(s, pieces, (c.heard_from_s, c.heard_until_s))
+            for s, pieces, c in zip(songs, clocks, cues, strict=True)
+        ],
     )
 
 

@@ -17,8 +17,9 @@ from segue.studio.http import Refusal
 from segue.studio.quality import QualityRules, annotator_quality, model_agreement
 from segue.studio.store import Login
 from segue.studio.web_forms import (
+    admin_or_sign_in,
     check_form_csrf,
-    current_login,
+    current_admin,
     form_token,
     int_field,
     now_utc,
@@ -43,8 +44,7 @@ class AdminPages:
                           "SEGUE_STUDIO_ADMIN_PASSWORD_FILE")
 
     def _login(self, request: Request) -> Login:
-        self._open()
-        return current_login(request, self.store, "admin")
+        return current_admin(request, self.store, self.studio.password.enabled)
 
     # ---- signing in and out ---------------------------------------------------------------
     async def login_page(self, request: Request, error: str = "", status: int = 200
@@ -84,12 +84,9 @@ class AdminPages:
 
     # ---- statistics and invites -----------------------------------------------------------
     async def overview(self, request: Request, new_invite: str = "") -> Response:
-        try:
-            login = self._login(request)
-        except Refusal as refusal:
-            if refusal.status == 401:
-                return RedirectResponse("/admin/login", status_code=303)
-            raise
+        login = admin_or_sign_in(request, self.store, self.studio.password.enabled)
+        if not isinstance(login, Login):
+            return login
         context = await run_in_threadpool(self._stats)
         context.update(csrf=login.csrf_token, new_invite=new_invite)
         return self.studio.templates.TemplateResponse(request, "admin.html", context)

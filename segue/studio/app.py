@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from segue.studio import admin_pages, study_pages
+from segue.studio import admin_pages, listening_pages, mix_pages, study_pages
 from segue.studio.access import AdminPassword, FailureLimiter
 from segue.studio.config import StudioConfig
 from segue.studio.http import BodyLimit, Instrumented, Refusal, refusal_handler
@@ -39,6 +39,8 @@ def routes(studio: Studio) -> list[BaseRoute]:
     return [
         *study_pages.routes(studio),
         *admin_pages.routes(studio),
+        *listening_pages.routes(studio),
+        *mix_pages.routes(studio),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static"),
     ]

@@ -46,6 +46,9 @@ class StudioConfig:
         SEGUE_STUDIO_MAX_BODY_BYTES: largest request body (default 16 KiB).
         SEGUE_STUDIO_SHORT_CLIPS: "1" allows clips down to 0.5 s, for tests only; every clip
             must still be played to its end.
+        SEGUE_STUDIO_MIXES_DIR: folder of mixes the admin's mix viewer shows, one folder per
+            mix holding what `segue mix --playlist` wrote (audio, .json, .cue)
+            (default: the data dir's "mixes").
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +67,7 @@ class StudioConfig:
     max_body_bytes: int = 16 * 1024
     short_clips: bool = False
     insecure_dev: bool = False
+    mixes_dir: Path | None = None  # None: data_dir / "mixes"
 
     def __post_init__(self) -> None:
         low, high = SHORT_CLIP_RANGE_S if self.short_clips else CLIP_RANGE_S
@@ -88,6 +92,11 @@ class StudioConfig:
     def clip_cache_dir(self) -> Path:
         return self.data_dir / "clips"
 
+    @property
+    def mixes_folder(self) -> Path:
+        """SEGUE_STUDIO_MIXES_DIR, or the data folder's "mixes"."""
+        return self.mixes_dir if self.mixes_dir is not None else self.data_dir / "mixes"
+
     @classmethod
     def from_env(cls) -> StudioConfig:
         return cls(
@@ -107,6 +116,7 @@ class StudioConfig:
             max_body_bytes=env_int("SEGUE_STUDIO_MAX_BODY_BYTES", 16 * 1024),
             short_clips=env_bool("SEGUE_STUDIO_SHORT_CLIPS", False),
             insecure_dev=insecure_dev_from_env(),
+            mixes_dir=Path(mixes) if (mixes := env_str("SEGUE_STUDIO_MIXES_DIR", "")) else None,
         )
 
 

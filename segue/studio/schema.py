@@ -157,9 +157,69 @@ answers = Table(
     Index(None, "answered_at"),
 )
 
+# ---- the listening test (migration 0002) ------------------------------------------------------
+def _side_columns(side: str) -> list[Column[object]]:
+    return [Column(f"{side}_condition", String(16), nullable=False),
+            Column(f"{side}_to_song", Text, nullable=False),
+            Column(f"{side}_entry_s", Float, nullable=False),
+            Column(f"{side}_duration_s", Float, nullable=False)]
+
+
+# One row per listening page of an annotator: transitions A and B out of one song's exit.
+listening_pages = Table(
+    "listening_pages", metadata,
+    _id(),
+    _ref("annotator_id", "annotators.id"),
+    Column("position", Integer, nullable=False),
+    Column("served_at", UtcDateTime, nullable=False),
+    Column("from_song", Text, nullable=False),
+    Column("exit_s", Float, nullable=False),
+    *_side_columns("a"), *_side_columns("b"),
+    UniqueConstraint("annotator_id", "position"),
+)
+
+# One row per (page, side): a replay updates the row.
+listening_plays = Table(
+    "listening_plays", metadata,
+    Column("page_id", String(ID_CHARS), ForeignKey("listening_pages.id"), primary_key=True),
+    Column("side", Integer, primary_key=True),
+    Column("listened_s", Float, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=False),
+    CheckConstraint("side >= 0 AND side <= 1", name="side"),
+)
+
+# One answer per page: the page id is the key.
+listening_answers = Table(
+    "listening_answers", metadata,
+    Column("page_id", String(ID_CHARS), ForeignKey("listening_pages.id"), primary_key=True),
+    _ref("annotator_id", "annotators.id"),
+    Column("preferred", Integer, nullable=False),
+    Column("rating_a", Integer, nullable=False),
+    Column("rating_b", Integer, nullable=False),
+    Column("answered_at", UtcDateTime, nullable=False),
+    Column("listened_a_s", Float, nullable=False),
+    Column("listened_b_s", Float, nullable=False),
+    CheckConstraint("preferred >= 0 AND preferred <= 1", name="preferred"),
+    CheckConstraint("rating_a >= 1 AND rating_a <= 5", name="rating_a"),
+    CheckConstraint("rating_b >= 1 AND rating_b <= 5", name="rating_b"),
+)
+
+# Ratings of the seams of continuous mixes: one per (mix, seam, rater).
+seam_ratings = Table(
+    "seam_ratings", metadata,
+    Column("mix_id", String(128), primary_key=True),
+    Column("seam_index", Integer, primary_key=True),
+    Column("rater_id", String(ID_CHARS), primary_key=True),
+    Column("rating", Integer, nullable=False),
+    Column("rated_at", UtcDateTime, nullable=False),
+    CheckConstraint("seam_index >= 0", name="seam_index"),
+    CheckConstraint("rating >= 1 AND rating <= 5", name="rating"),
+)
+
 # The columns of `items` that hold the triplet.
 TRIPLET_COLUMNS = tuple(c for c in items.columns
                         if c.name not in {"id", "session_id", "position", "served_at"})
 
 __all__ = ["TRIPLET_COLUMNS", "UtcDateTime", "annotators", "answers", "invites", "items",
-           "logins", "metadata", "plays", "sessions"]
+           "listening_answers", "listening_pages", "listening_plays", "logins", "metadata",
+           "plays", "seam_ratings", "sessions"]

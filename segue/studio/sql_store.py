@@ -14,10 +14,11 @@ writers queue on the busy timeout instead of failing when a read turns into a wr
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from alembic import command
 from alembic.config import Config
@@ -39,6 +40,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.expression import case
 
+from segue.studio.listening_model import (
+    AnsweredComparison,
+    Condition,
+    ListeningAnswer,
+    ListeningPage,
+    ListeningPlay,
+    SeamRating,
+    Transition,
+)
 from segue.studio.model import (
     Annotator,
     Answer,
@@ -57,8 +67,12 @@ from segue.studio.schema import (
     answers,
     invites,
     items,
+    listening_answers,
+    listening_pages,
+    listening_plays,
     logins,
     plays,
+    seam_ratings,
     sessions,
 )
 from segue.studio.store import (
@@ -399,6 +413,141 @@ class SqlStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    # =======================================================================================
+    # ---- the blind transition listening test (migration 0002) -----------------------------
+    # =======================================================================================
+    def add_listening_page(self, annotator_id: str, position: int,
+                           sides: tuple[Transition, Transition], now: datetime
+                           ) -> ListeningPage:
+        a, b = sides
+        if a.from_song != b.from_song or a.exit_s != b.exit_s:
+            raise StoreError("both sides of a listening page leave the same song at one exit")
+        page = ListeningPage(new_id(), annotator_id, position, sides, _utc(now))
+        try:
+            with self._write() as conn:
+                conn.execute(insert(listening_pages).values(
+                    id=page.id, annotator_id=annotator_id, position=position,
+                    served_at=page.served_at, from_song=a.from_song, exit_s=a.exit_s,
+                    **_side_values("a", a), **_side_values("b", b)))
+        except IntegrityError as e:
+            raise _refusal(e, f"the listening page at position {position} of annotator "
+                              f"{annotator_id}") from e
+        return page
+
+    def listening_page(self, page_id: str) -> ListeningPage | None:
+        with self._read() as conn:
+            row = conn.execute(select(listening_pages).where(
+                listening_pages.c.id == page_id)).mappings().first()
+            return None if row is None else _listening_page(row)
+
+    def listening_pages(self, annotator_id: str) -> list[ListeningPage]:
+        with self._read() as conn:
+            rows = conn.execute(select(listening_pages).where(
+                listening_pages.c.annotator_id == annotator_id).order_by(
+                listening_pages.c.position))
+            return [_listening_page(row) for row in rows.mappings()]
+
+    def record_listening_play(self, page_id: str, side: int, listened_s: float,
+                              now: datetime) -> ListeningPlay:
+        values = {"page_id": page_id, "side": side, "listened_s": listened_s,
+                  "ended_at": _utc(now)}
+        try:
+            with self._write() as conn:
+                stmt = (sqlite.insert(listening_plays) if conn.dialect.name == "sqlite"
+                        else postgresql.insert(listening_plays)).values(values)
+                longest = case((stmt.excluded.listened_s > listening_plays.c.listened_s,
+                                stmt.excluded.listened_s), else_=listening_plays.c.listened_s)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[listening_plays.c.page_id, listening_plays.c.side],
+                    set_={"listened_s": longest}))
+                row = conn.execute(select(listening_plays).where(
+                    listening_plays.c.page_id == page_id,
+                    listening_plays.c.side == side)).mappings().one()
+                return _listening_play(row)
+        except IntegrityError as e:
+            raise _refusal(e, f"the play of side {side} of listening page {page_id}") from e
+
+    def listening_plays(self, page_id: str) -> list[ListeningPlay]:
+        with self._read() as conn:
+            rows = conn.execute(select(listening_plays).where(
+                listening_plays.c.page_id == page_id).order_by(listening_plays.c.side))
+            return [_listening_play(row) for row in rows.mappings()]
+
+    def record_listening_answer(self, answer: ListeningAnswer) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(insert(listening_answers).values(
+                    page_id=answer.page_id, annotator_id=answer.annotator_id,
+                    preferred=answer.preferred, rating_a=answer.ratings[0],
+                    rating_b=answer.ratings[1], answered_at=_utc(answer.answered_at),
+                    listened_a_s=answer.listened_s[0], listened_b_s=answer.listened_s[1]))
+        except IntegrityError as e:
+            raise _refusal(e, f"the answer to listening page {answer.page_id}") from e
+
+    def listening_answer(self, page_id: str) -> ListeningAnswer | None:
+        with self._read() as conn:
+            row = conn.execute(select(listening_answers).where(
+                listening_answers.c.page_id == page_id)).mappings().first()
+            return None if row is None else _listening_answer(row)
+
+    def answered_comparisons(self) -> list[AnsweredComparison]:
+        answer_columns = [c.label(f"answer_{c.name}") for c in listening_answers.columns]
+        query = (select(listening_pages, *answer_columns)
+                 .join(listening_answers, listening_answers.c.page_id == listening_pages.c.id)
+                 .order_by(listening_answers.c.answered_at, listening_pages.c.annotator_id,
+                           listening_pages.c.position))
+        with self._read() as conn:
+            found = []
+            for row in conn.execute(query).mappings():
+                answer = {c.name: row[f"answer_{c.name}"] for c in listening_answers.columns}
+                found.append(AnsweredComparison(_listening_page(row), _listening_answer(answer)))
+            return found
+
+    def record_seam_rating(self, rating: SeamRating) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(insert(seam_ratings).values(
+                    mix_id=rating.mix_id, seam_index=rating.seam_index,
+                    rater_id=rating.rater_id, rating=rating.rating,
+                    rated_at=_utc(rating.rated_at)))
+        except IntegrityError as e:
+            raise _refusal(e, f"the rating of seam {rating.seam_index} of mix {rating.mix_id} "
+                              f"by {rating.rater_id}") from e
+
+    def seam_ratings(self) -> list[SeamRating]:
+        with self._read() as conn:
+            rows = conn.execute(select(seam_ratings).order_by(
+                seam_ratings.c.rated_at, seam_ratings.c.mix_id, seam_ratings.c.seam_index,
+                seam_ratings.c.rater_id))
+            return [SeamRating(r["mix_id"], r["seam_index"], r["rating"], r["rater_id"],
+                               r["rated_at"]) for r in rows.mappings()]
+
+
+def _side_values(side: str, transition: Transition) -> dict[str, object]:
+    return {f"{side}_condition": transition.condition.value,
+            f"{side}_to_song": transition.to_song, f"{side}_entry_s": transition.entry_s,
+            f"{side}_duration_s": transition.duration_s}
+
+
+def _transition(row: Row, side: str) -> Transition:
+    return Transition(Condition(row[f"{side}_condition"]), row["from_song"], row["exit_s"],
+                      row[f"{side}_to_song"], row[f"{side}_entry_s"], row[f"{side}_duration_s"])
+
+
+def _listening_page(row: Row) -> ListeningPage:
+    return ListeningPage(row["id"], row["annotator_id"], row["position"],
+                         (_transition(row, "a"), _transition(row, "b")), row["served_at"])
+
+
+def _listening_play(row: Row) -> ListeningPlay:
+    return ListeningPlay(row["page_id"], row["side"], row["listened_s"], row["ended_at"])
+
+
+def _listening_answer(row: Mapping[Any, Any]) -> ListeningAnswer:
+    return ListeningAnswer(row["page_id"], row["annotator_id"], row["preferred"],
+                           (row["rating_a"], row["rating_b"]), row["answered_at"],
+                           (row["listened_a_s"], row["listened_b_s"]))
 
 
 def _upsert_play(conn: Connection, item_id: str, slot: int, listened_s: float,

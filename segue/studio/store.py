@@ -10,6 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from segue.studio.listening_model import (
+    AnsweredComparison,
+    ListeningAnswer,
+    ListeningPage,
+    ListeningPlay,
+    SeamRating,
+    Transition,
+)
 from segue.studio.model import (
     Annotator,
     Answer,
@@ -119,6 +127,48 @@ class StudioStore(Protocol):
     def annotators(self) -> list[Annotator]: ...
 
     def close(self) -> None: ...
+
+    # =====================================================================================
+    # ---- the blind transition listening test (migration 0002) ---------------------------
+    # =====================================================================================
+    def add_listening_page(self, annotator_id: str, position: int,
+                           sides: tuple[Transition, Transition], now: datetime
+                           ) -> ListeningPage:
+        """Raises AlreadyExistsError when the annotator has a listening page at `position`."""
+        ...
+
+    def listening_page(self, page_id: str) -> ListeningPage | None: ...
+
+    def listening_pages(self, annotator_id: str) -> list[ListeningPage]:
+        """The annotator's listening pages by position."""
+        ...
+
+    def record_listening_play(self, page_id: str, side: int, listened_s: float,
+                              now: datetime) -> ListeningPlay:
+        """Records that side 0 (A) or 1 (B) played to its end; a replay keeps the first end
+        time and the longest listening time."""
+        ...
+
+    def listening_plays(self, page_id: str) -> list[ListeningPlay]: ...
+
+    def record_listening_answer(self, answer: ListeningAnswer) -> None:
+        """Raises AlreadyExistsError when the page is answered already."""
+        ...
+
+    def listening_answer(self, page_id: str) -> ListeningAnswer | None: ...
+
+    def answered_comparisons(self) -> list[AnsweredComparison]:
+        """Every listening answer with its page, oldest first."""
+        ...
+
+    def record_seam_rating(self, rating: SeamRating) -> None:
+        """Stores a 1-to-5 rating of one seam of a continuous mix. Raises AlreadyExistsError
+        when this rater rated this seam of this mix already (nothing is stored twice)."""
+        ...
+
+    def seam_ratings(self) -> list[SeamRating]:
+        """Every seam rating, oldest first."""
+        ...
 
 
 __all__ = ["AlreadyExistsError", "InviteRefusedError", "Login", "LoginKind", "StoreError",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from segue.studio.access import CSRF_HEADER, FORM_COOKIE, LOGIN_COOKIE, digest, new_token, same
 from segue.studio.http import Refusal
@@ -28,6 +28,25 @@ def current_login(request: Request, store: StudioStore, kind: LoginKind) -> Logi
         raise Refusal(401, "login", "not signed in, or the sign-in expired: open your invite "
                       "link again" if kind == "annotator" else "admin sign-in required")
     return login
+
+
+def current_admin(request: Request, store: StudioStore, admin_open: bool) -> Login:
+    """The admin's login: 403 when the server has no admin password, 401 when not signed in."""
+    if not admin_open:
+        raise Refusal(403, "admin", "admin pages are closed: the server has no "
+                      "SEGUE_STUDIO_ADMIN_PASSWORD_FILE")
+    return current_login(request, store, "admin")
+
+
+def admin_or_sign_in(request: Request, store: StudioStore, admin_open: bool
+                     ) -> Login | RedirectResponse:
+    """As current_admin for pages: a browser that is not signed in is sent to sign in."""
+    try:
+        return current_admin(request, store, admin_open)
+    except Refusal as refusal:
+        if refusal.status == 401:
+            return RedirectResponse("/admin/login", status_code=303)
+        raise
 
 
 def sign_in(response: Response, store: StudioStore, kind: LoginKind, subject_id: str,
@@ -118,6 +137,7 @@ def seconds_field(data: dict[str, Any], name: str, high: float) -> float:
     return float(value)
 
 
-__all__ = ["check_form_csrf", "check_header_csrf", "check_origin", "current_login",
+__all__ = ["admin_or_sign_in", "check_form_csrf", "check_header_csrf", "check_origin",
+           "current_admin", "current_login",
            "form_token", "int_field", "now_utc", "read_form", "read_json", "seconds_field",
            "set_form_cookie", "sign_in", "text_field"]
