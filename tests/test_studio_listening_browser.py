@@ -12,6 +12,7 @@ from chromium_browser import chromium, shot
 from playwright.sync_api import Browser, expect
 from studio_fixtures import (
     LiveStudio,
+    WebClient,
     add_invite,
     make_studio,
     served_matcher_library,
@@ -33,8 +34,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, music_tracks: list[Path]
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
         yield launched
-
-
 
 
 def test_an_annotator_completes_a_listening_page(
@@ -74,3 +73,13 @@ def test_an_annotator_completes_a_listening_page(
         sides = answered[0].page.sides
         assert [p.side for p in played] == [0, 1]
         assert all(p.listened_s >= 0.9 * sides[p.side].duration_s for p in played)
+
+        # The admin's export counts the answer for the conditions the page compared.
+        admin = WebClient(live.url)
+        assert admin.sign_in_admin().status_code == 303
+        rows = {r["name"]: r for r in admin.request("GET", "/admin/listening.json")
+                .json()["conditions"]}
+        a, b = (t.condition.value for t in sides)
+        assert (rows[a]["comparisons"], rows[a]["wins"], rows[a]["ratings"]) == (1, 0, 1)
+        assert (rows[b]["comparisons"], rows[b]["wins"], rows[b]["ratings"]) == (1, 1, 1)
+        assert rows[b]["mean_rating"] == 5.0
