@@ -56,6 +56,7 @@ from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from bench import report as rep  # noqa: E402
+from bench.process_memory import tree_rss_mb  # noqa: E402
 from devkit.localstack import Stack, running_stack  # noqa: E402
 from segue.audio import decode  # noqa: E402
 from segue.music import find_music  # noqa: E402
@@ -183,16 +184,6 @@ def client(stack: Stack, work: queue.Queue[Call | None], tally: Tally, deadline_
 
 
 # ---- watching the services --------------------------------------------------------------------
-
-
-def tree_rss_mb(root: psutil.Process) -> float:
-    total = 0
-    try:
-        for proc in [root, *root.children(recursive=True)]:
-            total += proc.memory_info().rss
-    except psutil.Error:
-        pass
-    return total / 2**20
 
 
 def monitor(stack: Stack, tally: Tally, stop: threading.Event) -> None:

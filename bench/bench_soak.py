@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import psutil  # type: ignore[import-untyped, unused-ignore]  # noqa: E402
 
 from bench import report as rep  # noqa: E402
+from bench.process_memory import tree_rss_mb  # noqa: E402
 from devkit.localstack import Stack, running_stack  # noqa: E402
 from segue.audio import decode  # noqa: E402
 from segue.loadgen import MODEL_RATE_HZ, LoadConfig, LoadGenerator, LoadReport  # noqa: E402
@@ -59,17 +60,6 @@ class Samples:
     times_s: list[float] = field(default_factory=list)
     rss_mb: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SERVICES})
     exited: list[str] = field(default_factory=list)
-
-
-def tree_rss_mb(proc: psutil.Process) -> float:
-    """RSS of a process and its children; 0 once it has exited."""
-    total = 0
-    try:
-        for p in [proc, *proc.children(recursive=True)]:
-            total += p.memory_info().rss
-    except psutil.Error:
-        return 0.0
-    return total / 2**20
 
 
 async def sample_rss(stack: Stack, samples: Samples, every_s: float, started: float,

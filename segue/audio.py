@@ -62,13 +62,13 @@ def ffmpeg_path() -> str:
     return path
 
 
-def _run_ffmpeg(args: list[str], stdin: bytes | None, what: str) -> bytes:
-    proc = subprocess.run(
-        [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-nostdin", *args],
-        input=stdin,
-        capture_output=True,
-        check=False,
-    )
+def _run_ffmpeg(args: list[str], stdin: bytes | IO[bytes] | None, what: str) -> bytes:
+    """ffmpeg's output for `args`, fed `stdin` (bytes, or a file it reads itself)."""
+    command = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-nostdin", *args]
+    if stdin is None or isinstance(stdin, bytes):
+        proc = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    else:
+        proc = subprocess.run(command, stdin=stdin, capture_output=True, check=False)
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise DecodeError(f"ffmpeg could not decode {what}: {detail[-1] if detail else 'error'}")
@@ -361,23 +361,44 @@ def _feed(pipe: IO[bytes], parts: Sequence[bytes]) -> None:
             pipe.close()
 
 
+ENCODERS = {
+    "wav": ["-f", "wav", "-acodec", "pcm_s16le"],
+    "flac": ["-f", "flac"],
+    "mp3": ["-f", "mp3", "-b:a", "192k"],
+    "ogg": ["-f", "ogg", "-acodec", "libvorbis", "-q:a", "5"],
+}
+# Frames converted to interleaved PCM at a time by encode_planar (~6 s at 44.1 kHz).
+ENCODE_CHUNK_FRAMES = 1 << 18
+
+
+def _encoder_args(sample_rate_hz: int, channels: int, fmt: str) -> list[str]:
+    if fmt not in ENCODERS:
+        raise ValueError(f"unknown output format {fmt!r}; use one of {sorted(ENCODERS)}")
+    return ["-f", "f32le", "-ar", str(sample_rate_hz), "-ac", str(channels), "-i", "pipe:0",
+            *ENCODERS[fmt], "pipe:1"]
+
+
 def encode(audio: FloatArray, sample_rate_hz: int, fmt: str) -> bytes:
     """Encodes float32 PCM ([frames] or [frames, channels]) as wav, flac, mp3 or ogg."""
-    codecs = {
-        "wav": ["-f", "wav", "-acodec", "pcm_s16le"],
-        "flac": ["-f", "flac"],
-        "mp3": ["-f", "mp3", "-b:a", "192k"],
-        "ogg": ["-f", "ogg", "-acodec", "libvorbis", "-q:a", "5"],
-    }
-    if fmt not in codecs:
-        raise ValueError(f"unknown output format {fmt!r}; use one of {sorted(codecs)}")
     channels = 1 if audio.ndim == 1 else audio.shape[1]
     return _run_ffmpeg(
-        ["-f", "f32le", "-ar", str(sample_rate_hz), "-ac", str(channels), "-i", "pipe:0",
-         *codecs[fmt], "pipe:1"],
+        _encoder_args(sample_rate_hz, channels, fmt),
         np.ascontiguousarray(audio, dtype="<f4").tobytes(),
         f"{fmt} output",
     )
+
+
+def encode_planar(audio: FloatArray, sample_rate_hz: int, fmt: str) -> bytes:
+    """As `encode`, for [channels, frames] audio (the mixer's layout) of any length: the
+    samples reach ffmpeg interleaved ENCODE_CHUNK_FRAMES at a time through a temporary file,
+    so no interleaved copy of the whole (an hour is 1.2 GB of stereo PCM) is ever made."""
+    args = _encoder_args(sample_rate_hz, audio.shape[0], fmt)
+    with tempfile.TemporaryFile() as pcm:
+        for start in range(0, audio.shape[1], ENCODE_CHUNK_FRAMES):
+            chunk = audio[:, start : start + ENCODE_CHUNK_FRAMES].T
+            pcm.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
+        pcm.seek(0)
+        return _run_ffmpeg(args, pcm, f"{fmt} output")
 
 
 def frame_bytes(fmt: common_pb2.AudioFormat) -> int:

@@ -13,6 +13,8 @@ from scipy.signal import sosfilt
 FloatArray = npt.NDArray[np.float32]
 
 MIN_BLOCK_S = 0.4
+# Frames filtered at a time by integrated_lufs (~24 s at 44.1 kHz).
+CHUNK_FRAMES = 1 << 20
 # Never raise a near-silent excerpt by more than this: it would only amplify noise.
 MAX_GAIN_DB = 24.0
 
@@ -35,7 +37,8 @@ def integrated_lufs(
 
     The same computation as pyloudnorm's Meter.integrated_loudness (its filters, 400 ms
     blocks with 75% overlap, -70 LUFS absolute and -10 LU relative gates), vectorised: one
-    filter call for all channels and cumulative sums for the blocks. With `weights` (one per
+    filter pass for all channels, run in chunks, and cumulative sums for the blocks (see
+    `cumulative_power`: memory stays bounded for hours of audio). With `weights` (one per
     frame, >= 0), each block's power counts in proportion to the mean weight over the block:
     the loudness of the audio as heard through a gain curve, independent of the curve's level.
     """
@@ -43,13 +46,14 @@ def integrated_lufs(
     block = int(MIN_BLOCK_S * rate_hz)
     if frames < block:
         return short_term_lufs(audio, rate_hz)
-    weighted = sosfilt(k_weighting_sos(rate_hz), audio, axis=1)
-    power = np.concatenate([np.zeros((audio.shape[0], 1)), np.cumsum(weighted**2, axis=1)], axis=1)
     step = MIN_BLOCK_S * 0.25
     n_blocks = int(np.round((frames / rate_hz - MIN_BLOCK_S) / step)) + 1
     lower = (np.arange(n_blocks) * step * rate_hz).astype(np.int64)
     upper = np.minimum(lower + block, frames)
-    z = (power[:, upper] - power[:, lower]) / block  # mean square per channel and block
+    edges = np.union1d(lower, upper)
+    power = cumulative_power(audio, rate_hz, edges)
+    # Mean square per channel and block.
+    z = (power[:, np.searchsorted(edges, upper)] - power[:, np.searchsorted(edges, lower)]) / block
     total = z.sum(axis=0)
     if weights is None:
         w = np.ones(n_blocks)
@@ -64,6 +68,31 @@ def integrated_lufs(
     relative = -0.691 + 10.0 * np.log10(np.average(total[gated], weights=w[gated])) - 10.0
     keep = gated & (block_lufs > relative)
     return float(-0.691 + 10.0 * np.log10(np.average(total[keep], weights=w[keep])))
+
+
+def cumulative_power(audio: FloatArray, rate_hz: int, at: npt.NDArray[np.int64]
+                     ) -> npt.NDArray[np.float64]:
+    """Per channel, the sum of the K-weighted squared samples before each frame in `at`
+    (sorted, 0..frames): [channels, len(at)].
+
+    The filter runs over CHUNK_FRAMES at a time with its state carried across, so the float64
+    temporaries stay a few MiB however long the audio is (a whole mix is hours).
+    """
+    sos = k_weighting_sos(rate_hz)
+    state = np.zeros((sos.shape[0], audio.shape[0], 2))
+    out = np.zeros((audio.shape[0], at.size))
+    total = np.zeros(audio.shape[0])
+    done = int(np.searchsorted(at, 0, side="right"))  # frame 0: nothing before it
+    for start in range(0, audio.shape[1], CHUNK_FRAMES):
+        weighted, state = sosfilt(sos, audio[:, start : start + CHUNK_FRAMES], axis=1, zi=state)
+        running = np.cumsum(weighted * weighted, axis=1)
+        running += total[:, None]
+        end = start + weighted.shape[1]
+        upto = int(np.searchsorted(at, end, side="right"))
+        out[:, done:upto] = running[:, at[done:upto] - start - 1]
+        total = running[:, -1].copy()
+        done = upto
+    return out
 
 
 def short_term_lufs(audio: FloatArray, rate_hz: int) -> float:

@@ -48,3 +48,14 @@ def test_integrated_loudness_matches_pyloudnorm() -> None:
     audio = _noise(5 * RATE) * np.linspace(0.2, 1.0, 5 * RATE, dtype=np.float32)
     expected = pyloudnorm.Meter(RATE).integrated_loudness(audio.T.astype(np.float64))
     assert integrated_lufs(audio, RATE) == pytest.approx(expected, abs=1e-3)
+
+
+def test_integrated_loudness_of_audio_longer_than_a_chunk_matches_pyloudnorm() -> None:
+    # Long audio is filtered CHUNK_FRAMES at a time (bounded memory for whole mixes); the
+    # filter state carried across chunks must make that invisible.
+    from segue.loudness import CHUNK_FRAMES
+
+    frames = 2 * CHUNK_FRAMES + 12345
+    audio = _noise(frames, seed=3) * np.linspace(0.05, 1.0, frames, dtype=np.float32)
+    expected = pyloudnorm.Meter(RATE).integrated_loudness(audio.T.astype(np.float64))
+    assert integrated_lufs(audio, RATE) == pytest.approx(expected, abs=1e-6)

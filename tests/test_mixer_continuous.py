@@ -223,3 +223,27 @@ def test_cli_options_for_a_playlist_render_as_a_continuous_style() -> None:
         "seconds", seconds=12.0, curve=mixer_pb2.FADE_CURVE_S_CURVE, filter_sweep=True,
         tempo_ramp_bars=4,
     )  # fmt: skip
+
+
+def test_a_consumed_playlist_gives_up_each_songs_audio_and_the_same_mix(mix: ContinuousMix) -> None:
+    # The mixer service consumes its decoded songs so a long mix never holds them all twice.
+    tracks = playlist()
+    consumed = render_continuous_mix(
+        tracks, Style("bars", bars=4, eq_bass_swap=True), Params(), consume=True
+    )
+    assert [t.audio.shape[1] for t in tracks] == [0, 0, 0]
+    assert [t.title for t in tracks] == ["song 1", "song 2", "song 3"]
+    assert np.array_equal(consumed.audio, mix.audio)
+    timing = {"render_s", "speed_x_realtime"}
+    assert {k: v for k, v in consumed.to_json().items() if k not in timing} == {
+        k: v for k, v in mix.to_json().items() if k not in timing}
+
+
+def test_planar_audio_is_encoded_as_its_interleaved_copy_would_be() -> None:
+    from segue.audio import ENCODE_CHUNK_FRAMES, encode_planar
+
+    frames = 2 * ENCODE_CHUNK_FRAMES + 777  # several chunks and a partial one
+    rng = np.random.default_rng(5)
+    planar = (0.2 * rng.standard_normal((2, frames))).astype(np.float32)
+    for fmt in ("wav", "flac"):
+        assert encode_planar(planar, RATE, fmt) == encode(np.ascontiguousarray(planar.T), RATE, fmt)

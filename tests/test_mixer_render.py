@@ -299,3 +299,22 @@ def test_the_limiter_reports_the_true_peak_it_leaves(gain: float) -> None:
     limited = limit(loud, RATE, -1.0)
     assert limited.peak_dbtp == pytest.approx(true_peak_dbtp(limited.audio), abs=1e-4)
     assert limited.peak_dbtp <= -1.0
+
+
+def test_a_long_mix_is_limited_in_blocks_exactly_as_it_would_be_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blocks keep a whole mix's limiter temporaries small; the result must not change.
+    from segue.mixing import limiter
+
+    s = song(13, 124.0)
+    loud = np.tile(3.0 * np.stack([s.audio, s.audio[::-1]]) / np.abs(s.audio).max(), 6)
+    loud = loud[:, : int(2.6 * limiter.BLOCK_S * RATE)].astype(np.float32)
+    blocked = limiter.limit(loud, RATE, -1.0)
+    monkeypatch.setattr(limiter, "BLOCK_S", 1e9)  # one block: the whole at once
+    whole = limiter.limit(loud, RATE, -1.0)
+    assert np.abs(blocked.audio - whole.audio).max() < 1e-6
+    assert blocked.peak_dbtp == pytest.approx(whole.peak_dbtp, abs=1e-6)
+    assert blocked.peak_dbtp <= -1.0
+    in_place = limiter.limit(loud, RATE, -1.0, in_place=True)
+    assert in_place.audio is loud

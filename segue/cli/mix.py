@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segue.audio import DecodeError, decode, encode
+from segue.audio import DecodeError, decode, encode_planar
 from segue.cli.common import add_target, describe_error, fail, message_to_json, print_json
 from segue.client.errors import SegueError
 from segue.files import write_atomically
@@ -153,7 +153,7 @@ def write_mix(mix: ContinuousMix, out: Path, plot: str | None = None) -> list[Pa
     """
     fmt = _format(out)
     cue, sheet = out.with_suffix(".cue"), out.with_suffix(".json")
-    write_atomically(out, encode(np.ascontiguousarray(mix.audio.T), mix.rate_hz, fmt))
+    write_atomically(out, encode_planar(mix.audio, mix.rate_hz, fmt))
     write_atomically(cue, mix.cue_sheet(out.name, out.stem).encode())
     write_atomically(sheet, (mix.to_json_text() + "\n").encode())
     written = [out, cue, sheet]
@@ -261,7 +261,7 @@ def render_playlist(
     found = dict(analyses or {})
     found.update(load_analyses(args.analyses, [s.song_id for s in plan.steps]))
     tracks = tracks_from_plan(plan, RATE, found)
-    return render_continuous_mix(tracks, playlist_style(args), params)
+    return render_continuous_mix(tracks, playlist_style(args), params, consume=True)
 
 
 def load_analyses(folder: Path | None, song_ids: list[str]) -> dict[str, common_pb2.SongAnalysis]:
@@ -387,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         config.outgoing.cue_s, config.incoming.cue_s = args.cue_out, args.cue_in
         if args.local:
             audio, report = render_local(a, b, config, args.plot)
-            write_atomically(out, encode(np.ascontiguousarray(audio.T), RATE, fmt))
+            write_atomically(out, encode_planar(audio, RATE, fmt))
         else:
             from segue.client.mixer import Excerpt, MixerClient
 

@@ -435,6 +435,18 @@ class _Song:
         return self.track.title or self.track.song_id
 
 
+_NO_AUDIO = np.zeros((2, 0), np.float32)  # in what is kept once its audio has been written
+
+
+def _played(song: _Song, tracks: Sequence[MixTrack], i: int) -> _Song:
+    """`song` (tracks[i]) without its audio, in `tracks` too, once it has been played."""
+    if not isinstance(tracks, list):
+        raise TypeError("consume=True needs the tracks as a list")
+    track = replace(song.track, audio=np.zeros((song.track.audio.shape[0], 0), np.float32))
+    tracks[i] = track
+    return replace(song, track=track)
+
+
 @dataclass(frozen=True)
 class _Joined:
     """A transition mixed and joined to the untouched incoming song."""
@@ -477,15 +489,28 @@ class _Timeline:
         return start
 
     def audio(self) -> FloatArray:
-        if not self.pieces:
-            return np.zeros((2, 0), np.float32)
-        return np.concatenate(self.pieces, axis=1)
+        """The written audio as one array. The pieces are let go one by one as they are
+        copied in, so a long mix is never held twice."""
+        channels = self.pieces[0].shape[0] if self.pieces else 2
+        out = np.empty((channels, self.written), np.float32)
+        at = 0
+        self.pieces.reverse()
+        while self.pieces:
+            piece = self.pieces.pop()
+            out[:, at : at + piece.shape[1]] = piece
+            at += piece.shape[1]
+            del piece
+        return out
 
 
 def render_continuous_mix(
-    tracks: Sequence[MixTrack], style: Style, params: Params
+    tracks: Sequence[MixTrack], style: Style, params: Params, *, consume: bool = False
 ) -> ContinuousMix:
     """Renders the songs into one continuous mix with a transition at every cue.
+
+    With `consume`, `tracks` (a list) gives up each song's audio once the song has been
+    played, replacing it by a copy without audio: a long mix then holds its own audio and
+    the songs still to come, never every song twice over.
 
     Raises MixInputError naming the transition when two songs cannot be mixed (tempo beyond
     the stretch limit, or too little audio for even a 1-bar transition).
@@ -506,23 +531,36 @@ def render_continuous_mix(
     clocks: list[list[tuple[F64, F64]]] = [[] for _ in songs]
     cursor = songs[0].lo  # next unplayed sample of the current song
     for i in range(len(songs) - 1):
-        a, b = songs[i], songs[i + 1]
-        joined = _transition(a, b, i + 1, cursor, style, params)
-        a_origin = cursor + round(joined.plan.overlap.a_origin_s * rate)
-        body = timeline.add(a.track.audio[:, cursor:a_origin] * np.float32(a.level), {i: None})
-        gains = {i: joined.mixed.gain_outgoing, i + 1: joined.mixed.gain_incoming}
-        start = timeline.add(joined.audio, gains)
-        placed.append(_Placed(i + 1, start, joined))
-        # A plays untouched through its body and the transition; B along the time map.
-        clocks[i].append(_untouched(body, cursor, a_origin - cursor + joined.plan.n_out, rate))
-        clocks[i + 1].append(_stretched(start, b.lo, joined.plan))
+        joined = _transition(songs[i], songs[i + 1], i + 1, cursor, style, params)
+        placed.append(_play(songs[i], songs[i + 1], i, cursor, joined, timeline, clocks))
         cursor = joined.resume
-    last = songs[-1]
+        if consume:
+            songs[i] = _played(songs[i], tracks, i)
+    last = len(songs) - 1
     body = timeline.add(
-        last.track.audio[:, cursor : last.hi] * np.float32(last.level), {len(songs) - 1: None}
+        songs[last].track.audio[:, cursor : songs[last].hi] * np.float32(songs[last].level),
+        {last: None},
     )
-    clocks[-1].append(_untouched(body, cursor, last.hi - cursor, rate))
+    clocks[last].append(_untouched(body, cursor, songs[last].hi - cursor, rate))
+    if consume:
+        songs[last] = _played(songs[last], tracks, last)
     return _finished(songs, timeline, placed, params, started, clocks)
+
+
+def _play(a: _Song, b: _Song, i: int, cursor: int, joined: _Joined, timeline: _Timeline,
+          clocks: list[list[tuple[F64, F64]]]) -> _Placed:
+    """Writes song `i` (A) from `cursor` up to transition i+1, then the transition into B."""
+    rate = timeline.rate_hz
+    a_origin = cursor + round(joined.plan.overlap.a_origin_s * rate)
+    body = timeline.add(a.track.audio[:, cursor:a_origin] * np.float32(a.level), {i: None})
+    gains = {i: joined.mixed.gain_outgoing, i + 1: joined.mixed.gain_incoming}
+    start = timeline.add(joined.audio, gains)
+    # A plays untouched through its body and the transition; B along the time map.
+    clocks[i].append(_untouched(body, cursor, a_origin - cursor + joined.plan.n_out, rate))
+    clocks[i + 1].append(_stretched(start, b.lo, joined.plan))
+    # What the summary needs: the audio is in the timeline, B's excerpt no longer needed.
+    kept = replace(joined, audio=_NO_AUDIO, plan=replace(joined.plan, b_audio=_NO_AUDIO))
+    return _Placed(i + 1, start, kept)
 
 
 def _untouched(mix_at: int, song_at: int, frames: int, rate: int) -> tuple[F64, F64]:
@@ -648,10 +686,9 @@ def _transition(
     resume = b_end + offset
     ramp = np.linspace(0.0, 1.0, n_join, dtype=np.float32)
     original = b.track.audio[:, resume - n_join : resume] * np.float32(b.level)
-    audio = audio.copy()
-    audio[:, -n_join:] = audio[:, -n_join:] * (1.0 - ramp) + original * ramp
+    audio[:, -n_join:] = audio[:, -n_join:] * (1.0 - ramp) + original * ramp  # ours to change
     reason = plan.reason.with_bass_swap(mixed.bass_swap)
-    return _Joined(plan, mixed, reason, audio, offset, resume)
+    return _Joined(plan, replace(mixed, audio=_NO_AUDIO), reason, audio, offset, resume)
 
 
 def _finished(
@@ -664,7 +701,7 @@ def _finished(
 ) -> ContinuousMix:
     """The written mix limited, every transition measured in it, and every song's cue."""
     rate = params.rate_hz
-    limited = limit(timeline.audio(), rate, params.ceiling_dbtp)
+    limited = limit(timeline.audio(), rate, params.ceiling_dbtp, in_place=True)
     out = limited.audio
     transitions = [_summary(out, rate, p) for p in placed]
     cues = _cues(songs, placed, transitions, timeline.written / rate, rate)

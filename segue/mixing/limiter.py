@@ -114,15 +114,48 @@ def true_peak_dbtp(audio: FloatArray) -> float:
     return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
 
 
-def limit(audio: FloatArray, rate_hz: int, ceiling_dbtp: float = -1.0) -> Limited:
-    """The audio with no true peak above `ceiling_dbtp`, and its highest true peak."""
+def limit(audio: FloatArray, rate_hz: int, ceiling_dbtp: float = -1.0, *,
+          in_place: bool = False) -> Limited:
+    """The audio with no true peak above `ceiling_dbtp`, and its highest true peak.
+
+    Audio longer than a block is limited BLOCK_S at a time, each block with MARGIN_S of the
+    audio around it: a sample's gain depends on the audio within ~0.13 s per pass (4 passes at
+    most), so the result is the same as limiting it whole, with temporaries of one block's
+    size instead of several copies of a whole mix. `in_place` writes into float32 `audio`.
+    """
     ceiling = 10.0 ** ((ceiling_dbtp - SAFETY_DB) / 20.0)
-    out = audio.astype(np.float32, copy=True)
+    out = audio if in_place and audio.dtype == np.float32 else audio.astype(np.float32)
+    block, margin = int(BLOCK_S * rate_hz), int(MARGIN_S * rate_hz)
+    frames = out.shape[1]
+    if frames <= block + margin:
+        out, peaks, exact = _limited(out, rate_hz, ceiling)
+        return Limited(out, _dbtp(_highest(out, peaks, exact)))
+    peak = 0.0
+    carry = out[:, :0].copy()  # the unlimited audio just before the block
+    for start in range(0, frames, block):
+        end = min(frames, start + block)
+        context = np.concatenate([carry, out[:, start : min(frames, end + margin)]], axis=1)
+        limited, _, _ = _limited(context, rate_hz, ceiling)
+        kept = slice(carry.shape[1], carry.shape[1] + end - start)
+        peak = max(peak, _kept_peak(limited, kept))
+        carry = out[:, max(start, end - margin) : end].copy()
+        out[:, start:end] = limited[:, kept]
+    return Limited(out, _dbtp(peak))
+
+
+BLOCK_S = 20.0
+MARGIN_S = 1.0
+
+
+def _limited(out: FloatArray, rate_hz: int, ceiling: float
+             ) -> tuple[FloatArray, F64, npt.NDArray[np.int64]]:
+    """`out` limited in place to `ceiling` (linear), with its per-sample true peaks and the
+    samples where they were interpolated (see _true_peaks)."""
     hold = max(1, int(LOOKAHEAD_S * rate_hz))
     release = max(1, int(RELEASE_S * rate_hz))
     peaks, exact = _true_peaks(out, ceiling)
     for _ in range(4):  # a further pass catches the rare overshoot of the smoothed gain
-        if peaks.max() <= ceiling:
+        if peaks.max(initial=0.0) <= ceiling:
             break
         reduction = 1.0 - np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
         # Hold over lookahead + release, then average over the release: never below needs.
@@ -133,5 +166,19 @@ def limit(audio: FloatArray, rate_hz: int, ceiling_dbtp: float = -1.0) -> Limite
         )
         out *= (1.0 - smooth).astype(np.float32)
         peaks, exact = _true_peaks(out, ceiling)
-    peak = _highest(out, peaks, exact)
-    return Limited(out, 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf"))
+    return out, peaks, exact
+
+
+def _kept_peak(limited: FloatArray, kept: slice) -> float:
+    """The highest true peak of the samples in `kept`, read with their neighbours around."""
+    lo, hi = max(0, kept.start - _HALF), min(limited.shape[1], kept.stop + _HALF)
+    region = limited[:, lo:hi]
+    if limited[:, kept].size == 0:
+        return 0.0
+    # Samples whose true peak cannot beat the kept samples' largest are left uninterpolated.
+    peaks = true_peak(region, floor=float(np.abs(limited[:, kept]).max()))
+    return float(peaks[kept.start - lo : kept.stop - lo].max(initial=0.0))
+
+
+def _dbtp(peak: float) -> float:
+    return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")

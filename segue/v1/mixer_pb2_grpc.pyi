@@ -41,8 +41,10 @@ class MixerStub:
     sent it (without beats, the beats are estimated from the audio as for a client's).
 
     Limits on what a request may carry (each refusal names the field):
-    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 900 s)
-      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES; this holds before the audio takes
+    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 600 s)
+      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES (default 192 MiB); a RenderMix sends at
+      most SEGUE_MIXER_MAX_MIX_S (default 1500 s) and SEGUE_MIXER_MAX_MIX_BYTES (default
+      384 MiB) in all, so that one request stays under 1 GiB of memory; this holds before the audio takes
       memory: raw PCM is refused as its bytes run past the seconds, encoded audio whose header
       declares more is refused undecoded, and encoded audio is decoded only up to the limit
       (headers lie). Samples (raw float PCM, or decoded) must be finite and within +-64 (full
@@ -137,8 +139,10 @@ class MixerAsyncStub(MixerStub):
     sent it (without beats, the beats are estimated from the audio as for a client's).
 
     Limits on what a request may carry (each refusal names the field):
-    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 900 s)
-      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES; this holds before the audio takes
+    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 600 s)
+      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES (default 192 MiB); a RenderMix sends at
+      most SEGUE_MIXER_MAX_MIX_S (default 1500 s) and SEGUE_MIXER_MAX_MIX_BYTES (default
+      384 MiB) in all, so that one request stays under 1 GiB of memory; this holds before the audio takes
       memory: raw PCM is refused as its bytes run past the seconds, encoded audio whose header
       declares more is refused undecoded, and encoded audio is decoded only up to the limit
       (headers lie). Samples (raw float PCM, or decoded) must be finite and within +-64 (full
@@ -229,8 +233,10 @@ class MixerServicer(metaclass=_abc_1.ABCMeta):
     sent it (without beats, the beats are estimated from the audio as for a client's).
 
     Limits on what a request may carry (each refusal names the field):
-    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 900 s)
-      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES; this holds before the audio takes
+    - Audio: an excerpt (or mix song) lasts at most SEGUE_MIXER_MAX_EXCERPT_S (default 600 s)
+      and holds at most SEGUE_MIXER_MAX_EXCERPT_BYTES (default 192 MiB); a RenderMix sends at
+      most SEGUE_MIXER_MAX_MIX_S (default 1500 s) and SEGUE_MIXER_MAX_MIX_BYTES (default
+      384 MiB) in all, so that one request stays under 1 GiB of memory; this holds before the audio takes
       memory: raw PCM is refused as its bytes run past the seconds, encoded audio whose header
       declares more is refused undecoded, and encoded audio is decoded only up to the limit
       (headers lie). Samples (raw float PCM, or decoded) must be finite and within +-64 (full

@@ -9,6 +9,7 @@ import grpc
 
 from segue.config import ServerConfig, describe
 from segue.log import configure_logging
+from segue.native_memory import return_large_buffers
 from segue.server import serve_forever
 from segue.v1 import mixer_pb2, mixer_pb2_grpc
 
@@ -30,6 +31,7 @@ async def main() -> None:
     server_config = ServerConfig.from_env("mixer", DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT)
     configure_logging(server_config.log_level, server_config.log_format)
     mixer_config = MixerConfig.from_env()
+    return_large_buffers()  # a render's peak is not kept resident after it
     servicer = MixerServicer(mixer_config)
     await serve_forever(
         server_config,

@@ -17,17 +17,21 @@ class MixerConfig:
 
     Environment:
         SEGUE_MIXER_MAX_EXCERPT_BYTES: largest excerpt (or mix song) accepted, each
-            (default 256 MiB; >= 1).
-        SEGUE_MIXER_MAX_EXCERPT_S: longest excerpt (or mix song) accepted, each (default 900 s;
+            (default 192 MiB; >= 1).
+        SEGUE_MIXER_MAX_EXCERPT_S: longest excerpt (or mix song) accepted, each (default 600 s;
             above 0). Enforced before the audio takes memory: raw PCM is refused as its bytes
             run past it, encoded audio whose header declares more is refused undecoded, and
             encoded audio is decoded only up to it (headers lie), so an excerpt never holds
-            more than this many seconds of decoded audio (about 318 MB at 44.1 kHz stereo).
+            more than this many seconds of decoded audio (about 202 MiB at 44.1 kHz stereo).
         SEGUE_MIXER_MAX_MIX_SONGS: most songs in one RenderMix (default 200; >= 2).
         SEGUE_MIXER_MAX_MIX_BYTES: most audio bytes one RenderMix may send, all songs together
-            (default 1 GiB; >= 1).
+            (default 384 MiB; >= 1).
         SEGUE_MIXER_MAX_MIX_S: most seconds of audio one RenderMix may send once decoded, all
-            songs together (default 7200 s: about 2.5 GB of decoded audio at 44.1 kHz; above 0).
+            songs together (default 1500 s; above 0).
+        The defaults keep one request under 1 GiB (bench/bench_request_memory.py), so that
+        SEGUE_MIXER_MAX_CONCURRENT renders fit the deployment's 3 GiB: a RenderMix costs about
+        0.5 MiB per second of mix at 44.1 kHz (1.8 GiB an hour) plus ~0.1 GiB for its
+        transitions. Raise them for longer sets together with the memory limit.
         SEGUE_MIXER_MAX_CONCURRENT: renders run at once (default 2; >= 1); up to 8x as many
             wait in line, and only more than that get RESOURCE_EXHAUSTED.
         SEGUE_MIXER_WORKERS: threads that render (default 2; >= 1; renders are CPU bound).
@@ -57,11 +61,11 @@ class MixerConfig:
             checked (default 30 s; >= 0, at most SEGUE_MIXER_MAX_UPLOAD_S).
     """
 
-    max_excerpt_bytes: int = 256 * 1024 * 1024
-    max_excerpt_s: float = 900.0
+    max_excerpt_bytes: int = 192 * 1024 * 1024
+    max_excerpt_s: float = 600.0
     max_mix_songs: int = 200
-    max_mix_bytes: int = 1024 * 1024 * 1024
-    max_mix_s: float = 7200.0
+    max_mix_bytes: int = 384 * 1024 * 1024
+    max_mix_s: float = 1500.0
     max_concurrent: int = 2
     workers: int = 2
     output_chunk_bytes: int = 256 * 1024

@@ -27,7 +27,7 @@ import grpc
 import numpy as np
 import structlog
 
-from segue.audio import encode
+from segue.audio import encode_planar
 from segue.log import get_logger
 from segue.metrics import MIXER_RENDER_TIME_RATIO, MIXER_RENDERED_AUDIO_SECONDS
 from segue.mixing.continuous_mix import ContinuousMix, MixTrack, render_continuous_mix
@@ -394,15 +394,17 @@ def render_transition_job(
     job = intake.job
     rate, max_s = job.params.rate_hz, mixer.max_excerpt_s
     a = decode_excerpt(intake.buffers[mixer_pb2.SIDE_OUTGOING], rate, max_s)
+    intake.buffers[mixer_pb2.SIDE_OUTGOING].parts.clear()  # the bytes are decoded: let go
     a = with_analysis(a, stored.get("outgoing.song_id"))
     b = decode_excerpt(intake.buffers[mixer_pb2.SIDE_INCOMING], rate, max_s)
+    intake.buffers[mixer_pb2.SIDE_INCOMING].parts.clear()
     b = with_analysis(b, stored.get("incoming.song_id"))
     if job.mashup:
         rendered = render_mashup(a, b, job.config, job.params)
     else:
         rendered = render_transition(a, b, Style.from_proto(job.config.style), job.params)
     del a, b
-    encoded = encode(np.ascontiguousarray(rendered.audio.T), rate, job.fmt)
+    encoded = encode_planar(rendered.audio, rate, job.fmt)
     MIXER_RENDER_TIME_RATIO.observe(
         (time.perf_counter() - started) / max(rendered.report.duration_s, 1e-9)
     )
@@ -502,9 +504,9 @@ def render_mix_job(
     started = time.perf_counter()
     job = intake.job
     tracks = decode_songs(intake, stored, mixer)
-    mix = render_continuous_mix(tracks, job.style, job.params)
-    del tracks  # the decoded songs: the mix holds its own audio
-    encoded = encode(np.ascontiguousarray(mix.audio.T), mix.rate_hz, job.fmt)
+    mix = render_continuous_mix(tracks, job.style, job.params, consume=True)
+    del tracks  # the songs' audio was let go as each was played
+    encoded = encode_planar(mix.audio, mix.rate_hz, job.fmt)
     MIXER_RENDER_TIME_RATIO.observe((time.perf_counter() - started) / max(mix.duration_s, 1e-9))
     return RenderedMix(
         mix, job.fmt, encoded, mix.cue_sheet(job.file_name, job.title), mix.to_json_text()
