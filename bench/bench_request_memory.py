@@ -14,7 +14,8 @@ idle process, the worst of `--repeats` runs (allocation varies from run to run).
   the largest accepted), and of half that, for the cost per second of mix.
 
 The audio is the bundled real tracks, looped by ffmpeg to length and sent as Opus (a small
-upload, as a client would send) unless said otherwise. Target: each request's peak < 1 GB (1024 MiB) above idle.
+upload, as a client would send) unless said otherwise. Target: each request's peak < 1 GB
+(1024 MiB) above idle.
 """
 
 from __future__ import annotations

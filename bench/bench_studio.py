@@ -45,6 +45,8 @@ from segue.music import bundled_tracks_dir  # noqa: E402
 TARGET_P99_MS = 200.0
 TARGET_CLIP_FIRST_BYTE_MS = 300.0
 TARGET_INTERACTIVE_MS = 1000.0
+FIRST_CLIP = "GET clip (first: cut unless cached)"
+CACHED_CLIP = "GET clip (play: range, cached)"
 
 
 @dataclass
@@ -96,8 +98,11 @@ class Annotator:
             return False
         body = {"item_id": item.group(1)}
         headers = {"x-csrf-token": csrf.group(1)}
-        for slot in range(3):
-            await self.call("GET clip", "GET", f"/study/audio/{item.group(1)}/{slot}", {200})
+        for slot in range(3):  # the page preloads each clip (cut by ffmpeg unless cached) ...
+            await self.call(FIRST_CLIP, "GET", f"/study/audio/{item.group(1)}/{slot}", {200})
+        for slot in range(3):  # ... and play asks for it again (a range, from the cache)
+            await self.call(CACHED_CLIP, "GET", f"/study/audio/{item.group(1)}/{slot}", {206},
+                            headers={"range": "bytes=0-"})
         for slot in range(3):
             await asyncio.sleep(self.clip_s)  # listening, one clip after another
             await self.call("POST played", "POST", "/study/played", {200}, headers=headers,
@@ -203,7 +208,7 @@ def summary(timings: Timings) -> list[list[object]]:
 
 def verdicts(timings: Timings, interactive: float | None) -> list[tuple[str, bool]]:
     every = np.concatenate([np.asarray(v) for k, v in timings.ms.items() if "floor" not in k])
-    clip = np.asarray(timings.ms["GET clip"])
+    clip = np.asarray(timings.ms[CACHED_CLIP])
     out = [(f"p99 over every annotator request {np.percentile(every, 99):.1f} ms < "
             f"{TARGET_P99_MS:.0f} ms", bool(np.percentile(every, 99) < TARGET_P99_MS)),
            (f"clip from the cache, p99 {np.percentile(clip, 99):.1f} ms < "

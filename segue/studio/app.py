@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +59,14 @@ async def not_found(request: Request, exc: Exception) -> Response:
 def create_app(studio: Studio) -> Instrumented:
     """The ASGI app: bounded bodies inside, security headers and metrics outside."""
     table = routes(studio)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        studio.flow.prefetcher.close()  # queued cuts are not waited for
+
     app = Starlette(routes=table, exception_handlers={Refusal: refusal_handler,
-                                                      404: not_found})
+                                                      404: not_found}, lifespan=lifespan)
     app.state.studio = studio
     return Instrumented(BodyLimit(app, studio.config.max_body_bytes), table)
 

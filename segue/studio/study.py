@@ -18,7 +18,8 @@ from segue.studio.clips import ClipCache
 from segue.studio.config import StudioConfig
 from segue.studio.http import Refusal
 from segue.studio.library import StudioLibrary
-from segue.studio.model import Answer, Item, StudySession, Triplet
+from segue.studio.model import Answer, Clip, Item, StudySession, Triplet
+from segue.studio.prefetch import ClipPrefetcher
 from segue.studio.store import AlreadyExistsError, StudioStore
 from segue.studio.web_forms import now_utc
 
@@ -26,6 +27,8 @@ from segue.studio.web_forms import now_utc
 # heard so far, one after another (the page plays one clip at a time, without seeking).
 PLAY_TIME_SHARE = 0.9
 PLANS_KEPT = 1024
+# Pages whose clips are cut ahead when a page is served: this one and the next two.
+PREFETCH_PAGES = 3
 
 
 class StudyFlow:
@@ -40,20 +43,32 @@ class StudyFlow:
         self.clock = clock
         self._plans: OrderedDict[str, list[PlannedPage]] = OrderedDict()
         self._lock = threading.Lock()
+        self.prefetcher = ClipPrefetcher(self._cut)
 
     # ---- pages ----------------------------------------------------------------------------
     def current(self, session: StudySession) -> Item | None:
-        """The page to answer now, made when first asked for; None once all are answered."""
+        """The page to answer now, made when first asked for; None once all are answered.
+        The clips of this page and the next ones start being cut in the background."""
         items = self.store.items(session.id)
         if items and self.store.answer(items[-1].id) is None:
             return items[-1]
         if len(items) >= session.length:
             return None
+        self.prefetch(session, len(items))
         triplet = self._triplet_at(session, len(items), items)
         try:
             return self.store.add_item(session.id, len(items), triplet, self.clock())
         except AlreadyExistsError:  # a second tab made it first
             return self.store.items(session.id)[len(items)]
+
+    def prefetch(self, session: StudySession, position: int) -> None:
+        """Queues the clips of pages `position` to `position + PREFETCH_PAGES - 1` for cutting
+        (a repeated page's clips are its original's, cut already)."""
+        pages = self.plan(session)[position : position + PREFETCH_PAGES]
+        self.prefetcher.ahead(c for p in pages if isinstance(p, Triplet) for c in p.clips)
+
+    def _cut(self, clip: Clip) -> Path:
+        return self.clips.path(clip, self.library.file(clip.song_id))
 
     def _triplet_at(self, session: StudySession, position: int, items: list[Item]) -> Triplet:
         page = self.plan(session)[position]
@@ -87,8 +102,7 @@ class StudyFlow:
 
     def clip_file(self, session: StudySession, item_id: str, slot: int) -> Path:
         """The encoded clip `slot` of one of the session's pages."""
-        clip = self.own_item(session, item_id).triplet.clips[slot]
-        return self.clips.path(clip, self.library.file(clip.song_id))
+        return self._cut(self.own_item(session, item_id).triplet.clips[slot])
 
     # ---- plays and answers ----------------------------------------------------------------
     def played(self, session: StudySession, item_id: str, slot: int, listened_s: float) -> None:

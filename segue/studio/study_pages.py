@@ -87,6 +87,7 @@ class StudyPages:
                 self.store.join, digest(invite), self.studio.config.session_length, now_utc())
         except InviteRefusedError as e:
             return self._invite_refused(request, e.reason)
+        await run_in_threadpool(self.flow.prefetch, session, 0)  # cut while the page loads
         response = RedirectResponse("/study", status_code=303)
         sign_in(response, self.store, "annotator", session.annotator_id,
                 self.studio.config.login_hours)
