@@ -4,13 +4,13 @@ headers, metrics, and audio files served with range requests."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Match
 
 from segue.metrics import STUDIO_REQUEST_DURATION, STUDIO_REQUESTS
@@ -52,23 +52,40 @@ async def refusal_handler(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
-def audio_response(request: Request, path: Path, media_type: str = "audio/ogg") -> Response:
-    """The file, whole (200) or the asked byte range (206); 416 for an unsatisfiable range.
+# Bytes read from an audio file at a time: clips are a few hundred KiB, but mixes run to
+# hundreds of MiB and browsers ask for them whole ("bytes=0-").
+CHUNK_BYTES = 256 * 1024
 
-    Clips are at most a few hundred KiB, so one read per request is bounded.
-    """
+
+def file_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """`length` bytes of the file from `start`, CHUNK_BYTES at a time."""
+    with path.open("rb") as f:
+        f.seek(start)
+        while length > 0:
+            data = f.read(min(CHUNK_BYTES, length))
+            if not data:
+                return
+            length -= len(data)
+            yield data
+
+
+def audio_response(request: Request, path: Path, media_type: str = "audio/ogg") -> Response:
+    """The file whole (200) or the asked byte range (206), streamed; 416 for a range it
+    cannot serve exactly."""
     size = path.stat().st_size
     headers = {"accept-ranges": "bytes", "cache-control": "private, max-age=3600"}
     try:
         byte_range = parse_range(request.headers.get("range"), size)
     except RangeNotSatisfiable:
         return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
-    data = path.read_bytes()
     if byte_range is None:
-        return Response(data, media_type=media_type, headers=headers)
-    start, end = byte_range.start, byte_range.end  # inclusive end
-    headers["content-range"] = f"bytes {start}-{end}/{size}"
-    return Response(data[start:end + 1], 206, media_type=media_type, headers=headers)
+        headers["content-length"] = str(size)
+        return StreamingResponse(file_chunks(path, 0, size), media_type=media_type,
+                                 headers=headers)
+    headers["content-range"] = byte_range.content_range(size)
+    headers["content-length"] = str(byte_range.length)
+    return StreamingResponse(file_chunks(path, byte_range.start, byte_range.length), 206,
+                             media_type=media_type, headers=headers)
 
 
 class BodyLimit:

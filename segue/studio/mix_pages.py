@@ -14,18 +14,16 @@ is a 409 naming "seam_index"; the listening test's results page summarises them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from segue.studio.http import Refusal
+from segue.studio.http import Refusal, audio_response
 from segue.studio.listening import rate_seam
 from segue.studio.mixes import MixError, MixLibrary, MixView
-from segue.studio.ranges import RangeNotSatisfiable, parse_range
 from segue.studio.store import Login
 from segue.studio.web_forms import (
     admin_or_sign_in,
@@ -36,45 +34,8 @@ from segue.studio.web_forms import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from segue.studio.app import Studio
-
-# Bytes read from a mix file at a time: mixes run to hundreds of MiB, and browsers ask them
-# whole ("bytes=0-"), so a response streams its range instead of holding it.
-CHUNK_BYTES = 256 * 1024
-
-
-def file_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
-    """`length` bytes of the file from `start`, CHUNK_BYTES at a time."""
-    with path.open("rb") as f:
-        f.seek(start)
-        while length > 0:
-            data = f.read(min(CHUNK_BYTES, length))
-            if not data:
-                return
-            length -= len(data)
-            yield data
-
-
-def mix_audio_response(request: Request, path: Path, media_type: str) -> Response:
-    """The file whole (200) or the asked byte range (206), streamed; 416 for a range it
-    cannot serve exactly (http.audio_response's rules, without reading the whole file)."""
-    size = path.stat().st_size
-    headers = {"accept-ranges": "bytes", "cache-control": "private, max-age=3600"}
-    try:
-        byte_range = parse_range(request.headers.get("range"), size)
-    except RangeNotSatisfiable:
-        return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
-    if byte_range is None:
-        headers["content-length"] = str(size)
-        return StreamingResponse(file_chunks(path, 0, size), media_type=media_type,
-                                 headers=headers)
-    headers["content-range"] = byte_range.content_range(size)
-    headers["content-length"] = str(byte_range.length)
-    return StreamingResponse(file_chunks(path, byte_range.start, byte_range.length), 206,
-                             media_type=media_type, headers=headers)
-
 
 class MixPages:
     def __init__(self, studio: Studio) -> None:
@@ -132,7 +93,7 @@ class MixPages:
     async def audio(self, request: Request) -> Response:
         self._login(request)
         view = await self._mix(request)
-        return mix_audio_response(request, view.audio, view.media_type)
+        return audio_response(request, view.audio, view.media_type)
 
     async def rate(self, request: Request) -> Response:
         login = self._login(request)
@@ -158,4 +119,4 @@ def routes(studio: Studio) -> list[Route]:
     ]
 
 
-__all__ = ["MixPages", "file_chunks", "mix_audio_response", "routes"]
+__all__ = ["MixPages", "routes"]
