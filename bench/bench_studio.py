@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_studio.py                    # 50 annotators, 3 sets each
     .venv/bin/python bench/bench_studio.py --annotators 10 --sets 1      # a smoke run
 
-A real matcher holds the bundled tracks (indexed with `segue index --local`), and the Studio
+A real matcher holds the library (indexed with `segue index --local`): the bundled tracks plus
+the fetched training corpus (data/audio, `make data`) when it is there. The Studio
 runs as its own process (`segue studio serve`, SQLite). Each simulated annotator is a bounded
 async HTTP client that does what the page does: join through an invite (consent form), load
 the set, fetch its three clips, report each clip played after the clip's length, and answer.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -42,6 +44,7 @@ from devkit.localstack import free_port, running_stack  # noqa: E402
 from segue.cli import main as segue_cli  # noqa: E402
 from segue.music import bundled_tracks_dir  # noqa: E402
 
+CORPUS = REPO / "data" / "audio"
 TARGET_P99_MS = 200.0
 TARGET_CLIP_FIRST_BYTE_MS = 300.0
 TARGET_INTERACTIVE_MS = 1000.0
@@ -173,7 +176,8 @@ def start_studio(workdir: Path, matcher: str, args: argparse.Namespace) -> tuple
     port = free_port()
     env = {**os.environ, "SEGUE_STUDIO_DATA_DIR": str(workdir), "SEGUE_STUDIO_SHORT_CLIPS": "1",
            "SEGUE_STUDIO_CLIP_S": str(args.clip_s), "SEGUE_STUDIO_METRICS_PORT": "0",
-           "SEGUE_STUDIO_ADMIN_PASSWORD_FILE": str(password), "SEGUE_LOG_LEVEL": "warning"}
+           "SEGUE_STUDIO_ADMIN_PASSWORD_FILE": str(password), "SEGUE_LOG_LEVEL": "warning",
+           "SEGUE_STUDIO_WARM_CLIPS": "0" if args.cold else str(args.warm_clips)}
     log = (workdir / "studio.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "segue.cli", "studio", "serve",
                              "--matcher", matcher, "--port", str(port)],
@@ -187,6 +191,18 @@ def start_studio(workdir: Path, matcher: str, args: argparse.Namespace) -> tuple
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"the Studio did not start; see {workdir / 'studio.log'}")
+
+
+def wait_for_warm_clips(base: str, limit_s: float = 900.0) -> dict[str, Any]:
+    """Waits until the Studio has cut its library's clip grid ahead (/healthz says so), as an
+    operator would before sending invites; the warm-up's figures and seconds taken."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        warm: dict[str, Any] = httpx.get(f"{base}/healthz", timeout=5).json()["clips_warm"]
+        if warm["finished"]:
+            return {**warm, "seconds": time.perf_counter() - started}
+        time.sleep(0.5)
+    raise RuntimeError(f"the clip warm-up did not finish in {limit_s:g} s")
 
 
 def invite(workdir: Path, uses: int) -> str:
@@ -222,17 +238,27 @@ def verdicts(timings: Timings, interactive: float | None) -> list[tuple[str, boo
     return out
 
 
+def warm_line(warm: dict[str, Any] | None) -> str:
+    if warm is None:
+        return ("Cold start (--cold): no clip was cut ahead; every page's clips are cut when "
+                "its annotator arrives.")
+    return (f"Before the invites went out, the Studio cut its library's clip grid ahead: "
+            f"{warm['done']} clips ({warm['failed']} failed) in {warm['seconds']:.0f} s; "
+            "pages then find their clips in the cache.")
+
+
 def write(args: argparse.Namespace, run: rep.RunInfo, timings: Timings, elapsed: float,
-          interactive: float | None) -> None:
+          interactive: float | None, warm: dict[str, Any] | None, songs: int) -> None:
     checks = verdicts(timings, interactive)
     requests = sum(len(v) for v in timings.ms.values())
     lines = [
         *rep.header(f"Segue Studio, {args.annotators} concurrent annotators", run, [
             "", f"{args.annotators} annotators, {args.sets} sets each, clips of {args.clip_s:g} s "
             f"(shortened: about {36 / (3 * args.clip_s):.0f}x the request rate of 12 s clips), "
-            f"arriving over {args.ramp_s:g} s; {requests} requests in {elapsed:.0f} s "
+            f"arriving over {args.ramp_s:g} s, over a library of {songs} songs; "
+            f"{requests} requests in {elapsed:.0f} s "
             f"({requests / elapsed:.0f}/s). Studio (uvicorn, SQLite), matcher and load "
-            "generator share the machine's cores."]),
+            "generator share the machine's cores.", "", warm_line(warm)]),
         "Acceptance: " + ("PASSED" if all(ok for _, ok in checks) else "FAILED"),
         *(f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks), "",
         *rep.table(["request", "count", "median ms", "p95 ms", "p99 ms", "max ms"],
@@ -241,7 +267,7 @@ def write(args: argparse.Namespace, run: rep.RunInfo, timings: Timings, elapsed:
     if timings.failures:
         lines += ["", "Failures: " + ", ".join(f"{k} ×{v}" for k, v in timings.failures.items())]
     data = {"run": run.as_dict(), "args": vars(args) | {"out": str(args.out)},
-            "elapsed_s": elapsed, "interactive_ms": interactive,
+            "elapsed_s": elapsed, "interactive_ms": interactive, "warm": warm, "songs": songs,
             "ms": {k: v for k, v in timings.ms.items()}, "failures": dict(timings.failures),
             "checks": [{"check": t, "ok": ok} for t, ok in checks]}
     md, _ = rep.write_results(rep.results_stem(args.out, "studio", run.date), "\n".join(lines),
@@ -256,21 +282,37 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=3)
     parser.add_argument("--clip-s", type=float, default=2.0)
     parser.add_argument("--ramp-s", type=float, default=5.0)
+    parser.add_argument("--library", type=Path, action="append",
+                        help="a folder of music for the matcher (repeatable; default: the "
+                        "bundled tracks, and data/audio when fetched)")
+    parser.add_argument("--warm-clips", type=int, default=2000,
+                        help="most clips the Studio cuts ahead before the invites go out")
+    parser.add_argument("--cold", action="store_true",
+                        help="no clip cut ahead: annotators arrive at a fresh Studio")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the working folder (database, clips, the Studio's log)")
     parser.add_argument("--date", help="the results file's date (default today)")
     parser.add_argument("--out", type=Path, default=rep.RESULTS)
     args = parser.parse_args()
+    args.library = args.library or [bundled_tracks_dir(), *([CORPUS] if CORPUS.is_dir() else [])]
     run = rep.capture_run(args.date)
-    with tempfile.TemporaryDirectory(prefix="segue-bench-studio-") as tmp:
+    folder = (contextlib.nullcontext(tempfile.mkdtemp(prefix="segue-bench-studio-"))
+              if args.keep else tempfile.TemporaryDirectory(prefix="segue-bench-studio-"))
+    with folder as tmp:
         work = Path(tmp)
+        print(f"working in {work}" + (" (kept)" if args.keep else ""), flush=True)
         with running_stack(work / "stack", services=("matcher",)) as stack:
             matcher = stack.grpc["matcher"]
-            segue_cli(["index", str(bundled_tracks_dir()), "--local", "--matcher", matcher,
-                       "--manifest", str(work / "index.json")])
+            for n, folder in enumerate(args.library):
+                segue_cli(["index", str(folder), "--local", "--matcher", matcher,
+                           "--manifest", str(work / f"index-{n}.json")])
             proc, base = start_studio(work, matcher, args)
             try:
+                warm = None if args.cold else wait_for_warm_clips(base)
                 token = invite(work, args.annotators + 1)
                 timings, elapsed = asyncio.run(load(base, token, args))
-                write(args, run, timings, elapsed, interactive_ms(base, token))
+                songs = int(httpx.get(f"{base}/healthz", timeout=5).json()["songs"])
+                write(args, run, timings, elapsed, interactive_ms(base, token), warm, songs)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)

@@ -118,6 +118,7 @@ class LiveStudio:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.studio.flow.prefetcher.close(wait_s=10)  # no cut outlives the test
         self.studio.store.close()
 
 

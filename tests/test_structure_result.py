@@ -42,3 +42,13 @@ def test_fill_analysis_replaces_earlier_structure() -> None:
 
 def test_downbeats_are_the_beats_in_position_one() -> None:
     assert _result().downbeat_times_s == (0.5,)
+
+
+def test_nothing_lands_past_the_songs_end() -> None:
+    # Found indexing real game music: a beat 0.1 s past the last sample, and a cue at the end
+    # rounded up by 0.00001 s, made the matcher refuse the whole song.
+    analysis = common_pb2.SongAnalysis(song_id="s", duration_s=1.74999)
+    fill_analysis(_result(), analysis)
+    assert [b.time_s for b in analysis.beats] == [0.5, 1.0, 1.5]
+    assert [(s.start_s, s.end_s) for s in analysis.sections] == [(0.0, 1.74999)]
+    assert [c.time_s for c in analysis.cue_points] == [0.5, 1.74999]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from segue.studio.model import Clip
-from segue.studio.prefetch import ClipPrefetcher
+from segue.studio.prefetch import NICENESS, ClipPrefetcher, WarmProgress
 
 CLIPS = [Clip(f"song-{i}", 1.0, 2.0) for i in range(5)]
 
@@ -49,3 +54,80 @@ def test_a_full_queue_skips_prefetching_and_a_failed_cut_is_let_go(tmp_path: Pat
     assert prefetcher.pending() == 0
     assert prefetcher.ahead(CLIPS[2:3]) == 1  # failures leave nothing stuck
     prefetcher.close()
+
+
+def wait_until(done: Callable[[], bool], limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_page_clips_are_cut_before_the_library_warm_up(tmp_path: Path) -> None:
+    order: list[Clip] = []
+    gate = threading.Event()
+
+    def cut(clip: Clip) -> Path:
+        gate.wait(5)
+        order.append(clip)
+        return tmp_path / clip.song_id
+
+    warm = [Clip(f"warm-{i}", 0.0, 2.0) for i in range(4)]
+    prefetcher = ClipPrefetcher(cut)
+    prefetcher.warm(warm)
+    time.sleep(0.05)  # the worker holds warm-0 at the gate
+    prefetcher.ahead(CLIPS[:2])
+    gate.set()
+    wait_until(lambda: prefetcher.progress().finished)
+    assert order == [warm[0], *CLIPS[:2], *warm[1:]]
+    assert prefetcher.progress() == WarmProgress(done=4, total=4, failed=0)
+    prefetcher.close()
+
+
+def test_warm_up_progress_counts_failed_clips_and_carries_on(tmp_path: Path) -> None:
+    def cut(clip: Clip) -> Path:
+        if clip.song_id == "song-1":
+            raise OSError("unreadable")
+        return tmp_path / clip.song_id
+
+    prefetcher = ClipPrefetcher(cut)
+    assert prefetcher.progress().finished  # nothing to warm: finished at once
+    prefetcher.warm(CLIPS)
+    wait_until(lambda: prefetcher.progress().finished)
+    assert prefetcher.progress() == WarmProgress(done=5, total=5, failed=1)
+    prefetcher.close()
+
+
+def test_close_drops_the_queued_warm_up(tmp_path: Path) -> None:
+    cut: list[Clip] = []
+    gate = threading.Event()
+
+    def slow_cut(clip: Clip) -> Path:
+        gate.wait(5)
+        cut.append(clip)
+        return tmp_path / clip.song_id
+
+    prefetcher = ClipPrefetcher(slow_cut)
+    prefetcher.warm(CLIPS)
+    time.sleep(0.05)
+    prefetcher.close()
+    gate.set()
+    time.sleep(0.1)
+    assert cut == CLIPS[:1]  # the cut under way finished; nothing else started
+    assert prefetcher.ahead(CLIPS) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: per-thread priority")
+def test_background_cuts_run_at_a_lower_cpu_priority_than_the_server(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def cut(clip: Clip) -> Path:  # a child process inherits the cutting thread's priority
+        out = subprocess.run(["sh", "-c", "cut -d' ' -f19 /proc/self/stat"],
+                             capture_output=True, text=True, check=True)
+        seen.append(int(out.stdout))
+        return tmp_path / clip.song_id
+
+    prefetcher = ClipPrefetcher(cut)
+    prefetcher.ahead(CLIPS[:1])
+    wait_until(lambda: prefetcher.pending() == 0)
+    prefetcher.close()
+    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)]

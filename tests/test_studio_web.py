@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -278,6 +279,29 @@ def test_a_whole_session_is_stored_and_finished(live: LiveStudio, clock: Clock) 
     assert {"gold", "repeat"} <= kinds
     sessions = live.studio.store.sessions_of(answers[0].annotator_id)
     assert sessions[0].finished_at is not None
+
+
+def test_a_warmed_library_serves_a_whole_session_without_cutting_a_clip(
+        tmp_path: Path, library: StudioLibrary, clock: Clock) -> None:
+    config = studio_config(tmp_path, clip_s=CLIP_S, clip_step_s=6.0)
+    with LiveStudio(make_studio(config, library, clock)) as live:
+        queued = live.studio.flow.warm_library()
+        for _ in range(600):
+            warm = httpx.get(f"{live.url}/healthz").json()["clips_warm"]
+            if warm["finished"]:
+                break
+            time.sleep(0.1)
+        assert warm == {"done": queued, "total": queued, "failed": 0, "finished": True}
+        cut_ahead = sorted(config.clip_cache_dir.glob("*.opus"))
+        assert len(cut_ahead) == queued >= 3 * len(library.songs)  # every song's grid
+        browser = joined(live)
+        for _ in range(15):
+            item, _ = browser.page()
+            for slot in range(3):
+                assert browser.request("GET", f"/study/audio/{item}/{slot}").status_code == 200
+            browser.play_all(clock, item)
+            browser.post_json("/study/answer", {"item_id": item, "pick": 0})
+        assert sorted(config.clip_cache_dir.glob("*.opus")) == cut_ahead  # all from the cache
 
 
 def test_exports_and_stats_need_the_admin_sign_in(live: LiveStudio) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,8 +98,12 @@ _CUE_KINDS = {"entry": common_pb2.CUE_KIND_ENTRY, "exit": common_pb2.CUE_KIND_EX
 def fill_analysis(result: StructureResult, analysis: common_pb2.SongAnalysis) -> None:
     """Writes tempo, beats, key, sections and cue points of `result` into `analysis`.
 
-    Earlier values of those fields are replaced; other fields are left alone.
+    Earlier values of those fields are replaced; other fields are left alone. Where
+    `analysis.duration_s` is set, nothing lands past it: the structure's frames may reach a
+    little beyond the last sample, and times are rounded, so later beats are dropped and
+    section ends and cue points are held at the song's end.
     """
+    end = analysis.duration_s if analysis.duration_s > 0 else math.inf
     analysis.tempo.bpm = result.tempo_bpm
     analysis.tempo.stability = result.tempo_stability
     analysis.tempo.confidence = result.tempo_confidence
@@ -106,6 +111,7 @@ def fill_analysis(result: StructureResult, analysis: common_pb2.SongAnalysis) ->
     analysis.beats.extend(
         common_pb2.Beat(time_s=t, position_in_bar=p)
         for t, p in zip(result.beat_times_s, result.beat_positions, strict=True)
+        if t <= end
     )
     key = result.key
     analysis.key.tonic_pitch_class = key.tonic_pitch_class
@@ -117,17 +123,21 @@ def fill_analysis(result: StructureResult, analysis: common_pb2.SongAnalysis) ->
     analysis.sections.extend(
         common_pb2.Section(
             start_s=s.start_s,
-            end_s=s.end_s,
+            end_s=min(s.end_s, end),
             letter=s.letter,
             function=_FUNCTIONS[s.function],
             confidence=s.confidence,
         )
         for s in result.sections
+        if s.start_s < end
     )
     del analysis.cue_points[:]
     analysis.cue_points.extend(
         common_pb2.CuePoint(
-            time_s=c.time_s, kind=_CUE_KINDS[c.kind], phrase_bars=c.phrase_bars, energy=c.energy
+            time_s=min(c.time_s, end),
+            kind=_CUE_KINDS[c.kind],
+            phrase_bars=c.phrase_bars,
+            energy=c.energy,
         )
         for c in result.cue_points
     )

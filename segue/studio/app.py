@@ -49,7 +49,13 @@ def routes(studio: Studio) -> list[BaseRoute]:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """Liveness, with the songs served and how far the clip warm-up is (clips handled of
+    those queued)."""
+    flow = request.app.state.studio.flow
+    warm = flow.prefetcher.progress()
+    return JSONResponse({"status": "ok", "songs": len(flow.library.songs), "clips_warm": {
+        "done": warm.done, "total": warm.total, "failed": warm.failed,
+        "finished": warm.finished}})
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

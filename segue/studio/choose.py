@@ -14,8 +14,9 @@ Item ids only exist once the store has the earlier page, so a repeat is planned 
 `PlannedRepeat` naming the earlier page's position; the caller stores the pages in order and
 turns each repeat into its triplet with `PlannedRepeat.resolve(item id of that position)`.
 
-Clip start times lie in the song's middle 80% (the first and last 10% skipped) where the song
-is long enough, else as near the middle as the clip allows; starts are whole milliseconds.
+Clip start times lie on the library's clip grid (`clip_grid`): multiples of one step inside
+the song's middle 80% (the first and last 10% skipped) where the song is long enough, else as
+near the middle as the clip allows; every session draws from the same finite set of clips.
 Every choice draws from the one `rng`: the same seed gives the same plans.
 """
 
@@ -28,13 +29,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from segue.studio.clip_grid import DEFAULT_STEP_S, ClipGrid, to_ms
 from segue.studio.model import Clip, Triplet, TripletKind
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
-# Share of a song skipped at each end where the song is long enough (intros, fade-outs).
-EDGE_FRACTION = 0.1
 # Candidate triples scored per session for its active pages (at least 4 per active page).
 ACTIVE_CANDIDATES = 512
 # A repeat comes at least this many pages after its original where the session allows.
@@ -136,11 +136,14 @@ class TripletChooser:
     of the RANDOM-or-ACTIVE pages chosen actively (all random where fewer than 3 playable
     songs have feel vectors). `gold_every`: one gold page per block of this many pages.
     `repeats`: pages shown twice per session, as many as fit (each needs its own original).
+    `step_s`: spacing of the clip grid, seconds; `starts_per_song`: most grid starts a song
+    offers (0: all).
     """
 
     def __init__(self, songs: Sequence[LibrarySong], *, clip_s: float, active_fraction: float,
                  gold_every: int, repeats: int, rng: np.random.Generator,
-                 active_candidates: int = ACTIVE_CANDIDATES) -> None:
+                 active_candidates: int = ACTIVE_CANDIDATES,
+                 step_s: float = DEFAULT_STEP_S, starts_per_song: int = 0) -> None:
         _check_settings(clip_s, active_fraction, gold_every, repeats, active_candidates)
         self.clip_s = clip_s
         self.active_fraction = active_fraction
@@ -149,9 +152,10 @@ class TripletChooser:
         self.active_candidates = active_candidates
         self._rng = rng
         self._clip_ms = math.ceil(clip_s * 1000.0 - 1e-6)
+        self._grid = ClipGrid.of(clip_s, step_s, starts_per_song)
         self._songs = _playable(songs, self._clip_ms)
         self._gold_songs = [i for i, s in enumerate(self._songs)
-                            if _ms(s.duration_s) >= 2 * self._clip_ms]
+                            if to_ms(s.duration_s) >= 2 * self._clip_ms]
         if not self._gold_songs:
             raise ValueError(f"gold pages need a song of at least {2 * clip_s:g} s (two "
                              f"clips of {clip_s:g} s); the library has none")
@@ -259,7 +263,7 @@ class TripletChooser:
         other = int(self._rng.integers(len(self._songs) - 1))
         other += other >= same  # any playable song but `same`
         song = self._songs[same]
-        first, second = self._two_starts_ms(_ms(song.duration_s))
+        first, second = self._grid.random_pair_ms(to_ms(song.duration_s), self._rng)
         clips = [Clip(song.song_id, first / 1000.0, self.clip_s),
                  Clip(song.song_id, second / 1000.0, self.clip_s),
                  self._clip(self._songs[other])]
@@ -278,17 +282,9 @@ class TripletChooser:
                        model_margin=triplet.model_margin)
 
     def _clip(self, song: LibrarySong) -> Clip:
-        """A clip of `song` starting at a random whole millisecond (see `_window_ms`)."""
-        low, high = _window_ms(_ms(song.duration_s), self._clip_ms)
-        start = low + int(self._rng.integers(high - low - self._clip_ms + 1))
+        """A clip of `song` starting at a random point of its grid."""
+        start = self._grid.random_start_ms(to_ms(song.duration_s), self._rng)
         return Clip(song.song_id, start / 1000.0, self.clip_s)
-
-    def _two_starts_ms(self, duration_ms: int) -> tuple[int, int]:
-        """Starts (ms) of two non-overlapping clips, uniform over such pairs in the window."""
-        low, high = _window_ms(duration_ms, 2 * self._clip_ms)
-        slack = high - low - 2 * self._clip_ms
-        a, b = sorted(int(x) for x in self._rng.integers(slack + 1, size=2))
-        return low + a, low + b + self._clip_ms
 
     def _distinct_triples(self, n: int, count: int) -> IntArray:
         """`count` rows of three distinct indices below `n` (>= 3), uniform, random order."""
@@ -324,7 +320,7 @@ def _playable(songs: Sequence[LibrarySong], clip_ms: int) -> list[LibrarySong]:
     if len(set(ids)) != len(ids):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"song ids must be unique; repeated: {', '.join(twice[:5])}")
-    playable = [s for s in songs if _ms(s.duration_s) >= clip_ms]
+    playable = [s for s in songs if to_ms(s.duration_s) >= clip_ms]
     if len(playable) < 3:
         raise ValueError(f"a triplet needs 3 songs of at least {clip_ms / 1000:g} s; the "
                          f"library has {len(playable)} of its {len(songs)} songs that long")
@@ -342,21 +338,8 @@ def _feel_matrix(songs: Sequence[LibrarySong]) -> FloatArray:
     return _unit_rows(np.stack(feels))
 
 
-def _ms(seconds: float) -> int:
-    """Whole milliseconds in `seconds`, rounded down."""
-    return math.floor(seconds * 1000.0 + 1e-6)
-
-
-def _window_ms(duration_ms: int, need_ms: int) -> tuple[int, int]:
-    """The part of a song (ms, start and end) clips are taken from: all but the first and
-    last EDGE_FRACTION, narrowed less (symmetrically) where `need_ms` would not fit."""
-    edge = min(math.floor(EDGE_FRACTION * duration_ms), (duration_ms - need_ms) // 2)
-    return edge, duration_ms - edge
-
-
 __all__ = [
     "ACTIVE_CANDIDATES",
-    "EDGE_FRACTION",
     "LibrarySong",
     "PlannedPage",
     "PlannedRepeat",

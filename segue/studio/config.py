@@ -38,6 +38,14 @@ class StudioConfig:
             (default 127.0.0.1:50052); the SDK's SEGUE_TOKEN* and SEGUE_TLS_* apply.
         SEGUE_STUDIO_SESSION_LENGTH: triplet pages per session (default 15).
         SEGUE_STUDIO_CLIP_S: clip length in seconds, 10 to 20 (default 12).
+        SEGUE_STUDIO_CLIP_STEP_S: clips start on multiples of this many seconds, 0.1 to 60
+            (default 2), so that sessions share clips and the library can be cut ahead.
+        SEGUE_STUDIO_CLIP_STARTS: most clip starts per song, spread evenly over the song
+            (default 8; 0: every multiple of the step), so a library's clips number at most
+            songs x starts.
+        SEGUE_STUDIO_WARM_CLIPS: most clips of the library cut ahead in the background at
+            start-up, one song's grid point after another (default 2000, about 150 KB each
+            at 12 s; 0: clips are only cut for the pages being served).
         SEGUE_STUDIO_ACTIVE_FRACTION: share of non-control pages chosen where the model's
             margin is smallest (default 0.5; the rest are random).
         SEGUE_STUDIO_GOLD_EVERY: one gold page in this many (default 5).
@@ -60,6 +68,9 @@ class StudioConfig:
     matcher_address: str = "127.0.0.1:50052"
     session_length: int = 15
     clip_s: float = 12.0
+    clip_step_s: float = 2.0
+    clip_starts: int = 8
+    warm_clips: int = 2000
     active_fraction: float = 0.5
     gold_every: int = 5
     repeats: int = 2
@@ -74,6 +85,14 @@ class StudioConfig:
         if not low <= self.clip_s <= high:
             raise ValueError(f"SEGUE_STUDIO_CLIP_S must be {low:g} to {high:g} s, "
                              f"got {self.clip_s:g}")
+        if not 0.1 <= self.clip_step_s <= 60.0:
+            raise ValueError(f"SEGUE_STUDIO_CLIP_STEP_S must be 0.1 to 60 s, "
+                             f"got {self.clip_step_s:g}")
+        if not 0 <= self.clip_starts <= 10_000:
+            raise ValueError(f"SEGUE_STUDIO_CLIP_STARTS must be 0 to 10000, "
+                             f"got {self.clip_starts}")
+        if self.warm_clips < 0:
+            raise ValueError(f"SEGUE_STUDIO_WARM_CLIPS must be 0 or more, got {self.warm_clips}")
         if not 3 <= self.session_length <= 200:
             raise ValueError("SEGUE_STUDIO_SESSION_LENGTH must be 3 to 200, "
                              f"got {self.session_length}")
@@ -109,6 +128,9 @@ class StudioConfig:
             matcher_address=env_str("SEGUE_MATCHER_ADDR", "127.0.0.1:50052"),
             session_length=env_int("SEGUE_STUDIO_SESSION_LENGTH", 15),
             clip_s=env_float("SEGUE_STUDIO_CLIP_S", 12.0),
+            clip_step_s=env_float("SEGUE_STUDIO_CLIP_STEP_S", 2.0),
+            clip_starts=env_int("SEGUE_STUDIO_CLIP_STARTS", 8),
+            warm_clips=env_int("SEGUE_STUDIO_WARM_CLIPS", 2000),
             active_fraction=env_float("SEGUE_STUDIO_ACTIVE_FRACTION", 0.5),
             gold_every=env_int("SEGUE_STUDIO_GOLD_EVERY", 5),
             repeats=env_int("SEGUE_STUDIO_REPEATS", 2),

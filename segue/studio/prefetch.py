@@ -1,71 +1,153 @@
 """Clips cut ahead of the pages that play them, so that a page's clips come from the cache.
 
-An annotator listens to every clip of a page before the next one opens (at least three clip
-lengths), which is ample time to cut the next page's clips in the background. One worker
-runs at a time by default (each cut is an ffmpeg process), so that pages and answers keep the
-rest of the machine; clips asked for before their turn are cut on demand as before.
+Two kinds of work share one background worker (each cut is an ffmpeg process, run at a
+lower CPU priority than the server), in this order:
+
+1. the clips of the pages about to be served (`ahead`): an annotator listens to every clip of
+   a page before the next one opens, ample time to cut the next page's clips;
+2. the library's whole clip grid (`warm`), started once at start-up and bounded, so that
+   after a while every page's clips are in the cache before anyone asks for them.
+
+Clips asked for before their turn are cut on demand by the request, as without prefetching.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from segue.studio.model import Clip
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING = 256  # clips waiting to be cut; past it, prefetching is skipped (cut on demand)
+MAX_PENDING = 256  # page clips waiting to be cut; past it, prefetching is skipped
+# Added to the workers' nice value; their ffmpeg processes inherit it (Linux: per thread).
+NICENESS = 10
+
+
+@dataclass(frozen=True)
+class WarmProgress:
+    """How far the library's warm-up is: clips handled (cut, found cached or failed) of
+    `total`, and how many of them failed."""
+
+    done: int
+    total: int
+    failed: int
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
 
 
 class ClipPrefetcher:
-    """Cuts clips with `cut` on a bounded background pool; each clip at most once at a time."""
+    """Cuts clips with `cut` on `workers` background threads: page clips first, then warm-up.
+
+    Each clip is queued at most once at a time. `close` stops the workers after their
+    current cut; queued work is dropped.
+    """
 
     def __init__(self, cut: Callable[[Clip], Path], workers: int = 1,
                  max_pending: int = MAX_PENDING) -> None:
         self._cut = cut
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clip-prefetch")
-        self._pending: set[Clip] = set()
-        self._lock = threading.Lock()
         self._max_pending = max_pending
+        self._pages: deque[Clip] = deque()
+        self._pending: set[Clip] = set()
+        self._warm: deque[Clip] = deque()
+        self._progress = WarmProgress(0, 0, 0)
+        self._closed = False
+        self._wake = threading.Condition()
+        self._threads = [threading.Thread(target=self._work, name=f"clip-prefetch-{i}",
+                                          daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def ahead(self, clips: Iterable[Clip]) -> int:
-        """Queues `clips` not already queued; returns how many were queued."""
+        """Queues `clips` not already queued, before any warm-up; returns how many."""
         queued = 0
-        for clip in clips:
-            with self._lock:
-                if clip in self._pending or len(self._pending) >= self._max_pending:
+        with self._wake:
+            for clip in clips:
+                if self._closed or clip in self._pending or len(self._pending) >= (
+                        self._max_pending):
                     continue
                 self._pending.add(clip)
-            try:
-                self._pool.submit(self._run, clip)
-            except RuntimeError:  # shut down
-                self._done(clip)
-                return queued
-            queued += 1
+                self._pages.append(clip)
+                queued += 1
+            self._wake.notify(queued)
         return queued
 
+    def warm(self, clips: Sequence[Clip]) -> None:
+        """Queues `clips` behind every page clip, replacing any earlier warm-up."""
+        with self._wake:
+            self._warm = deque(clips)
+            self._progress = WarmProgress(0, len(clips), 0)
+            self._wake.notify_all()
+
+    def progress(self) -> WarmProgress:
+        with self._wake:
+            return self._progress
+
     def pending(self) -> int:
-        with self._lock:
+        """Page clips queued or being cut."""
+        with self._wake:
             return len(self._pending)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait_s: float = 0.0) -> None:
+        """Drops queued work and stops the workers, waiting up to `wait_s` seconds for a
+        cut under way to finish."""
+        with self._wake:
+            self._closed = True
+            self._pages.clear()
+            self._warm.clear()
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=wait_s)
 
-    def _run(self, clip: Clip) -> None:
+    def _work(self) -> None:
+        _lower_priority()
+        while (job := self._next()) is not None:
+            clip, is_page = job
+            ok = self._run(clip)
+            with self._wake:
+                if is_page:
+                    self._pending.discard(clip)
+                else:
+                    p = self._progress
+                    self._progress = WarmProgress(p.done + 1, p.total, p.failed + (not ok))
+
+    def _next(self) -> tuple[Clip, bool] | None:
+        """The next clip and whether it is a page's; None once closed."""
+        with self._wake:
+            while not self._closed and not self._pages and not self._warm:
+                self._wake.wait()
+            if self._closed:
+                return None
+            if self._pages:
+                return self._pages.popleft(), True
+            return self._warm.popleft(), False
+
+    def _run(self, clip: Clip) -> bool:
         try:
             self._cut(clip)
-        except Exception as e:  # the page's own request will cut it and report the error
-            log.warning("prefetching clip %s at %.1f s failed: %s", clip.song_id, clip.start_s, e)
-        finally:
-            self._done(clip)
-
-    def _done(self, clip: Clip) -> None:
-        with self._lock:
-            self._pending.discard(clip)
+        except Exception as e:  # a page's own request cuts it again and reports the error
+            log.warning("cutting clip %s at %.1f s ahead failed: %s", clip.song_id,
+                        clip.start_s, e)
+            return False
+        return True
 
 
-__all__ = ["MAX_PENDING", "ClipPrefetcher"]
+def _lower_priority() -> None:
+    """Raises this thread's nice value by NICENESS where the system allows it, so that the
+    server's own requests go first when the cores are busy."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + NICENESS)
+    except (AttributeError, OSError) as e:  # not Linux, or not permitted: same priority
+        log.debug("clip prefetching keeps the server's priority: %s", e)
+
+
+__all__ = ["MAX_PENDING", "ClipPrefetcher", "WarmProgress"]

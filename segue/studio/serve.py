@@ -39,6 +39,7 @@ def serve(config: StudioConfig) -> int:
     if not studio.password.enabled:
         log.warning("admin pages are closed: set SEGUE_STUDIO_ADMIN_PASSWORD_FILE to open them")
     serve_metrics(config.metrics_port, config.host)
+    log.info("cutting up to %d clips of the library ahead", studio.flow.warm_library())
     server = uvicorn.Server(uvicorn.Config(
         create_app(studio), host=config.host, port=config.port, log_config=None,
         server_header=False, proxy_headers=False, timeout_keep_alive=15,

@@ -4,6 +4,7 @@ clip played to its end, and which answers are stored. Refusals name the field at
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import numpy as np
 
 from segue.metrics import STUDIO_ANSWERS
 from segue.studio.choose import PlannedPage, PlannedRepeat, TripletChooser
+from segue.studio.clip_grid import ClipGrid
 from segue.studio.clips import ClipCache
 from segue.studio.config import StudioConfig
 from segue.studio.http import Refusal
@@ -67,6 +69,17 @@ class StudyFlow:
         pages = self.plan(session)[position : position + PREFETCH_PAGES]
         self.prefetcher.ahead(c for p in pages if isinstance(p, Triplet) for c in p.clips)
 
+    def warm_library(self) -> int:
+        """Starts cutting the library's clip grid in the background, at most
+        `config.warm_clips` clips (every song's first grid start, then every second one, ...);
+        returns how many were queued."""
+        grid = ClipGrid.of(self.config.clip_s, self.config.clip_step_s, self.config.clip_starts)
+        songs = [(s.song_id, s.duration_s) for s in self.library.songs]
+        clips = [Clip(song_id, start_ms / 1000.0, self.config.clip_s) for song_id, start_ms
+                 in itertools.islice(grid.library_clips(songs), self.config.warm_clips)]
+        self.prefetcher.warm(clips)
+        return len(clips)
+
     def _cut(self, clip: Clip) -> Path:
         return self.clips.path(clip, self.library.file(clip.song_id))
 
@@ -86,7 +99,8 @@ class StudyFlow:
         chooser = TripletChooser(
             list(self.library.songs), clip_s=self.config.clip_s,
             active_fraction=self.config.active_fraction, gold_every=self.config.gold_every,
-            repeats=self.config.repeats, rng=np.random.default_rng(seed))
+            repeats=self.config.repeats, rng=np.random.default_rng(seed),
+            step_s=self.config.clip_step_s, starts_per_song=self.config.clip_starts)
         plan = chooser.session_plan(session.length)
         with self._lock:
             self._plans[session.id] = plan
