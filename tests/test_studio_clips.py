@@ -196,3 +196,18 @@ def test_an_impossible_excerpt_is_a_value_error(clip: Clip, music_tracks: list[P
                                                 tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="clip"):
         ClipCache(tmp_path).path(clip, music_tracks[0])
+
+
+def test_a_cut_into_ogg_vorbis_is_the_full_length_wherever_it_starts(tmp_path: Path) -> None:
+    # Found on real game music: a seek into Ogg/Vorbis lands up to a packet late, so cuts
+    # came out 2-23 ms short and the clip was refused.
+    source = tmp_path / "noise.ogg"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "anoisesrc=d=40:c=pink:r=44100:a=0.3:seed=7", "-af",
+                    "volume=enable='lt(mod(t,0.5),0.05)':volume=4",  # beats: short blocks
+                    "-ac", "2", "-c:a", "libvorbis", "-b:a", "128k", str(source)],
+                   check=True)  # fmt: skip
+    for start in (13.0, 14.0, 15.0, 16.0):  # each ended 1-10 ms short before
+        assert clips.cut(source, start, 3.0).shape == (3 * RATE, 2), start
+    end = clips.cut(source, 38.5, 3.0).shape[0] / RATE  # past the source's end: what is there
+    assert end == pytest.approx(1.5, abs=0.03)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,6 +251,27 @@ def test_clips_are_ogg_opus_served_whole_or_by_range(live: LiveStudio) -> None:
     bad = browser.request("GET", f"/study/audio/{item}/0", headers={"range": "bytes=999999-"})
     assert bad.status_code == 416
     assert browser.request("GET", f"/study/audio/{item}/3").status_code == 422
+
+
+def test_a_clip_that_cannot_be_cut_gets_503_without_naming_its_song(
+        tmp_path: Path, library: StudioLibrary, clock: Clock) -> None:
+    copies: dict[str, Path] = {}
+    for song_id, path in library.files.items():
+        copies[song_id] = tmp_path / f"song-{len(copies)}{path.suffix}"
+        shutil.copy(path, copies[song_id])
+    own = StudioLibrary(library.songs, copies)
+    with LiveStudio(make_studio(studio_config(tmp_path, clip_s=CLIP_S), own, clock)) as live:
+        live.studio.flow.prefetcher.close()  # only the request cuts: no race with the removal
+        browser = joined(live)
+        item, _ = browser.page()
+        clips = live.studio.store.item(item).triplet.clips  # type: ignore[union-attr]
+        copies[clips[0].song_id].unlink()
+        gone = browser.request("GET", f"/study/audio/{item}/0")
+        assert gone.status_code == 503 and gone.json()["field"] == "slot"
+        assert "error id" in gone.json()["error"]
+        assert copies[clips[0].song_id].name not in gone.text  # the clips stay blind
+        assert browser.request("GET", f"/study/audio/{item}/1").status_code == 200
+        assert httpx.get(f"{live.url}/healthz").status_code == 200
 
 
 # ---- a whole session, admin and exports ---------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +18,14 @@ from starlette.templating import Jinja2Templates
 
 from segue.studio import admin_pages, listening_pages, mix_pages, study_pages
 from segue.studio.access import AdminPassword, FailureLimiter
+from segue.studio.clips import ClipError
 from segue.studio.config import StudioConfig
 from segue.studio.http import BodyLimit, Instrumented, Refusal, refusal_handler
 from segue.studio.store import StudioStore
 from segue.studio.study import StudyFlow
 
 PACKAGE = Path(__file__).resolve().parent
+log = logging.getLogger("segue.studio")
 
 
 @dataclass
@@ -58,6 +62,16 @@ async def healthz(request: Request) -> Response:
         "finished": warm.finished}})
 
 
+async def clip_unavailable(request: Request, exc: Exception) -> Response:
+    """503 for a clip ffmpeg could not make; the cause (which names the song) is logged, not
+    shown: the annotator's clips are blind."""
+    error_id = uuid.uuid4().hex[:16]
+    log.error("a clip could not be made (error id %s): %s", error_id, exc)
+    return JSONResponse({"error": f"this clip cannot be played now (error id {error_id}); "
+                                  "please try again later", "field": "slot"}, 503,
+                        headers={"retry-after": "60"})
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     return Refusal(404, "path", f"no page at {request.url.path}").response()
 
@@ -71,8 +85,9 @@ def create_app(studio: Studio) -> Instrumented:
         yield
         studio.flow.prefetcher.close()  # queued cuts are not waited for
 
-    app = Starlette(routes=table, exception_handlers={Refusal: refusal_handler,
-                                                      404: not_found}, lifespan=lifespan)
+    app = Starlette(routes=table, exception_handlers={
+        Refusal: refusal_handler, ClipError: clip_unavailable, 404: not_found},
+        lifespan=lifespan)
     app.state.studio = studio
     return Instrumented(BodyLimit(app, studio.config.max_body_bytes), table)
 

@@ -47,6 +47,9 @@ FADE_S = 0.03
 # A clip may come out this much shorter than asked (seconds) before the source counts as
 # ending too early: decoders may drop a frame's worth of samples at the end.
 SHORT_TOLERANCE_S = 0.02
+# Extra audio asked of ffmpeg past a cut's end, seconds, then trimmed: a seek into Ogg/Vorbis
+# can land up to a packet (about 23 ms) late, and the cut would then end that much short.
+CUT_SLACK_S = 0.1
 # Lines of ffmpeg's error output a ClipError carries.
 STDERR_LINES = 8
 
@@ -134,14 +137,16 @@ def render(clip: Clip, source: Path, settings: ClipSettings) -> bytes:
 
 
 def cut(source: Path, start_s: float, duration_s: float) -> FloatArray:
-    """`duration_s` seconds of `source` from `start_s` as float32 [frames, 2] at 48 kHz."""
+    """`duration_s` seconds of `source` from `start_s` as float32 [frames, 2] at 48 kHz
+    (fewer where the source ends sooner)."""
     raw = _run_ffmpeg(
-        ["-ss", f"{start_s:.6f}", "-t", f"{duration_s:.6f}", "-i", str(source), "-vn",
+        ["-ss", f"{start_s:.6f}", "-t", f"{duration_s + CUT_SLACK_S:.6f}", "-i", str(source),
+         "-vn",
          "-ac", str(CHANNELS), "-ar", str(RATE_HZ), "-f", "f32le", "-acodec", "pcm_f32le",
          "pipe:1"],
         None, f"cut {source.name}",
     )  # fmt: skip
-    frames = len(raw) // (4 * CHANNELS)
+    frames = min(len(raw) // (4 * CHANNELS), round(duration_s * RATE_HZ))
     pcm = np.frombuffer(raw, dtype="<f4", count=frames * CHANNELS).reshape(frames, CHANNELS)
     if frames == 0:
         raise ClipError(f"{source.name} has no audio from {start_s:.2f} s")
