@@ -266,11 +266,14 @@ def write(args: argparse.Namespace, run: rep.RunInfo, timings: Timings, elapsed:
     ]
     if timings.failures:
         lines += ["", "Failures: " + ", ".join(f"{k} ×{v}" for k, v in timings.failures.items())]
-    data = {"run": run.as_dict(), "args": vars(args) | {"out": str(args.out)},
+    data = {"run": run.as_dict(), "args": vars(args) | {
+                "out": str(args.out), "library": [str(p) for p in args.library]},
             "elapsed_s": elapsed, "interactive_ms": interactive, "warm": warm, "songs": songs,
             "ms": {k: v for k, v in timings.ms.items()}, "failures": dict(timings.failures),
             "checks": [{"check": t, "ok": ok} for t, ok in checks]}
-    md, _ = rep.write_results(rep.results_stem(args.out, "studio", run.date), "\n".join(lines),
+    name = "studio" + (f"-clips{args.clip_s:g}s" if args.clip_s != 2.0 else "") + (
+        "-cold" if args.cold else "")
+    md, _ = rep.write_results(rep.results_stem(args.out, name, run.date), "\n".join(lines),
                               data)
     print("\n".join(lines))
     print(f"\nwritten {md}")

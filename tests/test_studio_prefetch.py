@@ -17,43 +17,21 @@ from segue.studio.prefetch import NICENESS, ClipPrefetcher, WarmProgress
 CLIPS = [Clip(f"song-{i}", 1.0, 2.0) for i in range(5)]
 
 
-def test_every_clip_queued_is_cut_once_in_the_background(tmp_path: Path) -> None:
-    cut: list[Clip] = []
-    release = threading.Event()
+class GatedCut:
+    """A cut that waits for `gate`, then records its clip in order, or raises for the
+    songs in `failing`."""
 
-    def slow_cut(clip: Clip) -> Path:
-        release.wait(5)
-        cut.append(clip)
-        return tmp_path / clip.song_id
+    def __init__(self, failing: set[str] | None = None) -> None:
+        self.gate = threading.Event()
+        self.done: list[Clip] = []
+        self.failing = failing or set()
 
-    prefetcher = ClipPrefetcher(slow_cut)
-    assert prefetcher.ahead(CLIPS) == 5
-    assert prefetcher.ahead(CLIPS) == 0  # queued already: not twice
-    assert prefetcher.pending() == 5
-    release.set()
-    deadline = time.monotonic() + 5
-    while prefetcher.pending() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sorted(cut, key=lambda c: c.song_id) == CLIPS
-    prefetcher.close()
-
-
-def test_a_full_queue_skips_prefetching_and_a_failed_cut_is_let_go(tmp_path: Path) -> None:
-    release = threading.Event()
-
-    def failing_cut(clip: Clip) -> Path:
-        release.wait(5)
-        raise OSError("source missing")
-
-    prefetcher = ClipPrefetcher(failing_cut, max_pending=2)
-    assert prefetcher.ahead(CLIPS) == 2  # the rest are cut on demand when asked for
-    release.set()
-    deadline = time.monotonic() + 5
-    while prefetcher.pending() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert prefetcher.pending() == 0
-    assert prefetcher.ahead(CLIPS[2:3]) == 1  # failures leave nothing stuck
-    prefetcher.close()
+    def __call__(self, clip: Clip) -> Path:
+        self.gate.wait(5)
+        if clip.song_id in self.failing:
+            raise OSError("source missing")
+        self.done.append(clip)
+        return Path(clip.song_id)
 
 
 def wait_until(done: Callable[[], bool], limit_s: float = 10.0) -> None:
@@ -62,33 +40,46 @@ def wait_until(done: Callable[[], bool], limit_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_page_clips_are_cut_before_the_library_warm_up(tmp_path: Path) -> None:
-    order: list[Clip] = []
-    gate = threading.Event()
+def test_every_clip_queued_is_cut_once_in_the_background() -> None:
+    cut = GatedCut()
+    prefetcher = ClipPrefetcher(cut)
+    assert prefetcher.ahead(CLIPS) == 5
+    assert prefetcher.ahead(CLIPS) == 0  # queued already: not twice
+    assert prefetcher.pending() == 5
+    cut.gate.set()
+    wait_until(lambda: prefetcher.pending() == 0)
+    assert sorted(cut.done, key=lambda c: c.song_id) == CLIPS
+    prefetcher.close()
 
-    def cut(clip: Clip) -> Path:
-        gate.wait(5)
-        order.append(clip)
-        return tmp_path / clip.song_id
 
+def test_a_full_queue_skips_prefetching_and_a_failed_cut_is_let_go() -> None:
+    cut = GatedCut(failing={c.song_id for c in CLIPS})
+    prefetcher = ClipPrefetcher(cut, max_pending=2)
+    assert prefetcher.ahead(CLIPS) == 2  # the rest are cut on demand when asked for
+    cut.gate.set()
+    wait_until(lambda: prefetcher.pending() == 0)
+    assert prefetcher.pending() == 0
+    assert prefetcher.ahead(CLIPS[2:3]) == 1  # failures leave nothing stuck
+    prefetcher.close()
+
+
+def test_page_clips_are_cut_before_the_library_warm_up() -> None:
+    cut = GatedCut()
     warm = [Clip(f"warm-{i}", 0.0, 2.0) for i in range(4)]
     prefetcher = ClipPrefetcher(cut)
     prefetcher.warm(warm)
     time.sleep(0.05)  # the worker holds warm-0 at the gate
     prefetcher.ahead(CLIPS[:2])
-    gate.set()
+    cut.gate.set()
     wait_until(lambda: prefetcher.progress().finished)
-    assert order == [warm[0], *CLIPS[:2], *warm[1:]]
+    assert cut.done == [warm[0], *CLIPS[:2], *warm[1:]]
     assert prefetcher.progress() == WarmProgress(done=4, total=4, failed=0)
     prefetcher.close()
 
 
-def test_warm_up_progress_counts_failed_clips_and_carries_on(tmp_path: Path) -> None:
-    def cut(clip: Clip) -> Path:
-        if clip.song_id == "song-1":
-            raise OSError("unreadable")
-        return tmp_path / clip.song_id
-
+def test_warm_up_progress_counts_failed_clips_and_carries_on() -> None:
+    cut = GatedCut(failing={"song-1"})
+    cut.gate.set()
     prefetcher = ClipPrefetcher(cut)
     assert prefetcher.progress().finished  # nothing to warm: finished at once
     prefetcher.warm(CLIPS)
@@ -97,22 +88,15 @@ def test_warm_up_progress_counts_failed_clips_and_carries_on(tmp_path: Path) -> 
     prefetcher.close()
 
 
-def test_close_drops_the_queued_warm_up(tmp_path: Path) -> None:
-    cut: list[Clip] = []
-    gate = threading.Event()
-
-    def slow_cut(clip: Clip) -> Path:
-        gate.wait(5)
-        cut.append(clip)
-        return tmp_path / clip.song_id
-
-    prefetcher = ClipPrefetcher(slow_cut)
+def test_close_drops_the_queued_warm_up() -> None:
+    cut = GatedCut()
+    prefetcher = ClipPrefetcher(cut)
     prefetcher.warm(CLIPS)
     time.sleep(0.05)
     prefetcher.close()
-    gate.set()
+    cut.gate.set()
     time.sleep(0.1)
-    assert cut == CLIPS[:1]  # the cut under way finished; nothing else started
+    assert cut.done == CLIPS[:1]  # the cut under way finished; nothing else started
     assert prefetcher.ahead(CLIPS) == 0
 
 
