@@ -117,6 +117,11 @@ STUDIO_ANSWERS = Counter(
     "Answers stored, by kind of page (triplet kinds: random, active, gold, repeat).",
     ["kind"],
 )
+STUDIO_CLIPS_WARM = Gauge(
+    "segue_studio_clips_warm",
+    "The clip warm-up at start-up: clips queued (total), handled (done) and failed.",
+    ["state"],
+)
 STUDIO_FLAGGED_ANNOTATORS = Gauge(
     "segue_studio_flagged_annotators",
     "Annotators whose answers fail quality control, as of the last answer or stats view.",

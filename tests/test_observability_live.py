@@ -109,7 +109,8 @@ def studio_metric_names() -> set[str]:
 
     names: set[str] = set()
     for metric in (metrics.STUDIO_REQUEST_DURATION, metrics.STUDIO_REQUESTS,
-                   metrics.STUDIO_ANSWERS, metrics.STUDIO_FLAGGED_ANNOTATORS):
+                   metrics.STUDIO_ANSWERS, metrics.STUDIO_FLAGGED_ANNOTATORS,
+                   metrics.STUDIO_CLIPS_WARM):
         for family in metric.describe():
             suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}
             names.update(family.name + s for s in suffixes.get(family.type, ("",)))

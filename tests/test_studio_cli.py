@@ -1,12 +1,23 @@
-"""`segue studio invite` and `segue studio export` on a real SQLite database."""
+"""`segue studio invite` and `segue studio export` on a real SQLite database, and `segue studio
+serve` as its own process beside a real matcher."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from matcher_fixtures import free_port
+from studio_fixtures import served_matcher_library
 
 from segue.cli import main as segue
 from segue.studio.access import digest
@@ -48,3 +59,41 @@ def test_export_writes_an_empty_but_valid_file_before_any_answer(data_dir: Path)
     csv_out = data_dir / "triplets.csv"
     assert segue(["studio", "export", "mecomp", "-o", str(csv_out)]) == 0
     assert csv_out.read_text().splitlines() == ["song1,song2,song3,anchor,positive"]
+
+
+def wait_for(url: str, ready: Callable[[httpx.Response], bool], limit_s: float = 60.0
+             ) -> httpx.Response:
+    """The first answer from `url` that `ready` accepts (connection errors retried)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            response = httpx.get(url, timeout=5)
+            if ready(response):
+                return response
+        time.sleep(0.2)
+    raise AssertionError(f"{url} was not ready in {limit_s:g} s")
+
+
+def test_serve_cuts_the_librarys_clips_ahead_and_reports_it(
+        tmp_path: Path, music_tracks: list[Path]) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "SEGUE_STUDIO_DATA_DIR": str(tmp_path / "studio"),
+           "SEGUE_STUDIO_SHORT_CLIPS": "1", "SEGUE_STUDIO_CLIP_S": "0.6",
+           "SEGUE_STUDIO_CLIP_STARTS": "2", "SEGUE_STUDIO_METRICS_PORT": str(metrics_port)}
+    with served_matcher_library(tmp_path / "matcher", music_tracks[:4], 2.0) as (_, address):
+        server = subprocess.Popen([sys.executable, "-m", "segue.cli", "studio", "serve",
+                                   "--matcher", address, "--port", str(port)], env=env)
+        try:
+            health = wait_for(f"http://127.0.0.1:{port}/healthz",
+                              lambda r: r.status_code == 200 and r.json()["clips_warm"][
+                                  "finished"]).json()
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        finally:
+            server.terminate()
+            # uvicorn shuts down gracefully, then re-raises the signal it caught
+            assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+    warm = health["clips_warm"]
+    assert health["songs"] == 4 and warm["failed"] == 0
+    assert 8 <= warm["total"] == warm["done"] <= 4 * 4  # two starts a song, gold pairs' too
+    assert len(list((tmp_path / "studio" / "clips").glob("*.opus"))) == warm["total"]
+    assert f'segue_studio_clips_warm{{state="done"}} {float(warm["total"])}' in metrics

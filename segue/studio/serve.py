@@ -8,7 +8,7 @@ import logging
 import uvicorn
 
 from segue.client.security import ClientSecurity
-from segue.metrics import serve_metrics
+from segue.metrics import STUDIO_CLIPS_WARM, serve_metrics
 from segue.studio.access import AdminPassword
 from segue.studio.app import Studio, create_app
 from segue.studio.clips import ClipCache
@@ -34,12 +34,21 @@ def build(config: StudioConfig) -> Studio:
     return Studio(config, store, flow, AdminPassword.from_file(config.admin_password_file))
 
 
+def export_warm_up(studio: Studio) -> None:
+    """The warm-up's progress as the segue_studio_clips_warm gauge, read at each scrape."""
+    progress = studio.flow.prefetcher.progress
+    STUDIO_CLIPS_WARM.labels("total").set_function(lambda: progress().total)
+    STUDIO_CLIPS_WARM.labels("done").set_function(lambda: progress().done)
+    STUDIO_CLIPS_WARM.labels("failed").set_function(lambda: progress().failed)
+
+
 def serve(config: StudioConfig) -> int:
     studio = build(config)
     if not studio.password.enabled:
         log.warning("admin pages are closed: set SEGUE_STUDIO_ADMIN_PASSWORD_FILE to open them")
     serve_metrics(config.metrics_port, config.host)
     log.info("cutting up to %d clips of the library ahead", studio.flow.warm_library())
+    export_warm_up(studio)
     server = uvicorn.Server(uvicorn.Config(
         create_app(studio), host=config.host, port=config.port, log_config=None,
         server_header=False, proxy_headers=False, timeout_keep_alive=15,
