@@ -279,6 +279,12 @@ def rows() -> list[tuple[str, list[Panel]]]:
                     " stay out of exports.",
                     [Query("max(segue_studio_flagged_annotators)", "flagged annotators")],
                 ),
+                Panel(
+                    "Studio clips cut ahead",
+                    "The library's clip warm-up after a start: clips queued, cut (or found"
+                    " cached) and failed. Send invites once done reaches total.",
+                    [Query("max by (state) (segue_studio_clips_warm)", "{{state}}")],
+                ),
             ],
         ),
         (
