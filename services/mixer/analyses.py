@@ -121,33 +121,6 @@ class StoredAnalyses:
         return dict(zip(fields, found, strict=True))
 
 
-def in_excerpt_time(
-    analysis: common_pb2.SongAnalysis, start_s: float, duration_s: float
-) -> common_pb2.SongAnalysis:
-    """A song's analysis (song seconds) moved into an excerpt that starts at `start_s` in the
-    song and lasts `duration_s`: beats, sections and cue points outside it are dropped."""
-    end_s = start_s + duration_s
-    moved = common_pb2.SongAnalysis()
-    moved.CopyFrom(analysis)
-    moved.duration_s = duration_s
-    del moved.beats[:], moved.sections[:], moved.cue_points[:], moved.segments[:]
-    for beat in analysis.beats:
-        if start_s <= beat.time_s <= end_s:
-            moved.beats.add(time_s=beat.time_s - start_s, position_in_bar=beat.position_in_bar)
-    for section in analysis.sections:
-        if section.end_s > start_s and section.start_s < end_s:
-            s = moved.sections.add()
-            s.CopyFrom(section)
-            s.start_s = max(section.start_s, start_s) - start_s
-            s.end_s = min(section.end_s, end_s) - start_s
-    for cue in analysis.cue_points:
-        if start_s <= cue.time_s <= end_s:
-            c = moved.cue_points.add()
-            c.CopyFrom(cue)
-            c.time_s = cue.time_s - start_s
-    return moved
-
-
 # Bounds of an analysis' values (documented in mixer.proto). Times of beats, cue points,
 # sections and segments must lie within the audio they describe, give or take TIME_SLACK_S.
 TIME_SLACK_S = 1.0

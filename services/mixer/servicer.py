@@ -32,7 +32,7 @@ from segue.log import get_logger
 from segue.metrics import MIXER_RENDER_TIME_RATIO, MIXER_RENDERED_AUDIO_SECONDS
 from segue.mixing.continuous_mix import ContinuousMix, MixTrack, render_continuous_mix
 from segue.mixing.errors import MixInputError, MixLimitError
-from segue.mixing.excerpt import Excerpt, decode_excerpt
+from segue.mixing.excerpt import Excerpt, decode_excerpt, in_excerpt_time
 from segue.mixing.mashup import render_mashup
 from segue.mixing.mixdown import ENVELOPE_RATE_HZ
 from segue.mixing.render import Rendered, render_transition
@@ -45,7 +45,6 @@ from .analyses import (
     StoredAnalyses,
     StoredAnalysisError,
     check_analysis,
-    in_excerpt_time,
 )
 from .config import MixerConfig
 from .requests import (
