@@ -213,7 +213,7 @@ def _segue(
     with measured(lambda: [*_me(), *servers]) as m:
         proc = subprocess.run([sys.executable, "-m", "segue.cli", "analyze", *listing,
                                "--out-dir", str(out), "--summary", str(summary), *options],
-                              cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                              cwd=REPO, env=user_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True, check=False)  # fmt: skip
     if not summary.exists():
@@ -223,6 +223,13 @@ def _segue(
     return Step(
         name, m["wall_s"], cpu, m["peak_rss"], data["audio_s"], len(files), failed=data["failed"]
     )
+
+
+def user_env() -> dict[str, str]:
+    """This environment without the thread-count variables: Segue runs as a user starts it,
+    and holds its own BLAS threads (segue.native_threads, the embedder's start-up)."""
+    threads = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+    return {k: v for k, v in os.environ.items() if k not in threads}
 
 
 def _cpu_of(proc: psutil.Process) -> float:
@@ -235,7 +242,7 @@ def service(files: list[Path], jobs: int, streams: int, workdir: Path) -> Step:
     """`segue analyze` against `jobs` embedder replicas started on loopback."""
     from devkit.localstack import running_stack
 
-    env = {"OMP_NUM_THREADS": "1", "SEGUE_MAX_SONG_S": "14400"}
+    env = {"SEGUE_MAX_SONG_S": "14400"}
     with running_stack(
         workdir / "stack", services=("embedder",), replicas={"embedder": jobs}, env=env
     ) as stack:

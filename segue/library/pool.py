@@ -17,6 +17,7 @@ from pathlib import Path
 from segue.library.engine import LocalEngine
 from segue.library.outcome import Outcome
 from segue.library.sources import Source
+from segue.native_threads import single_threaded_blas
 
 _engine: LocalEngine | None = None  # this worker process's engine
 
@@ -30,6 +31,7 @@ def default_jobs() -> int:
 def _init_worker(model_path: Path | None) -> None:
     global _engine
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    single_threaded_blas()  # one worker per core already: more threads only spin
     _engine = LocalEngine(model_path)
 
 
@@ -48,6 +50,7 @@ def analyze_local(
     """
     count = jobs or default_jobs()
     if count == 1:
+        single_threaded_blas()  # this process is the analysis: its BLAS threads only spin
         engine = LocalEngine(model_path)
         for source in sources:
             yield engine.analyze(source)
