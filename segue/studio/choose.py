@@ -151,11 +151,10 @@ class TripletChooser:
         self.repeats = repeats
         self.active_candidates = active_candidates
         self._rng = rng
-        self._clip_ms = math.ceil(clip_s * 1000.0 - 1e-6)
         self._grid = ClipGrid.of(clip_s, step_s, starts_per_song)
-        self._songs = _playable(songs, self._clip_ms)
+        self._songs = _playable(songs, self._grid.clip_ms)
         self._gold_songs = [i for i, s in enumerate(self._songs)
-                            if to_ms(s.duration_s) >= 2 * self._clip_ms]
+                            if to_ms(s.duration_s) >= 2 * self._grid.clip_ms]
         if not self._gold_songs:
             raise ValueError(f"gold pages need a song of at least {2 * clip_s:g} s (two "
                              f"clips of {clip_s:g} s); the library has none")
