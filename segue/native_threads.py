@@ -5,8 +5,8 @@ calls. The analysis makes thousands of small matrix products, each too small to 
 a library run (one worker per core) or an embedder replica the spinning threads burned more
 CPU than decoding and analysis together: measured on 12 real tracks, 8.5 CPU-s of the
 analysing process with the default against 2.2 CPU-s with one thread, and less wall time too.
-The embedder service sets OPENBLAS_NUM_THREADS before numpy loads; library workers, which
-load numpy before they know their role, call `single_threaded_blas` instead.
+The embedder service sets OPENBLAS_NUM_THREADS before numpy loads; library workers and the
+mixer service, which load numpy before they know their role, call `single_threaded_blas`.
 """
 
 from __future__ import annotations

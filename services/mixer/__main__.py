@@ -10,6 +10,7 @@ import grpc
 from segue.config import ServerConfig, describe
 from segue.log import configure_logging
 from segue.native_memory import return_large_buffers
+from segue.native_threads import single_threaded_blas
 from segue.server import serve_forever
 from segue.v1 import mixer_pb2, mixer_pb2_grpc
 
@@ -32,6 +33,9 @@ async def main() -> None:
     configure_logging(server_config.log_level, server_config.log_format)
     mixer_config = MixerConfig.from_env()
     return_large_buffers()  # a render's peak is not kept resident after it
+    # Renders already run side by side: 8 renders 2 at a time took 25% less CPU and 15-23%
+    # less wall time with one BLAS thread than with one per core (idle threads spin).
+    single_threaded_blas()
     servicer = MixerServicer(mixer_config)
     await serve_forever(
         server_config,
