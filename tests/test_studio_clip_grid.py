@@ -95,10 +95,16 @@ def test_every_session_draws_its_clips_from_the_librarys_grid() -> None:
     heard: set[tuple[str, float]] = set()
     for seed in range(40):
         chooser = TripletChooser(songs, clip_s=12.0, active_fraction=0.5, gold_every=5,
-                                 repeats=2, rng=np.random.default_rng(seed), step_s=2.0,
-                                 starts_per_song=8)
+                                 repeats=2, rng=np.random.default_rng(seed), grid=grid)
         for page in chooser.session_plan(15):
             triplet = page.triplet if isinstance(page, PlannedRepeat) else page
             heard |= {(c.song_id, c.start_s) for c in triplet.clips}
     assert heard <= library
     assert len(heard) > 0.5 * len(library)  # sessions spread over the grid, not a few clips
+
+
+def test_a_grid_for_another_clip_length_is_refused() -> None:
+    songs = [LibrarySong(f"s{i}", 100.0) for i in range(4)]
+    with pytest.raises(ValueError, match="12000 ms clips, not 10 s"):
+        TripletChooser(songs, clip_s=10.0, active_fraction=0.0, gold_every=5, repeats=0,
+                       rng=np.random.default_rng(0), grid=ClipGrid.of(12.0, 2.0))

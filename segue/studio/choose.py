@@ -136,14 +136,14 @@ class TripletChooser:
     of the RANDOM-or-ACTIVE pages chosen actively (all random where fewer than 3 playable
     songs have feel vectors). `gold_every`: one gold page per block of this many pages.
     `repeats`: pages shown twice per session, as many as fit (each needs its own original).
-    `step_s`: spacing of the clip grid, seconds; `starts_per_song`: most grid starts a song
-    offers (0: all).
+    `grid`: where clips may start (default: every DEFAULT_STEP_S seconds, no limit per song);
+    its clip length must be `clip_s`.
     """
 
     def __init__(self, songs: Sequence[LibrarySong], *, clip_s: float, active_fraction: float,
                  gold_every: int, repeats: int, rng: np.random.Generator,
                  active_candidates: int = ACTIVE_CANDIDATES,
-                 step_s: float = DEFAULT_STEP_S, starts_per_song: int = 0) -> None:
+                 grid: ClipGrid | None = None) -> None:
         _check_settings(clip_s, active_fraction, gold_every, repeats, active_candidates)
         self.clip_s = clip_s
         self.active_fraction = active_fraction
@@ -151,7 +151,10 @@ class TripletChooser:
         self.repeats = repeats
         self.active_candidates = active_candidates
         self._rng = rng
-        self._grid = ClipGrid.of(clip_s, step_s, starts_per_song)
+        self._grid = grid or ClipGrid.of(clip_s, DEFAULT_STEP_S)
+        if self._grid.clip_ms != ClipGrid.of(clip_s, DEFAULT_STEP_S).clip_ms:
+            raise ValueError(f"the clip grid is for {self._grid.clip_ms} ms clips, not "
+                             f"{clip_s:g} s")
         self._songs = _playable(songs, self._grid.clip_ms)
         self._gold_songs = [i for i, s in enumerate(self._songs)
                             if to_ms(s.duration_s) >= 2 * self._grid.clip_ms]

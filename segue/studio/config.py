@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segue.config import env_bool, env_float, env_int, env_str, insecure_dev_from_env
+from segue.studio.clip_grid import ClipGrid
 
 # Clip lengths the study design allows, in seconds: long enough to judge a feel.
 CLIP_RANGE_S = (10.0, 20.0)
@@ -106,6 +107,11 @@ class StudioConfig:
     def database_url(self) -> str:
         """The configured URL, or SQLite in the data folder."""
         return self.db_url or f"sqlite:///{self.data_dir / 'studio.db'}"
+
+    @property
+    def clip_grid(self) -> ClipGrid:
+        """Where clips start: the one grid sessions draw from and the warm-up cuts."""
+        return ClipGrid.of(self.clip_s, self.clip_step_s, self.clip_starts)
 
     @property
     def clip_cache_dir(self) -> Path:

@@ -15,7 +15,6 @@ import numpy as np
 
 from segue.metrics import STUDIO_ANSWERS
 from segue.studio.choose import PlannedPage, PlannedRepeat, TripletChooser
-from segue.studio.clip_grid import ClipGrid
 from segue.studio.clips import ClipCache
 from segue.studio.config import StudioConfig
 from segue.studio.http import Refusal
@@ -73,7 +72,7 @@ class StudyFlow:
         """Starts cutting the library's clip grid in the background, at most
         `config.warm_clips` clips (every song's first grid start, then every second one, ...);
         returns how many were queued."""
-        grid = ClipGrid.of(self.config.clip_s, self.config.clip_step_s, self.config.clip_starts)
+        grid = self.config.clip_grid
         songs = [(s.song_id, s.duration_s) for s in self.library.songs]
         clips = [Clip(song_id, start_ms / 1000.0, self.config.clip_s) for song_id, start_ms
                  in itertools.islice(grid.library_clips(songs), self.config.warm_clips)]
@@ -100,7 +99,7 @@ class StudyFlow:
             list(self.library.songs), clip_s=self.config.clip_s,
             active_fraction=self.config.active_fraction, gold_every=self.config.gold_every,
             repeats=self.config.repeats, rng=np.random.default_rng(seed),
-            step_s=self.config.clip_step_s, starts_per_song=self.config.clip_starts)
+            grid=self.config.clip_grid)
         plan = chooser.session_plan(session.length)
         with self._lock:
             self._plans[session.id] = plan
