@@ -23,10 +23,12 @@ class GatedCut:
 
     def __init__(self, failing: set[str] | None = None) -> None:
         self.gate = threading.Event()
+        self.started = threading.Event()  # a cut is waiting at the gate
         self.done: list[Clip] = []
         self.failing = failing or set()
 
     def __call__(self, clip: Clip) -> Path:
+        self.started.set()
         self.gate.wait(5)
         if clip.song_id in self.failing:
             raise OSError("source missing")
@@ -68,7 +70,7 @@ def test_page_clips_are_cut_before_the_library_warm_up() -> None:
     warm = [Clip(f"warm-{i}", 0.0, 2.0) for i in range(4)]
     prefetcher = ClipPrefetcher(cut)
     prefetcher.warm(warm)
-    time.sleep(0.05)  # the worker holds warm-0 at the gate
+    assert cut.started.wait(5)  # the worker holds warm-0 at the gate
     prefetcher.ahead(CLIPS[:2])
     cut.gate.set()
     wait_until(lambda: prefetcher.progress().finished)
@@ -92,10 +94,10 @@ def test_close_drops_the_queued_warm_up() -> None:
     cut = GatedCut()
     prefetcher = ClipPrefetcher(cut)
     prefetcher.warm(CLIPS)
-    time.sleep(0.05)
+    assert cut.started.wait(5)
     prefetcher.close()
     cut.gate.set()
-    time.sleep(0.1)
+    prefetcher.close(wait_s=5)  # the worker has exited
     assert cut.done == CLIPS[:1]  # the cut under way finished; nothing else started
     assert prefetcher.ahead(CLIPS) == 0
 

@@ -34,7 +34,6 @@ from segue.studio.web_forms import (
 )
 
 if TYPE_CHECKING:
-
     from segue.studio.app import Studio
 
 class MixPages:
