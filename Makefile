@@ -23,10 +23,10 @@ HUMAN_ARGS = --human "$(HUMAN_TRIPLETS)" $(if $(HUMAN_MUSIC),--music "$(HUMAN_MU
 STAMP := $(VENV)/.installed-$(RUNTIME)
 
 .PHONY: setup system proto proto-check lint test test-fast demo studio bench eval eval-structure \
-        train data clean help
+        train data teacher-env teacher-cache clean help
 
 help:
-	@echo "make demo | studio | test | setup | proto | lint | bench | eval | eval-structure | train | data"
+	@echo "make demo | studio | test | setup | proto | lint | bench | eval | eval-structure | train | data | teacher-env"
 
 system:
 	bash scripts/setup_system.sh
@@ -71,7 +71,24 @@ train: setup $(if $(HUMAN_TRIPLETS),,data)
 	$(if $(HUMAN_TRIPLETS),$(PY) -m training.finetune_human $(HUMAN_ARGS) --out "$(HUMAN_OUT)" \
 	  $(HUMAN_FLAGS),$(PY) -m training.train)
 
-eval: setup data
+# musicnn (training-time teacher and evaluation peer) in a venv of its own: it needs TensorFlow
+# and numpy<2, which cannot share the project's venv (training/teacher.py).
+TEACHER_VENV ?= .venv-teacher
+TEACHER_STAMP := $(TEACHER_VENV)/.installed
+
+teacher-env: $(TEACHER_STAMP)
+
+$(TEACHER_STAMP): training/teacher-requirements.txt
+	@[ -x $(TEACHER_VENV)/bin/python ] || $(PYTHON) -m venv $(TEACHER_VENV)
+	$(TEACHER_VENV)/bin/pip install -q -r training/teacher-requirements.txt
+	$(TEACHER_VENV)/bin/pip install -q --no-deps musicnn==0.1.0
+	@touch $@
+
+# musicnn's outputs along every training track, the distillation targets (timed; data/teacher/).
+teacher-cache: setup data teacher-env
+	$(PY) -m training.teacher_targets
+
+eval: setup data teacher-env
 	$(PY) bench/eval_embedding.py
 	$(if $(HUMAN_TRIPLETS),$(PY) bench/eval_human_triplets.py $(HUMAN_ARGS) \
 	  --finetuned "$(HUMAN_OUT)",)
@@ -89,4 +106,4 @@ bench: setup
 	$(PY) bench/bench_library.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out
+	rm -rf $(VENV) $(TEACHER_VENV) .mypy_cache .ruff_cache .pytest_cache out

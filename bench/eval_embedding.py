@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -39,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from segue.machine import describe_machine  # noqa: E402
-from training.catalog import Track, load_audio, load_catalog, split  # noqa: E402
+from training.catalog import Protocol, Track, load_audio, load_catalog, split  # noqa: E402
+from training.teacher_cache import DEFAULT_CACHE as TEACHER_CACHE  # noqa: E402
+from training.teacher_cache import teacher_available, teacher_outputs  # noqa: E402
 
 SR = 22050
 CLIP_S = 10
@@ -128,6 +131,42 @@ def bliss(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
             feats.append(np.asarray(Song(str(path)).analysis, dtype=np.float64))
     v = _zscore(np.array(feats))
     return v, v, v
+
+
+def musicnn(model: str, layer: str) -> Callable[[list[Clip]], tuple[Vecs, Vecs, Vecs]]:
+    """musicnn's layer (penultimate or taggram), mean over the clip's 3 s patches.
+
+    Computed in the teacher environment (training/teacher.py) and cached on disk.
+    """
+
+    def run(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+        out = teacher_outputs(np.stack([c.audio for c in clips]), cache_dir=TEACHER_CACHE)
+        v = out[f"{model}/{layer}"]
+        return v, v, v
+
+    return run
+
+
+def edge_frame(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
+    """No model: a 23 ms log-mel frame at each clip's end (query) and start (gallery).
+
+    Only for next segment: the last frame before a cut against the first frame after it.
+    The clip vectors (for triplets) are unused and left as zeros.
+    """
+    import librosa
+
+    def frame(x: NDArray[np.float32]) -> NDArray[np.float64]:
+        mel = librosa.feature.melspectrogram(
+            y=x, sr=SR, n_fft=512, hop_length=512, n_mels=64, center=False
+        )
+        out: NDArray[np.float64] = np.log(mel[:, 0] + 1e-8)
+        return out
+
+    n = 512
+    q = np.array([frame(c.audio[-n:]) for c in clips])
+    g = np.array([frame(c.audio[:n]) for c in clips])
+    both = _zscore(np.concatenate([q, g]))
+    return np.zeros((len(clips), 1), np.float32), both[: len(clips)], both[len(clips) :]
 
 
 def random_vectors(clips: list[Clip]) -> tuple[Vecs, Vecs, Vecs]:
@@ -267,59 +306,65 @@ def build_sets(tracks: list[Track], cache: Path) -> tuple[list[Clip], list[Clip]
     return triplet_clips, before, after
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=ROOT / "data")
-    p.add_argument("--models", type=Path, default=ROOT / "models")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedding_eval")
-    p.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
-    a = p.parse_args()
+Method = Callable[[list[Clip]], tuple[Vecs, Vecs, Vecs]]
+# Methods that answer next segment only (their clip vectors mean nothing).
+NEXT_SEGMENT_ONLY = frozenset({"edge_frame"})
+TRIPLET_TASKS = ("same_track", "same_source", "same_mood", "same_style")
 
-    _, eval_tracks = split(load_catalog(a.data / "catalog.json"))
-    eval_tracks = [t for t in eval_tracks if t.seconds >= 2 * CLIP_S]
-    triplet_clips, before, after = build_sets(eval_tracks, a.data / "cache")
-    rows = triplets(triplet_clips, np.random.default_rng(7))
 
-    methods: dict[str, Callable[[list[Clip]], tuple[Vecs, Vecs, Vecs]]] = {
-        "segue": segue(a.models),
-        "mecomp": mecomp,
-        "bliss": bliss,
-        "logmel_mean_std": logmel_stats,
-        "random": random_vectors,
-    }
+def all_methods(models: dict[str, Path], skip: list[str]) -> tuple[dict[str, Method], list[str]]:
+    """Every method of this run, by name, and notes on those left out."""
+    found: dict[str, Method] = {name: segue(path) for name, path in models.items()}
+    found["mecomp"] = mecomp
+    found["bliss"] = bliss
+    found["logmel_mean_std"] = logmel_stats
+    for model in ("MTT_musicnn", "MSD_musicnn"):
+        for layer in ("penultimate", "taggram"):
+            found[f"musicnn_{model[:3]}_{layer}"] = musicnn(model, layer)
+    found["edge_frame"] = edge_frame
+    found["random"] = random_vectors
+    notes = []
     if not MECOMP.exists():
-        del methods["mecomp"]
-    # Each task's items are grouped by the held-out track they were drawn for (the triplet's
-    # anchor, the query's song): the unit of the cluster bootstrap.
-    # Groups are numbered 0..n-1 over the tracks a task actually draws from (e.g. only the
-    # labelled ones for mood), so a resample picks among those tracks only.
-    def compact(track_ids: list[str]) -> NDArray[np.int64]:
-        _, inverse = np.unique(np.array(track_ids), return_inverse=True)
-        return inverse.astype(np.int64)
+        notes.append(f"mecomp: left out, its model is not at {MECOMP} (../shared is missing)")
+        del found["mecomp"]
+    if not teacher_available():
+        notes.append("musicnn: left out, its environment is missing (`make teacher-env`)")
+        found = {k: v for k, v in found.items() if not k.startswith("musicnn")}
+    for name in skip:
+        if found.pop(name, None) is not None:
+            notes.append(f"{name}: left out by --skip")
+    return found, notes
 
+
+def compact(track_ids: list[str]) -> NDArray[np.int64]:
+    """Track ids numbered 0..n-1 over the tracks a task draws from (the bootstrap's unit)."""
+    _, inverse = np.unique(np.array(track_ids), return_inverse=True)
+    return inverse.astype(np.int64)
+
+
+def evaluate(
+    eval_tracks: list[Track], cache: Path, methods: dict[str, Method], reference: str
+) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    """(meta, results per method) for one set of held-out tracks."""
+    eval_tracks = [t for t in eval_tracks if t.seconds >= 2 * CLIP_S]
+    triplet_clips, before, after = build_sets(eval_tracks, cache)
+    rows = triplets(triplet_clips, np.random.default_rng(7))
+    # Items are grouped by the held-out track they were drawn for (the triplet's anchor, the
+    # query's song): the unit of the cluster bootstrap.
     item_groups = {
         k: compact([triplet_clips[i].track.id for i in r[:, 0]]) for k, r in rows.items() if len(r)
     }
-    query_groups = compact([c.track.id for c in before])
     for metric in ("recall@1", "recall@10", "mrr"):
-        item_groups[metric] = query_groups
+        item_groups[metric] = compact([c.track.id for c in before])
     # The same resamples for every method, so differences between methods are paired.
     draws = {
         k: bootstrap_draws(g, seed=11 + i) for i, (k, g) in enumerate(sorted(item_groups.items()))
     }
-
     scores: dict[str, dict[str, NDArray[np.float64]]] = {}
     results: dict[str, dict[str, object]] = {}
     for name, fn in methods.items():
-        if name in a.skip:
-            continue
         t0 = time.time()
-        clip_vecs, _, _ = fn(triplet_clips)
-        # Before and after clips go through together so z-scoring treats both sides alike.
-        _, q_all, g_all = fn(before + after)
-        q, g = q_all[: len(before)], g_all[len(before) :]
-        per_item = {k: triplet_correct(clip_vecs, r) for k, r in rows.items() if len(r)}
-        per_item.update(retrieval_scores(retrieval_ranks(q, g)))
+        per_item = score(name, fn, triplet_clips, before, after, rows)
         scores[name] = per_item
         res: dict[str, object] = {k: float(v.mean()) for k, v in per_item.items()}
         res["ci95"] = {
@@ -328,28 +373,21 @@ def main() -> None:
         res["seconds"] = round(time.time() - t0, 1)
         results[name] = res
         print(name, json.dumps(res), flush=True)
-    if "segue" in scores:
-        ours = scores["segue"]
-        for name, theirs in scores.items():
-            if name == "segue":
-                continue
-            results[name]["segue_minus_this_ci95"] = {
-                k: interval(
-                    resampled_means(ours[k], item_groups[k], draws[k])
-                    - resampled_means(theirs[k], item_groups[k], draws[k])
-                )
-                for k in ours
-            }
-
+    for name, theirs in scores.items():
+        ours = scores.get(reference)
+        if name == reference or ours is None:
+            continue
+        results[name][f"{reference}_minus_this_ci95"] = {
+            k: interval(
+                resampled_means(ours[k], item_groups[k], draws[k])
+                - resampled_means(theirs[k], item_groups[k], draws[k])
+            )
+            for k in ours
+            if k in theirs
+        }
     meta = {
-        "date": datetime.date.today().isoformat(),
-        "machine": describe_machine(),
-        "model_version": ort.InferenceSession(
-            str(a.models / "segue_stream.onnx"), providers=["CPUExecutionProvider"]
-        )
-        .get_modelmeta()
-        .custom_metadata_map.get("segue.version", "?"),
         "eval_tracks": len(eval_tracks),
+        "eval_minutes": round(sum(t.seconds for t in eval_tracks) / 60, 1),
         "triplet_clips": len(triplet_clips),
         "triplets": {k: len(v) for k, v in rows.items()},
         "cuts": len(before),
@@ -359,12 +397,79 @@ def main() -> None:
         },
         "sources": sorted({t.source for t in eval_tracks}),
     }
+    return meta, results
+
+
+def score(
+    name: str,
+    fn: Method,
+    triplet_clips: list[Clip],
+    before: list[Clip],
+    after: list[Clip],
+    rows: dict[str, NDArray[np.int64]],
+) -> dict[str, NDArray[np.float64]]:
+    """Per-item scores of one method on every task it answers."""
+    per_item: dict[str, NDArray[np.float64]] = {}
+    if name not in NEXT_SEGMENT_ONLY:
+        clip_vecs, _, _ = fn(triplet_clips)
+        per_item = {k: triplet_correct(clip_vecs, r) for k, r in rows.items() if len(r)}
+    # Before and after clips go through together so z-scoring treats both sides alike.
+    _, q_all, g_all = fn(before + after)
+    q, g = q_all[: len(before)], g_all[len(before) :]
+    per_item.update(retrieval_scores(retrieval_ranks(q, g)))
+    return per_item
+
+
+def _model_version(path: Path) -> str:
+    sess = ort.InferenceSession(str(path / "segue_stream.onnx"), providers=["CPUExecutionProvider"])
+    return str(sess.get_modelmeta().custom_metadata_map.get("segue.version", "?"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=ROOT / "data")
+    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another model folder (e.g. a new training run), measured as segue_NAME; repeatable",
+    )
+    p.add_argument("--protocols", nargs="+", default=["source", "album"], choices=PROTOCOLS)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedding_eval")
+    p.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
+    a = p.parse_args()
+
+    models = {"segue": a.models}
+    for spec in a.candidate:
+        name, _, folder = spec.partition("=")
+        models[f"segue_{name}"] = Path(folder)
+    methods, notes = all_methods(models, a.skip)
+    catalog = load_catalog(a.data / "catalog.json")
+    report: dict[str, object] = {
+        "meta": {
+            "date": datetime.date.today().isoformat(),
+            "machine": describe_machine(),
+            "models": {
+                k: {"path": str(v), "version": _model_version(v)} for k, v in models.items()
+            },
+            "left_out": notes,
+            "trained_on": sorted({t.source for t in split(catalog)[0]}),
+        },
+        "protocols": {},
+    }
+    for protocol in a.protocols:
+        print(f"== protocol {protocol}", flush=True)
+        meta, results = evaluate(split(catalog, protocol)[1], a.data / "cache", methods, "segue")
+        report["protocols"][protocol] = {"meta": meta, "results": results}  # type: ignore[index]
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    a.out.with_suffix(".md").write_text(render(meta, results))
+    a.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    a.out.with_suffix(".md").write_text(render(report))
     print(f"wrote {a.out.with_suffix('.md')}")
 
 
+PROTOCOLS: tuple[Protocol, ...] = ("source", "album")
 COLUMNS = ["same_track", "same_source", "same_mood", "same_style", "recall@1", "recall@10", "mrr"]
 
 
@@ -377,50 +482,78 @@ def _table(
     return lines
 
 
-def render(meta: dict[str, object], results: dict[str, dict[str, object]]) -> str:
-    def value(res: dict[str, object], c: str) -> str:
-        v = res.get(c)
-        return "n/a" if not isinstance(v, float) else f"{v:.3f}"
+def _value(res: dict[str, object], c: str) -> str:
+    v = res.get(c)
+    return "n/a" if not isinstance(v, float) else f"{v:.3f}"
 
-    def ci(key: str) -> Callable[[dict[str, object], str], str]:
-        def cell(res: dict[str, object], c: str) -> str:
-            table = res.get(key)
-            if not isinstance(table, dict) or c not in table:
-                return "n/a"
-            lo, hi = table[c]
-            return f"[{lo:.3f}, {hi:.3f}]"
 
-        return cell
+def _ci(key: str) -> Callable[[dict[str, object], str], str]:
+    def cell(res: dict[str, object], c: str) -> str:
+        table = res.get(key)
+        if not isinstance(table, dict) or c not in table:
+            return "n/a"
+        lo, hi = table[c]
+        return f"[{lo:.3f}, {hi:.3f}]"
 
+    return cell
+
+
+PROTOCOL_TITLES = {
+    "source": "Leave-source-out: whole soundtracks never trained on (training.sources."
+    "HELD_OUT_SOURCES)",
+    "album": "Within training sources: tracks held out by album (the old protocol; it also "
+    "measures memory of the training soundtracks)",
+}
+
+
+def render_protocol(protocol: str, meta: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """One protocol's section: scores, their intervals, and Segue minus each peer."""
+    return [
+        f"## {PROTOCOL_TITLES[protocol]}",
+        "",
+        f"Held-out tracks: {meta['eval_tracks']} ({meta['eval_minutes']} min; sources "
+        f"{', '.join(meta['sources'])}); triplet clips: {meta['triplet_clips']}; triplets per "
+        f"task: {meta['triplets']}; next-segment cuts (= gallery size): {meta['cuts']}; "
+        f"held-out tracks with mood/style labels: {meta['labelled_tracks']} (mood and style "
+        "triplets come from these few tracks only, so they are noisy: see the intervals).",
+        "",
+        *_table(results, _value),
+        "",
+        f"95% intervals ({N_BOOTSTRAP} cluster-bootstrap resamples of the held-out tracks: "
+        "triplets grouped by anchor track, queries by their track):",
+        "",
+        *_table(results, _ci("ci95")),
+        "",
+        "Segue (models/) minus each peer, 95% interval of the paired difference (same "
+        "resamples; above 0 = Segue better with this confidence):",
+        "",
+        *_table({k: v for k, v in results.items() if k != "segue"}, _ci("segue_minus_this_ci95")),
+        "",
+    ]
+
+
+def render(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    models = "; ".join(
+        f"{k} = {v['path']} (version {v['version']})" for k, v in meta["models"].items()
+    )
     lines = [
         "# Embedding evaluation",
         "",
         f"Date: {meta['date']}. Machine: {meta['machine']}.",
-        f"Segue model version: {meta['model_version']}.",
-        f"Held-out tracks: {meta['eval_tracks']} ({', '.join(map(str, meta['sources']))}"  # type: ignore[call-overload]
-        f"); triplet clips: {meta['triplet_clips']}; triplets per task: {meta['triplets']}; "
-        f"next-segment cuts (= gallery size): {meta['cuts']}; held-out tracks with mood/style "
-        f"labels: {meta['labelled_tracks']} (mood and style triplets are drawn from these few "
-        "tracks only, so they are noisy: see the intervals).",
+        f"Models: {models}. Training sources of this catalogue's split: "
+        f"{', '.join(meta['trained_on'])}.",
+        *(f"- {note}" for note in meta["left_out"]),
         "",
-        "Triplet columns: accuracy (anchor closer to positive than negative). Next-segment: "
-        "query = 10 s before a cut, gallery = 10 s after every cut.",
-        "",
-        *_table(results, value),
-        "",
-        f"## 95% confidence intervals ({N_BOOTSTRAP} cluster-bootstrap resamples of the held-out "
-        "tracks: triplets grouped by anchor track, queries by their track)",
-        "",
-        *_table(results, ci("ci95")),
-        "",
-        "## Segue minus each peer, 95% interval of the paired difference (same resamples)",
-        "",
-        "An interval above 0 means Segue is better with this confidence; one that spans 0 is "
-        "not a clear difference on these tracks.",
-        "",
-        *_table({k: v for k, v in results.items() if k != "segue"}, ci("segue_minus_this_ci95")),
+        "Triplet columns: accuracy (anchor closer to positive than negative, cosine). "
+        "Next segment: query = 10 s before a cut, gallery = 10 s after every cut of the "
+        "protocol's tracks; edge_frame compares the last 23 ms log-mel frame before the cut with "
+        "the first after it (no model; next segment only). musicnn: penultimate layer or tag "
+        "probabilities, mean over 3 s patches.",
         "",
     ]
+    for protocol, body in report["protocols"].items():
+        lines += render_protocol(protocol, body["meta"], body["results"])
     return "\n".join(lines)
 
 

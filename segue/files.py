@@ -1,4 +1,4 @@
-"""Writing output files whole or not at all.
+"""Files: writing outputs whole or not at all, and hashing their content.
 
 Everything is written to a temporary file in the output's own folder (so the final rename stays
 on one file system and is atomic) and renamed over the output only once writing succeeded. The
@@ -8,10 +8,23 @@ file gets the permissions a plain `open()` would give (0666 less the umask), not
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# Bytes hashed per read.
+HASH_BLOCK_BYTES = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

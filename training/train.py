@@ -20,7 +20,11 @@ optimises these objectives:
 2. same song: the feel vectors of different 10 s halves and crops of one track are positives
    against other tracks' (supervised contrastive), likewise the per-window context embedding;
 3. labels: feel vectors of tracks sharing a source (soundtrack/pack), mood or style are
-   positives (weaker weights).
+   positives (weaker weights);
+4. the teacher (with --teacher MTT_musicnn or MSD_musicnn, targets from `make teacher-cache`):
+   the batch's feel similarities should rank pairs like musicnn's penultimate layer does on the
+   same seconds of audio, and a linear probe on the feel vector (not exported) predicts
+   musicnn's tag probabilities. musicnn never runs here: its outputs come from disk.
 All with cosine similarity over L2-normalised vectors, as they are used at serving time.
 A seeded run is deterministic (same seed -> same weights).
 """
@@ -41,7 +45,8 @@ from training.augment import MAX_SPEED_CHANGE, augment_frames, read_crop
 from training.catalog import Track, load_audio, load_catalog, split
 from training.export import export_all
 from training.frontend import FRAMES_PER_WINDOW, SAMPLE_RATE_HZ, WINDOW_SAMPLES
-from training.model import SegueNet, zero_state
+from training.model import FEEL_DIM, SegueNet, zero_state
+from training.teacher_targets import TeacherTargets
 
 
 @dataclass
@@ -69,6 +74,14 @@ class Config:
     w_source: float = 0.3
     w_mood: float = 0.6
     w_style: float = 0.6
+    # Distillation from musicnn (training/teacher_targets.py; `make teacher-cache`): the
+    # teacher's model ("MSD_musicnn" or "MTT_musicnn"; "" = none), where its targets are, and
+    # the weights of its two objectives on the feel vector.
+    teacher: str = ""
+    teacher_dir: Path = Path("data/teacher")
+    w_distill: float = 1.0
+    w_tags: float = 0.5
+    teacher_temperature: float = 0.05
     threads: int = 2
     log_every: int = 25
 
@@ -176,6 +189,7 @@ def losses(
     times: torch.Tensor,
     ids: dict[str, dict[str, int]],
     cfg: Config,
+    teacher: Distiller | None = None,
 ) -> dict[str, torch.Tensor]:
     n = frames.shape[0]
     w = cfg.crop_windows
@@ -226,7 +240,7 @@ def losses(
         first[:n:2] = True
         return sup_con(feels[first], lab[first], cfg.temperature)
 
-    return {
+    parts = {
         "next": next_loss,
         "same_song": same_song,
         "context": context,
@@ -234,6 +248,54 @@ def losses(
         "mood": label_loss("mood"),
         "style": label_loss("style"),
     }
+    if teacher is not None:
+        # 4. The teacher: musicnn's view of the same 10 s of each track (feel order: half, crop).
+        spans = [
+            (chosen[c // 2].id, float(times[c, i]), float(times[c, i + fw - 1]) + 1.0)
+            for i in starts
+            for c in range(n)
+        ]
+        parts.update(teacher.losses(feels, spans))
+    return parts
+
+
+# ---------------------------------------------------------------- distillation
+
+
+class Distiller(torch.nn.Module):
+    """musicnn as a teacher of the feel vector (training only: nothing here is exported).
+
+    - relation: the batch's feel similarities should rank like the teacher's penultimate
+      similarities (KL between row-wise softmaxes; the teacher's vectors are centred first,
+      since ReLU outputs are all alike in cosine);
+    - tags: a linear probe on the feel vector predicts the teacher's tag probabilities.
+    """
+
+    def __init__(self, targets: TeacherTargets, cfg: Config) -> None:
+        super().__init__()
+        self.targets = targets
+        self.centre = torch.tensor(np.concatenate(list(targets.pen.values())).mean(0))
+        n_tags = next(iter(targets.tags.values())).shape[1]
+        self.tag_probe = torch.nn.Linear(FEEL_DIM, n_tags)
+        self.t_student, self.t_teacher = cfg.temperature, cfg.teacher_temperature
+
+    def losses(
+        self, feels: torch.Tensor, spans: list[tuple[str, float, float]]
+    ) -> dict[str, torch.Tensor]:
+        pairs = [self.targets.span(*s) for s in spans]
+        pen = F.normalize(torch.tensor(np.stack([p for p, _ in pairs])) - self.centre, dim=-1)
+        tags = torch.tensor(np.stack([t for _, t in pairs]))
+        eye = torch.eye(len(feels), dtype=torch.bool)
+        student = (feels @ feels.T / self.t_student).masked_fill(eye, float("-inf"))
+        teacher = (pen @ pen.T / self.t_teacher).masked_fill(eye, float("-inf"))
+        relation = F.kl_div(
+            student.log_softmax(1).masked_fill(eye, 0.0),
+            teacher.log_softmax(1).masked_fill(eye, 0.0),
+            log_target=True,
+            reduction="batchmean",
+        )
+        tag_loss = F.binary_cross_entropy_with_logits(self.tag_probe(feels), tags)
+        return {"distill": relation, "tags": tag_loss}
 
 
 # ---------------------------------------------------------------- training loop
@@ -260,7 +322,13 @@ def train(cfg: Config) -> SegueNet:
     print(f"training on {len(train_tracks)} tracks ({hours:.2f} h), {cfg.steps} steps")
 
     net = SegueNet()
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    teacher = (
+        Distiller(TeacherTargets(train_tracks, cfg.teacher_dir, cfg.teacher), cfg)
+        if cfg.teacher
+        else None
+    )
+    params = [*net.parameters(), *(teacher.parameters() if teacher is not None else [])]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = {
         "next": cfg.w_next,
         "same_song": cfg.w_same_song,
@@ -268,6 +336,8 @@ def train(cfg: Config) -> SegueNet:
         "source": cfg.w_source,
         "mood": cfg.w_mood,
         "style": cfg.w_style,
+        "distill": cfg.w_distill,
+        "tags": cfg.w_tags,
     }
     warmup = max(1, cfg.steps // 20)
     t0 = time.time()
@@ -286,7 +356,7 @@ def train(cfg: Config) -> SegueNet:
         pcm, chosen, times = sample_batch(train_tracks, audio, cfg, rng)
         with torch.no_grad():
             frames = augment_frames(net.frontend(pcm), rng)
-        parts = losses(net, frames, chosen, times, ids, cfg)
+        parts = losses(net, frames, chosen, times, ids, cfg, teacher)
         loss = torch.stack([weights[k] * v for k, v in parts.items()]).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated

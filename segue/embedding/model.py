@@ -6,13 +6,14 @@ same contract drops in without code changes.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+
+from segue.files import sha256_of
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -68,14 +69,6 @@ class ModelOutputs:
             frames=self.frames[i : i + 1],
             state=self.state[i : i + 1],
         )
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_spec(session: ort.InferenceSession, sha256: str) -> ModelSpec:
@@ -151,7 +144,7 @@ class StreamModel:
         if provider == "cuda" and self.provider != CUDA:
             raise ModelError(f"CUDA was requested but ONNX Runtime fell back to {self.provider}")
         self.path = path
-        self.spec = _read_spec(self._session, file_sha256(path))
+        self.spec = _read_spec(self._session, sha256_of(path))
         names = {o.name for o in self._session.get_outputs()}
         missing = [n for n in OUTPUTS if n not in names]
         if missing:

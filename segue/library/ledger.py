@@ -11,26 +11,13 @@ The older index manifest (one JSON object of key -> entry) is read too, and rewr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from segue.files import write_atomically
-
-# Bytes hashed per read.
-HASH_BLOCK_BYTES = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from segue.files import sha256_of, write_atomically
 
 
 @dataclass(frozen=True)
