@@ -67,7 +67,7 @@ data: setup
 	$(PY) scripts/fetch_data.py
 	$(PY) scripts/build_midi_set.py
 
-train: setup $(if $(HUMAN_TRIPLETS),,data)
+train: setup $(if $(HUMAN_TRIPLETS),,data teacher-cache)
 	$(if $(HUMAN_TRIPLETS),$(PY) -m training.finetune_human $(HUMAN_ARGS) --out "$(HUMAN_OUT)" \
 	  $(HUMAN_FLAGS),$(PY) -m training.train)
 

@@ -420,6 +420,12 @@ def score(
     return per_item
 
 
+def _shown(path: Path) -> str:
+    """The path as the report shows it: relative to the checkout when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _model_version(path: Path) -> str:
     sess = ort.InferenceSession(str(path / "segue_stream.onnx"), providers=["CPUExecutionProvider"])
     return str(sess.get_modelmeta().custom_metadata_map.get("segue.version", "?"))
@@ -452,7 +458,7 @@ def main() -> None:
             "date": datetime.date.today().isoformat(),
             "machine": describe_machine(),
             "models": {
-                k: {"path": str(v), "version": _model_version(v)} for k, v in models.items()
+                k: {"path": _shown(v), "version": _model_version(v)} for k, v in models.items()
             },
             "left_out": notes,
             "trained_on": sorted({t.source for t in split(catalog)[0]}),

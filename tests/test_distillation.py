@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_fixtures import song, tiny_config
 
 from training.catalog import Track, save_catalog
 from training.teacher_cache import teacher_available
@@ -69,13 +70,11 @@ def test_the_relation_loss_prefers_a_student_that_ranks_pairs_like_the_teacher(
 @pytest.mark.slow
 @pytest.mark.skipif(not teacher_available(), reason=NO_TEACHER)
 def test_a_tiny_run_distils_the_real_teacher(tmp_path: Path) -> None:
-    from tests.test_training_smoke import _song, _tiny_config
-
     data = tmp_path / "data"
     (data / "cache").mkdir(parents=True)
     tracks = []
     for i in range(6):
-        np.save(data / "cache" / f"song{i}.npy", _song(i, 9.0))
+        np.save(data / "cache" / f"song{i}.npy", song(i, 9.0))
         tracks.append(
             Track(id=f"synth/{i}", source="synth", album="a", cache=f"song{i}.npy", seconds=9.0)
         )
@@ -84,7 +83,7 @@ def test_a_tiny_run_distils_the_real_teacher(tmp_path: Path) -> None:
     assert all(f.exists() for f in files)
 
     def config(teacher: str, out: Path) -> Config:
-        tiny = _tiny_config(data, out)
+        tiny = tiny_config(data, out)
         return replace(tiny, labelled_per_batch=0, teacher=teacher, teacher_dir=data / "teacher")
 
     taught = train(config(MODEL, tmp_path / "a")).state_dict()

@@ -8,31 +8,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from training_fixtures import song, tiny_config
 
 from training.catalog import Track, save_catalog, split
 from training.export import export_all
-from training.train import Config, next_segment_ignore, train
+from training.train import next_segment_ignore, train
 
 # Starts real servers or trains: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
-
-SR = 22050
-
-
-def _song(seed: int, seconds: float) -> np.ndarray:
-    """A little procedural song: a chord progression over a pulse, with some noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    root = rng.uniform(110, 330)
-    bpm = rng.uniform(80, 160)
-    beat = np.exp(-12 * ((t * bpm / 60) % 1.0))
-    chord = sum(np.sin(2 * np.pi * root * r * t) for r in (1.0, 1.25, 1.5))
-    audio = 0.2 * chord * (
-        0.5 + 0.5 * np.sin(2 * np.pi * t / 4)
-    ) + 0.3 * beat * rng.standard_normal(len(t))
-    out: np.ndarray = (0.5 * audio / np.abs(audio).max()).astype(np.float16)
-    return out
-
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -43,7 +26,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         labelled = i < 6
         tid = f"{'immich' if labelled else 'synth'}/song{i}"
         npy = f"song{i}.npy"
-        np.save(data / "cache" / npy, _song(i, 9.0))
+        np.save(data / "cache" / npy, song(i, 9.0))
         tracks.append(
             Track(
                 id=tid,
@@ -59,21 +42,6 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-def _tiny_config(data: Path, out: Path) -> Config:
-    return Config(
-        data=data,
-        out=out,
-        checkpoint=out / "c.pt",
-        steps=3,
-        batch_tracks=4,
-        labelled_per_batch=2,
-        crop_windows=4,
-        feel_windows=2,
-        log_every=1000,
-        threads=1,
-    )
-
-
 def test_split_holds_out_whole_tracks_deterministically(tiny_data: Path) -> None:
     from training.catalog import load_catalog
 
@@ -86,14 +54,14 @@ def test_split_holds_out_whole_tracks_deterministically(tiny_data: Path) -> None
 
 
 def test_a_few_steps_train_and_export_valid_graphs(tiny_data: Path, tmp_path: Path) -> None:
-    net = train(_tiny_config(tiny_data, tmp_path))
+    net = train(tiny_config(tiny_data, tmp_path))
     export_all(net, tmp_path)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(
         str(tmp_path / "audio_embedding_model.onnx"), so, providers=["CPUExecutionProvider"]
     )
-    (emb,) = sess.run(None, {"audio": _song(99, 2.5).astype(np.float32)[None]})
+    (emb,) = sess.run(None, {"audio": song(99, 2.5).astype(np.float32)[None]})
     assert emb.shape == (1, 32) and np.isfinite(emb).all()
 
 
@@ -102,13 +70,13 @@ def test_training_moves_the_weights(tiny_data: Path, tmp_path: Path) -> None:
     from training.model import SegueNet
 
     initial = SegueNet().state_dict()
-    trained = train(_tiny_config(tiny_data, tmp_path)).state_dict()
+    trained = train(tiny_config(tiny_data, tmp_path)).state_dict()
     assert any(not torch.equal(initial[k], trained[k]) for k in initial)
 
 
 def test_a_seeded_run_is_deterministic(tiny_data: Path, tmp_path: Path) -> None:
-    a = train(_tiny_config(tiny_data, tmp_path)).state_dict()
-    b = train(_tiny_config(tiny_data, tmp_path)).state_dict()
+    a = train(tiny_config(tiny_data, tmp_path)).state_dict()
+    b = train(tiny_config(tiny_data, tmp_path)).state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
 

@@ -238,10 +238,14 @@ def verify_against_torch(net: SegueNet, stream_path: Path, mecomp_path: Path) ->
     return worst
 
 
+# 2.0.0: trained on 20 soundtracks with musicnn as a teacher (issue 12); graphs and I/O unchanged.
+MODEL_VERSION = "2.0.0"
+
+
 def export_all(net: SegueNet, models_dir: Path, version: str | None = None) -> str:
     """Writes both graphs into models_dir, checks them against torch; returns the version."""
     net = half_rounded(net)
-    version = version or f"1.0.0+{weights_digest(net)}"
+    version = version or f"{MODEL_VERSION}+{weights_digest(net)}"
     stream = models_dir / "segue_stream.onnx"
     mecomp = models_dir / "audio_embedding_model.onnx"
     export_stream(net, stream, version)
