@@ -58,19 +58,31 @@ def teacher_outputs(
         return {k: f[k] for k in f.files}
 
 
-def _compute(clips: NDArray[np.float32], models: tuple[str, ...], path: Path, python: Path) -> None:
+def run_teacher(python: Path, args: list[str], progress: bool = False) -> None:
+    """Runs training/teacher.py with args under the teacher's interpreter.
+
+    progress: let its stderr (one line per track, and TensorFlow's notices) through to ours.
+    Raises TeacherUnavailableError when that environment is missing, RuntimeError when the
+    teacher fails (with the end of its stderr when it was kept).
+    """
     if not teacher_available(python):
         raise TeacherUnavailableError(
             f"musicnn's environment is missing at {python}: run `make teacher-env`"
         )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [str(python), str(ROOT / "training" / "teacher.py"), *args]
+    err = None if progress else subprocess.PIPE
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    if done.returncode != 0:
+        said = done.stderr.decode()[-2000:] if done.stderr else "see above"
+        raise RuntimeError(f"teacher failed ({done.returncode}): {said}")
+
+
+def _compute(clips: NDArray[np.float32], models: tuple[str, ...], path: Path, python: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "clips.npz"
         np.savez(inp, audio=clips.astype(np.float32), sr=SAMPLE_RATE_HZ)
         out = Path(tmp) / "out.npz"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        cmd = [str(python), str(ROOT / "training" / "teacher.py"), "clips", str(inp), str(out)]
-        done = subprocess.run([*cmd, "--models", *models], capture_output=True, env=env)
-        if done.returncode != 0:
-            raise RuntimeError(f"teacher failed: {done.stderr.decode()[-2000:]}")
+        run_teacher(python, ["clips", str(inp), str(out), "--models", *models])
         os.replace(out, path)

@@ -12,8 +12,6 @@ MTT and MSD models. Training reads them with TeacherTargets and never imports Te
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.catalog import Track, load_catalog, split
-from training.teacher_cache import ROOT, TEACHER_PYTHON, TeacherUnavailableError, teacher_available
+from training.teacher_cache import ROOT, TEACHER_PYTHON, run_teacher
 
 # One musicnn patch: 187 mel frames of 256 samples at 16 kHz (seconds).
 PATCH_S = 187 * 256 / 16000
@@ -31,8 +29,6 @@ DEFAULT_DIR = ROOT / "data" / "teacher"
 
 def build(tracks: list[Track], cache: Path, out: Path, python: Path = TEACHER_PYTHON) -> list[Path]:
     """Computes the targets of every track not yet in out; returns every track's file."""
-    if not teacher_available(python):
-        raise TeacherUnavailableError(f"no musicnn environment at {python}: `make teacher-env`")
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{Path(t.cache).stem}.npz" for t in tracks]
     todo = [t for t, f in zip(tracks, files, strict=True) if not f.exists()]
@@ -40,11 +36,7 @@ def build(tracks: list[Track], cache: Path, out: Path, python: Path = TEACHER_PY
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
             listing.write("".join(f"{cache / t.cache}\t{Path(t.cache).stem}\n" for t in todo))
             listing.flush()
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            script = str(ROOT / "training" / "teacher.py")
-            subprocess.run(
-                [str(python), script, "tracks", listing.name, str(out)], check=True, env=env
-            )
+            run_teacher(python, ["tracks", listing.name, str(out)], progress=True)
     return files
 
 
@@ -67,10 +59,7 @@ class TeacherTargets:
         centres = (np.arange(len(pen)) + 0.5) * PATCH_S
         inside = (centres >= start_s) & (centres < end_s)
         if not inside.any():
-            inside = (
-                np.abs(centres - (start_s + end_s) / 2)
-                == np.abs(centres - (start_s + end_s) / 2).min()
-            )
+            inside = np.arange(len(pen)) == np.abs(centres - (start_s + end_s) / 2).argmin()
         return pen[inside].mean(0), tags[inside].mean(0)
 
 
