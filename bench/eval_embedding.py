@@ -2,7 +2,11 @@
 
     python bench/eval_embedding.py            # `make eval`; needs `make data` first
 
-Tracks: the evaluation side of training.catalog.split() (never trained on).
+Protocols (training.catalog.split; the training set is the same for both):
+- source (leave-source-out): every track of the soundtracks in training.sources.HELD_OUT_SOURCES,
+  which no training run and no teacher ever sees: music from sources the model never heard;
+- album: tracks held out by album within the training sources (the older protocol; it also
+  measures memory of the training soundtracks).
 Tasks (cosine similarity everywhere):
 - triplets: same track (two non-overlapping 10 s clips of one song vs a clip of another),
   same source (two songs of one soundtrack/pack vs a song of another), same mood and same style
@@ -10,9 +14,13 @@ Tasks (cosine similarity everywhere):
 - next segment: cuts inside songs every 20 s; query = the 10 s before a cut, gallery = the 10 s
   after every cut; recall@1, recall@10, MRR. Segue answers with its transition vectors (exit of
   the query's last window vs entry of the gallery clip's first window); peers with their clip
-  embeddings.
-Methods: Segue (models/segue_stream.onnx through ONNX Runtime), bliss-audio (23 features,
-z-scored), MECOMP's ONNX model (when ../shared is present), log-mel mean+std (z-scored), random.
+  embeddings; the edge frame compares the last 23 ms log-mel frame before the cut with the
+  first one after it.
+Methods: Segue (models/segue_stream.onnx, and any --candidate NAME=DIR, through ONNX Runtime),
+bliss-audio (23 features, z-scored), MECOMP's ONNX model (when ../shared is present), log-mel
+mean+std (z-scored), musicnn MTT and MSD (penultimate layer and tag probabilities, from its own
+environment via training.teacher_cache; `make teacher-env`), the edge frame, random. A method
+that cannot run is named in the report with the reason.
 Uncertainty: 95% intervals from a cluster bootstrap over held-out tracks (items of one track
 are not independent), for every metric and for Segue minus each peer (paired resamples).
 Results: bench/results/embedding_eval.md and .json.
@@ -309,7 +317,7 @@ def build_sets(tracks: list[Track], cache: Path) -> tuple[list[Clip], list[Clip]
 Method = Callable[[list[Clip]], tuple[Vecs, Vecs, Vecs]]
 # Methods that answer next segment only (their clip vectors mean nothing).
 NEXT_SEGMENT_ONLY = frozenset({"edge_frame"})
-TRIPLET_TASKS = ("same_track", "same_source", "same_mood", "same_style")
+PROTOCOLS: tuple[Protocol, ...] = ("source", "album")
 
 
 def all_methods(models: dict[str, Path], skip: list[str]) -> tuple[dict[str, Method], list[str]]:
@@ -474,8 +482,6 @@ def main() -> None:
     a.out.with_suffix(".md").write_text(render(report))
     print(f"wrote {a.out.with_suffix('.md')}")
 
-
-PROTOCOLS: tuple[Protocol, ...] = ("source", "album")
 COLUMNS = ["same_track", "same_source", "same_mood", "same_style", "recall@1", "recall@10", "mrr"]
 
 
