@@ -1,11 +1,14 @@
 """Model-only speed of Segue's ONNX graphs beside MECOMP's model, in one run.
 
     python bench/bench_model_speed.py [--repeats 30] [--out bench/results/model_speed]
+        [--candidate NAME=DIR ...]
 
 Cases (median of --repeats timed runs after warm-up, ONNX Runtime CPU provider):
 - 1 thread, one 30 s clip: x real time for our stream graph, our MECOMP-compatible graph and
   MECOMP's model (when ../shared/peers is present), and our speed-up over MECOMP;
 - 2 threads, a batch of 32 one-second windows (the embedder's serving batch): milliseconds.
+Each --candidate folder (another export: a wider model, another weight precision) is measured
+in the same run as NAME_stream and NAME_mecomp_compatible.
 Results: <out>.md and .json (default bench/results/model_speed) with the machine, date and
 command line.
 """
@@ -106,6 +109,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR",
+                   help="another model folder measured in the same run; repeatable")
     p.add_argument("--out", type=Path, default=rep.RESULTS / "model_speed",
                    help="results path without suffix (.md and .json are written)")
     a = p.parse_args()
@@ -113,6 +118,10 @@ def main() -> None:
     run = rep.capture_run()  # before the runs: the load average of the machine alone
     graphs = {"segue_stream": a.models / "segue_stream.onnx",
               "segue_mecomp_compatible": a.models / "audio_embedding_model.onnx"}
+    for spec in a.candidate:
+        name, _, folder = spec.partition("=")
+        graphs[f"{name}_stream"] = Path(folder) / "segue_stream.onnx"
+        graphs[f"{name}_mecomp_compatible"] = Path(folder) / "audio_embedding_model.onnx"
     if MECOMP.exists():
         graphs["mecomp"] = MECOMP
     rows = measure(graphs, a.repeats)

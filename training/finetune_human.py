@@ -41,11 +41,10 @@ import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F  # noqa: N812
-from onnx import numpy_helper
 
 from segue.music import bundled_tracks_dir
 from segue.studio.agreement import agreement_flags
-from training.export import export_all, half_rounded, verify_against_torch
+from training.export import export_all, verify_against_torch
 from training.frontend import FRAMES_PER_WINDOW, N_MELS, WINDOW_SAMPLES
 from training.human_triplets import (
     HELD_OUT_FRACTION,
@@ -62,6 +61,8 @@ from training.human_triplets import (
     split,
 )
 from training.model import FEEL_DIM, SegueNet, zero_state
+from training.onnx_weights import net_from_onnx
+from training.weight_storage import precision_of
 
 # The layers that only feed the feel vector: the ones fine-tuned.
 FEEL_LAYERS = ("pool_score", "pool_value", "feel_head")
@@ -93,68 +94,9 @@ class Config:
 # ---------------------------------------------------------------- the starting model
 
 
-def _module_path(node_name: str) -> str:
-    """ONNX node name -> torch module path: `/net/encoder/convs/convs.0/convs.0.0/Conv` ->
-    `encoder.convs.0.0` (each scope repeats its parent's qualified name)."""
-    parts: list[str] = []
-    for scope in node_name.removeprefix("/net/").split("/")[:-1]:
-        if parts and scope.startswith(parts[-1] + "."):
-            parts[-1] = scope
-        else:
-            parts.append(scope)
-    return ".".join(parts)
-
-
-def _gru_gates(x: np.ndarray) -> np.ndarray:
-    """ONNX GRU gate blocks (z, r, h) along axis 0 -> torch's (r, z, n)."""
-    z, r, h = np.split(x, 3, axis=0)
-    return np.concatenate([r, z, h], axis=0)
-
-
 def shipped_net(models_dir: Path) -> SegueNet:
-    """SegueNet with the weights of `models_dir`/segue_stream.onnx, checked against ORT.
-
-    The exporter names some weights after the module (`net.feel_head.weight`) and others after
-    the node that uses them (MatMul weights transposed, BatchNorm folded into the convs, GRU
-    gates in ONNX order); folded BatchNorms become identities around the folded conv.
-    """
-    graph = onnx.load(str(models_dir / "segue_stream.onnx")).graph
-    # Large weights are stored as float16 under `<name>_f16` behind a Cast (training.export).
-    values = {i.name.removesuffix("_f16"): numpy_helper.to_array(i).astype(np.float32)
-              for i in graph.initializer}
-    net = SegueNet()
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    given = {name[4:]: v for name, v in values.items() if name.startswith("net.")}
-    for node in graph.node:
-        module = _module_path(node.name)
-        weights = [values[x] for x in node.input[1:] if x in values and not x.startswith("net.")]
-        if node.op_type == "MatMul" and weights and module != "frontend":
-            given[f"{module}.weight"] = weights[0].T
-        elif node.op_type == "Conv":
-            norm = module.rsplit(".", 1)[0] + ".1"
-            bn = net.get_submodule(norm)
-            assert isinstance(bn, torch.nn.BatchNorm1d)
-            given[f"{module}.weight"] = weights[0]
-            given[f"{norm}.bias"] = weights[1]
-            given[f"{norm}.weight"] = np.ones_like(weights[1])
-            given[f"{norm}.running_mean"] = np.zeros_like(weights[1])
-            given[f"{norm}.running_var"] = np.full_like(weights[1], 1.0 - bn.eps)
-        elif node.op_type == "GRU":
-            w, r, b = (v[0] for v in weights)
-            given["gru.weight_ih_l0"], given["gru.weight_hh_l0"] = _gru_gates(w), _gru_gates(r)
-            # The bias is the input biases then the recurrent ones, each in ONNX gate order.
-            w_bias, r_bias = np.split(b, 2)
-            given["gru.bias_ih_l0"], given["gru.bias_hh_l0"] = (_gru_gates(w_bias),
-                                                                _gru_gates(r_bias))
-    unknown = set(given) - set(state)
-    missing = {k for k in state if k not in given and not k.endswith("num_batches_tracked")}
-    if unknown or missing:
-        raise RuntimeError(f"cannot map {models_dir}/segue_stream.onnx onto SegueNet: unknown "
-                           f"{sorted(unknown)}, missing {sorted(missing)}")
-    for name, value in given.items():
-        state[name] = torch.from_numpy(np.ascontiguousarray(value)).reshape(state[name].shape)
-    net.load_state_dict(state)
-    net.eval()
+    """SegueNet with the weights of `models_dir`/segue_stream.onnx, checked against ORT."""
+    net = net_from_onnx(models_dir / "segue_stream.onnx")
     worst = verify_against_torch(net, models_dir / "segue_stream.onnx",
                                  models_dir / "audio_embedding_model.onnx")
     if worst > 1e-3:
@@ -330,15 +272,17 @@ def run(cfg: Config) -> dict[str, object]:
     tune, held = prepare(net, tune_set, audio), prepare(net, held_set, audio)
     history = finetune(net, tune, held, cfg)
 
-    # What ships is the float16-rounded model (training.export): measure that one.
-    shipped = half_rounded(net)
-    after = agreement(shipped, held.content, held.rows, held.odd)
+    # The fine-tuned model keeps the shipped one's weight precision; what the files store is
+    # what is measured.
     cfg.out.mkdir(parents=True, exist_ok=True)
-    version = export_all(net, cfg.out)
+    precision = precision_of(onnx.load(str(cfg.models / "segue_stream.onnx")).graph)
+    version = export_all(net, cfg.out, precision=precision)
+    shipped = net_from_onnx(cfg.out / "segue_stream.onnx")
+    after = agreement(shipped, held.content, held.rows, held.odd)
     torch.save({"model": net.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()}},
                cfg.out / CHECKPOINT)
     if cfg.replace_models:
-        export_all(net, cfg.models, version)
+        export_all(net, cfg.models, version, precision)
     summary: dict[str, object] = {
         "version": version,
         "base_version": base_version,

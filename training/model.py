@@ -26,6 +26,8 @@ POOL_HEADS = 4
 # Hidden width of the entry/exit MLPs (kept small so the stream graph stays under 1 MB).
 TRANSITION_HIDDEN = 96
 POOL_VALUE_DIM = 16
+# The encoder's conv channels at width 1.0.
+CONV_CHANNELS = (64, 96, 128)
 # Attention scores are squashed into [-SCORE_RANGE, SCORE_RANGE] so that exp() never underflows
 # against the running max, which starts at 0 for an all-zeros state.
 SCORE_RANGE = 5.0
@@ -50,17 +52,28 @@ def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
-class WindowEncoder(nn.Module):
-    """Log-mel frames of one window [N, FRAMES_PER_WINDOW, N_MELS] -> content vector [N, HIDDEN]."""
+def conv_channels(width: float) -> tuple[int, int, int]:
+    """Channels of the encoder's three convs at a width multiplier (1.0: 64, 96, 128)."""
+    c1, c2, c3 = (round(c * width / 8) * 8 for c in CONV_CHANNELS)
+    return c1, c2, c3
 
-    def __init__(self) -> None:
+
+class WindowEncoder(nn.Module):
+    """Log-mel frames of one window [N, FRAMES_PER_WINDOW, N_MELS] -> content vector [N, HIDDEN].
+
+    `width` scales the convs only: the content, state and outputs keep their sizes, so the
+    exported graphs' inputs and outputs (the MECOMP contract) do not depend on it.
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
+        c1, c2, c3 = conv_channels(width)
         # Log-mel of music sits around -12 +- 4; start the input near unit scale.
         self.in_shift = nn.Parameter(torch.full((N_MELS, 1), 12.0))
         self.in_scale = nn.Parameter(torch.full((N_MELS, 1), 0.25))
-        self.convs = nn.Sequential(_conv(N_MELS, 64, 1), _conv(64, 96, 2), _conv(96, 128, 2))
+        self.convs = nn.Sequential(_conv(N_MELS, c1, 1), _conv(c1, c2, 2), _conv(c2, c3, 2))
         # Conv features (mean, max over time) plus the raw log-mel mean/std of the window.
-        self.proj = nn.Linear(2 * 128 + 2 * N_MELS, HIDDEN)
+        self.proj = nn.Linear(2 * c3 + 2 * N_MELS, HIDDEN)
         self.norm = nn.LayerNorm(HIDDEN)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -96,10 +109,11 @@ class TransitionHead(nn.Module):
 
 
 class SegueNet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
+        self.width = width
         self.frontend = LogMelFrontEnd()
-        self.encoder = WindowEncoder()
+        self.encoder = WindowEncoder(width)
         self.gru = nn.GRU(HIDDEN, HIDDEN, batch_first=True)
         self.embedding_head = nn.Linear(HIDDEN, EMBEDDING_DIM)
         self.entry_head = TransitionHead(HIDDEN)

@@ -45,10 +45,11 @@ import torch.nn.functional as F  # noqa: N812
 
 from training.augment import MAX_SPEED_CHANGE, augment_frames, read_crop
 from training.catalog import Track, load_audio, load_catalog, split
-from training.export import export_all
+from training.export import PRECISION, export_all
 from training.frontend import FRAMES_PER_WINDOW, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from training.model import FEEL_DIM, SegueNet, zero_state
 from training.teacher_targets import TeacherTargets
+from training.weight_storage import PRECISIONS
 
 
 @dataclass
@@ -84,6 +85,11 @@ class Config:
     w_distill: float = 3.0
     w_tags: float = 1.0
     teacher_temperature: float = 0.05
+    # Width multiplier of the encoder's convs (training.model.conv_channels): 1.5 and 2 did
+    # not help on held-out sources (bench/results/embedding_capacity_2026-12-06.md).
+    width: float = 1.0
+    # How the exported graphs store their weights: "int8" or "float16" (training.export).
+    precision: str = PRECISION
     # One thread: as fast as two on the 2-core machine (1.0 s a step), and the shipped run's.
     threads: int = 1
     log_every: int = 25
@@ -324,7 +330,7 @@ def train(cfg: Config) -> SegueNet:
     hours = sum(t.seconds for t in train_tracks) / 3600
     print(f"training on {len(train_tracks)} tracks ({hours:.2f} h), {cfg.steps} steps")
 
-    net = SegueNet()
+    net = SegueNet(cfg.width)
     teacher = (
         Distiller(TeacherTargets(train_tracks, cfg.teacher_dir, cfg.teacher), cfg)
         if cfg.teacher
@@ -391,7 +397,9 @@ def main() -> None:
         {"model": net.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()}},
         cfg.checkpoint,
     )
-    version = export_all(net, cfg.out)
+    if cfg.precision not in PRECISIONS:
+        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}")
+    version = export_all(net, cfg.out, precision=cfg.precision)
     summary = {
         "version": version,
         "train_seconds": round(time.time() - start, 1),
