@@ -1,13 +1,12 @@
 """Clips cut ahead of the pages that play them, so that a page's clips come from the cache.
 
-Two kinds of work, each on its own background threads (each cut is an ffmpeg process):
+Two kinds of work share one background worker (each cut is an ffmpeg process, run at a
+lower CPU priority than the server), in this order:
 
-1. the clips of the pages about to be served (`ahead`), at the server's CPU priority: an
-   annotator listens to every clip of a page before the next one opens, ample time to cut the
-   next page's clips, but not if they queue behind other work on a busy machine;
+1. the clips of the pages about to be served (`ahead`): an annotator listens to every clip of
+   a page before the next one opens, ample time to cut the next page's clips;
 2. the library's whole clip grid (`warm`), started once at start-up and bounded, so that
-   after a while every page's clips are in the cache before anyone asks for them. It runs at
-   a lower CPU priority, so that it never slows a request or a page's own clips.
+   after a while every page's clips are in the cache before anyone asks for them.
 
 Clips asked for before their turn are cut on demand by the request, as without prefetching.
 """
@@ -46,10 +45,9 @@ class WarmProgress:
 
 
 class ClipPrefetcher:
-    """Cuts clips with `cut`: page clips on `workers` background threads, the warm-up on one
-    more, niced thread.
+    """Cuts clips with `cut` on `workers` background threads: page clips first, then warm-up.
 
-    Each page clip is queued at most once at a time. `close` stops the workers after their
+    Each clip is queued at most once at a time. `close` stops the workers after their
     current cut; queued work is dropped.
     """
 
@@ -63,11 +61,8 @@ class ClipPrefetcher:
         self._progress = WarmProgress(0, 0, 0)
         self._closed = False
         self._wake = threading.Condition()
-        self._threads = [threading.Thread(target=self._work, args=(True,),
-                                          name=f"clip-prefetch-{i}", daemon=True)
-                         for i in range(workers)]
-        self._threads.append(threading.Thread(target=self._work, args=(False,),
-                                              name="clip-warm-up", daemon=True))
+        self._threads = [threading.Thread(target=self._work, name=f"clip-prefetch-{i}",
+                                          daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
 
@@ -82,14 +77,13 @@ class ClipPrefetcher:
                 self._pending.add(clip)
                 self._pages.append(clip)
                 queued += 1
-            self._wake.notify_all()
+            self._wake.notify(queued)
         return queued
 
     def warm(self, clips: Sequence[Clip]) -> None:
         """Queues `clips` behind every page clip, replacing any earlier warm-up."""
         with self._wake:
-            self._warm.clear()
-            self._warm.extend(clips)
+            self._warm = deque(clips)
             self._progress = WarmProgress(0, len(clips), 0)
             self._wake.notify_all()
 
@@ -113,25 +107,28 @@ class ClipPrefetcher:
         for thread in self._threads:
             thread.join(timeout=wait_s)
 
-    def _work(self, pages: bool) -> None:
-        if not pages:
-            _lower_priority()
-        while (clip := self._next(pages)) is not None:
+    def _work(self) -> None:
+        _lower_priority()
+        while (job := self._next()) is not None:
+            clip, is_page = job
             ok = self._run(clip)
             with self._wake:
-                if pages:
+                if is_page:
                     self._pending.discard(clip)
                 else:
                     p = self._progress
                     self._progress = WarmProgress(p.done + 1, p.total, p.failed + (not ok))
 
-    def _next(self, pages: bool) -> Clip | None:
-        """The next page clip (or warm-up clip); None once closed."""
-        queue = self._pages if pages else self._warm
+    def _next(self) -> tuple[Clip, bool] | None:
+        """The next clip and whether it is a page's; None once closed."""
         with self._wake:
-            while not self._closed and not queue:
+            while not self._closed and not self._pages and not self._warm:
                 self._wake.wait()
-            return None if self._closed else queue.popleft()
+            if self._closed:
+                return None
+            if self._pages:
+                return self._pages.popleft(), True
+            return self._warm.popleft(), False
 
     def _run(self, clip: Clip) -> bool:
         try:
@@ -145,7 +142,7 @@ class ClipPrefetcher:
 
 def _lower_priority() -> None:
     """Raises this thread's nice value by NICENESS where the system allows it, so that the
-    server's own requests and page clips go first when the cores are busy."""
+    server's own requests go first when the cores are busy."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
                        os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + NICENESS)
