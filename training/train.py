@@ -390,6 +390,8 @@ def main() -> None:
     for field, value in asdict(defaults).items():
         p.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
     cfg = Config(**vars(p.parse_args()))
+    if cfg.precision not in PRECISIONS:  # before training, not after it
+        p.error(f"--precision must be one of {', '.join(PRECISIONS)}")
     start = time.time()
     net = train(cfg)
     cfg.checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -397,8 +399,6 @@ def main() -> None:
         {"model": net.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()}},
         cfg.checkpoint,
     )
-    if cfg.precision not in PRECISIONS:
-        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}")
     version = export_all(net, cfg.out, precision=cfg.precision)
     summary = {
         "version": version,
