@@ -290,12 +290,16 @@ async def _never_reads(address: str, released: Callable[[], bool]) -> grpc.aio.A
             if released():
                 break
             await asyncio.sleep(0.01)
-        writer.cancel()
+        # Read the outcome before stopping the writer: cancelling a write that is still
+        # blocked cancels the whole call locally, which would hide the server's status.
         try:
             while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
                 pass
         except grpc.aio.AioRpcError as e:
             return e
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
     raise AssertionError("the stream succeeded")
 
 
