@@ -7,6 +7,7 @@ from immich_memories_music import tracks_dir
 from devkit.splice import load_mono
 from devkit.synth import SynthSong, generate_song
 from segue.structure import StructureResult, analyze_audio
+from segue.structure.analysis import grid_bpm
 
 
 def _share_within(estimated: tuple[float, ...], truth: np.ndarray, tolerance_s: float) -> float:
@@ -131,3 +132,20 @@ def test_beats_of_a_real_song_stay_inside_it_without_skipping_any(track: str) ->
     intervals = np.diff(beats)
     assert intervals.max() < 1.5 * np.median(intervals)
     assert result.tempo_stability > 0.5
+
+
+def test_the_reported_tempo_is_not_biased_by_frame_quantised_intervals() -> None:
+    # 120 BPM on the 22 ms onset frames: intervals alternate 22 and 23 frames, whose median
+    # alone reads 117.4 or 122.7 BPM.
+    frame_s = 490 / 22050
+    beats = np.round(np.arange(0.5, 60.0, 0.5) / frame_s) * frame_s
+    assert abs(60.0 / float(np.median(np.diff(beats))) / 120.0 - 1.0) > 0.015
+    assert abs(grid_bpm(beats) / 120.0 - 1.0) < 0.003
+
+
+def test_a_skipped_beat_does_not_pull_the_reported_tempo() -> None:
+    # One missed beat every 12 would put a double interval into most 8-beat spans.
+    frame_s = 490 / 22050
+    beats = np.round(np.arange(0.5, 60.0, 0.5) / frame_s) * frame_s
+    sparse = np.delete(beats, np.arange(6, len(beats), 12))
+    assert abs(grid_bpm(sparse) / 120.0 - 1.0) < 0.003

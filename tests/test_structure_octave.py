@@ -95,3 +95,30 @@ def test_a_fast_two_beat_piece_is_read_at_its_own_tempo() -> None:
     result = _analyse(audio)
     assert abs(result.tempo_bpm / 210.0 - 1.0) < 0.04
     assert _on_grid(result, beats) > 0.9
+
+
+def _offbeat_break(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """40 s at 120 BPM: bass and a click on every beat, and from 14 s to 26 s a loud bright
+    chord on every off-beat (a ska "chuck") over a quieter beat."""
+    rng = np.random.default_rng(seed)
+    duration_s = 40.0
+    audio = np.zeros(int(duration_s * SR))
+    beats = np.arange(0.5, duration_s - 0.5, 0.5)
+    for i, b in enumerate(beats):
+        in_break = 14.0 <= b < 26.0
+        _hit(audio, b, (55.0 * (1 + i % 2 * 0.5),), 0.5, 0.15)
+        _noise(audio, b, 0.1 if in_break else 0.4, rng)
+        _hit(audio, b, (262.0, 330.0, 392.0), 0.1 if in_break else 0.4, 0.1)
+        if in_break:
+            _noise(audio, b + 0.25, 0.6, rng)
+            _hit(audio, b + 0.25, (523.0, 659.0, 784.0), 0.6, 0.06)
+    return audio, beats
+
+
+def test_a_grid_that_slides_onto_the_off_beats_of_a_break_comes_back_on_phase() -> None:
+    # ultimate_run, 48-Techno-movement, 41-Libertador: the grid slid half a beat over three
+    # beats into a section with loud off-beats and back after it, a third of the piece lost.
+    audio, beats = _offbeat_break(seed=4)
+    result = _analyse(audio)
+    assert abs(result.tempo_bpm / 120.0 - 1.0) < 0.04
+    assert _on_grid(result, beats) > 0.9

@@ -17,6 +17,7 @@ from segue.structure.features import StructureFeatures, uniform_low_onset, unifo
 from segue.structure.key import estimate_key
 from segue.structure.meter import estimate_meter
 from segue.structure.onset import FRAME_S
+from segue.structure.phase import unify_phase
 from segue.structure.result import StructureResult
 from segue.structure.sections import (
     BLOCK_S,
@@ -45,6 +46,9 @@ MIN_LEVEL_BPM = 70.0
 MAX_LEVEL_BPM = 170.0
 # Up to this tempo when the points halfway between the beats are as strong as the beats.
 MAX_FAST_LEVEL_BPM = 225.0
+# Beats per span over which the reported tempo is measured (see grid_bpm).
+SPAN_BEATS = 8
+REGULAR_SHARE = 0.15
 # Bar-synchronous sections need a meter at least this confident.
 MIN_METER_CONFIDENCE = 0.05
 
@@ -106,8 +110,7 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     stability = _stability(beats)
     bpm = tempo.bpm if len(beats) else 0.0
     if len(beats) >= 8:
-        # Report the tempo the beat grid actually follows.
-        bpm = 60.0 / float(np.median(np.diff(beats)))
+        bpm = grid_bpm(beats)
     return StructureResult(
         duration_s=duration,
         tempo_bpm=round(bpm, 3),
@@ -134,6 +137,7 @@ def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32) -> F64:
             # pin the beat's phase, and a swung chorus can pull it onto the off-beats.
             beats = track_beats(full, tempo.local_period / factor, ONSET_FPS)
         beats = swing_phase(beats, full, ONSET_FPS)
+        beats = unify_phase(beats, full, ONSET_FPS)
     if len(beats) < 4:
         beats = np.zeros(0)
     return beats
@@ -149,6 +153,24 @@ def _level_allowed(bpm_after: float, beats: F64, onset: F32) -> bool:
         return True
     fast = MAX_LEVEL_BPM < bpm_after <= MAX_FAST_LEVEL_BPM
     return fast and midpoint_ratio(beats * ONSET_FPS, onset) > DOUBLE_RATIO
+
+
+def grid_bpm(beats: F64) -> float:
+    """The tempo (BPM) the beat grid follows: the median over SPAN_BEATS-beat spans whose
+    intervals are all regular (within REGULAR_SHARE of the median interval).
+
+    Beats sit on a 22 ms frame grid, so single intervals of a 120 BPM grid alternate 22 and
+    23 frames and their median is off by 2%; a span of several beats divides that error. A
+    span holding a skipped or extra beat would be off by far more, so those are left out.
+    """
+    intervals = np.diff(beats)
+    median = float(np.median(intervals))
+    span = min(SPAN_BEATS, len(beats) // 2)
+    irregular = np.r_[0, np.cumsum(np.abs(intervals / median - 1.0) >= REGULAR_SHARE)]
+    clean = irregular[span:] == irregular[:-span]
+    if clean.sum() < 3:
+        return 60.0 / median
+    return 60.0 * span / float(np.median((beats[span:] - beats[:-span])[clean]))
 
 
 def _stability(beats: F64) -> float:
