@@ -2,6 +2,8 @@
 grids and rubato are left alone (segue.structure.phase)."""
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segue.structure.phase import MIN_SLIDE, Slide, find_slides, unify_phase
 
@@ -65,3 +67,44 @@ def test_noisy_intervals_either_side_keep_a_slide_from_counting() -> None:
     # A fast piece's grid jitters by a frame either way; a run amid that jitter is no slide.
     jitter = np.tile([0.08, -0.08], 6)
     assert find_slides(np.r_[jitter, [0.2, 0.2], jitter]) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    intervals=st.lists(st.floats(0.2, 1.2), min_size=1, max_size=120),
+    strengths=st.lists(st.floats(0.0, 5.0), min_size=1, max_size=64),
+)
+def test_any_grid_comes_back_increasing_finite_and_within_the_song(
+    intervals: list[float], strengths: list[float]
+) -> None:
+    beats = np.asarray(np.r_[0.3, 0.3 + np.cumsum(intervals)], np.float64)
+    onset = np.resize(np.asarray(strengths, np.float32), int(beats[-1] * FPS) + 2)
+    out = unify_phase(beats, onset, FPS)
+    assert np.all(np.isfinite(out)) and np.all(out >= 0.0)
+    assert np.all(np.diff(out) > 0.0)
+    assert out[-1] <= beats[-1] + 1.2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    period=st.floats(0.25, 1.0),
+    count=st.integers(16, 120),
+    slides=st.lists(
+        st.tuples(st.floats(0.0, 1.0), st.integers(1, 6), st.floats(-0.9, 0.9)), max_size=4
+    ),
+    louder=st.floats(0.0, 3.0),
+)
+def test_grids_with_slides_come_back_increasing_and_about_as_long(
+    period: float, count: int, slides: list[tuple[float, int, float]], louder: float
+) -> None:
+    steps = np.ones(count - 1)
+    for where, length, total in slides:
+        first = int(where * (count - 1 - length))
+        steps[first : first + length] += total / length
+    beats = np.asarray(0.5 + np.r_[0.0, np.cumsum(np.maximum(steps, 0.3))] * period, np.float64)
+    onset = _envelope(beats, float(beats[-1]) + 1.0) + _envelope(
+        beats[::3] + period / 2, float(beats[-1]) + 1.0, gain=louder
+    )
+    out = unify_phase(beats, onset, FPS)
+    assert np.all(np.isfinite(out)) and np.all(np.diff(out) > 0.0)
+    assert abs(len(out) - len(beats)) <= 2 * len(slides) + 1
