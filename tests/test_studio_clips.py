@@ -169,6 +169,33 @@ def test_threads_asking_for_one_clip_share_one_ffmpeg_run(
     assert float(probe(paths[0])["format"]["duration"]) == pytest.approx(8.0, abs=0.05)
 
 
+def test_a_request_does_not_wait_behind_a_background_cut_of_the_same_clip(
+        music_tracks: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A background cut may run niced and be starved by the requests; none may wait for it.
+    real = clips._run_ffmpeg
+    background_started, release = threading.Event(), threading.Event()
+
+    def stalled_in_background(args: list[str], stdin: bytes | None, what: str) -> bytes:
+        if threading.current_thread().name == "background":
+            background_started.set()
+            release.wait(timeout=30)
+        return real(args, stdin, what)
+
+    monkeypatch.setattr(clips, "_run_ffmpeg", stalled_in_background)
+    cache = ClipCache(tmp_path)
+    clip = Clip("s", 5.0, 4.0)
+    background = threading.Thread(target=cache.prepare, args=(clip, music_tracks[0]),
+                                  name="background")
+    background.start()
+    assert background_started.wait(timeout=10)
+    served = cache.path(clip, music_tracks[0])  # would block until release with a shared lock
+    assert background.is_alive() and served.is_file()
+    release.set()
+    background.join(timeout=30)
+    assert cache.prepare(clip, music_tracks[0]) == served
+    assert float(probe(served)["format"]["duration"]) == pytest.approx(4.0, abs=0.05)
+
+
 def test_a_missing_source_raises_clip_error(tmp_path: Path) -> None:
     with pytest.raises(ClipError, match="cannot read the source"):
         ClipCache(tmp_path).path(Clip("s", 0.0, 5.0), tmp_path / "gone.opus")

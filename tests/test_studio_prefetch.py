@@ -18,18 +18,20 @@ CLIPS = [Clip(f"song-{i}", 1.0, 2.0) for i in range(5)]
 
 
 class GatedCut:
-    """A cut that waits for `gate`, then records its clip in order, or raises for the
-    songs in `failing`."""
+    """A cut that waits for `gate` (only for the songs in `gated`, when given), then records
+    its clip in order, or raises for the songs in `failing`."""
 
-    def __init__(self, failing: set[str] | None = None) -> None:
+    def __init__(self, failing: set[str] | None = None, gated: set[str] | None = None) -> None:
         self.gate = threading.Event()
         self.started = threading.Event()  # a cut is waiting at the gate
         self.done: list[Clip] = []
         self.failing = failing or set()
+        self.gated = gated
 
     def __call__(self, clip: Clip) -> Path:
-        self.started.set()
-        self.gate.wait(5)
+        if self.gated is None or clip.song_id in self.gated:
+            self.started.set()
+            self.gate.wait(5)
         if clip.song_id in self.failing:
             raise OSError("source missing")
         self.done.append(clip)
@@ -65,16 +67,18 @@ def test_a_full_queue_skips_prefetching_and_a_failed_cut_is_let_go() -> None:
     prefetcher.close()
 
 
-def test_page_clips_are_cut_before_the_library_warm_up() -> None:
-    cut = GatedCut()
+def test_page_clips_do_not_wait_behind_the_library_warm_up() -> None:
+    cut = GatedCut(gated={f"warm-{i}" for i in range(4)})
     warm = [Clip(f"warm-{i}", 0.0, 2.0) for i in range(4)]
     prefetcher = ClipPrefetcher(cut)
     prefetcher.warm(warm)
-    assert cut.started.wait(5)  # the worker holds warm-0 at the gate
+    assert cut.started.wait(5)  # the warm-up holds warm-0 at the gate
     prefetcher.ahead(CLIPS[:2])
+    wait_until(lambda: prefetcher.pending() == 0)
+    assert cut.done == CLIPS[:2]  # cut while the warm-up was still stuck
     cut.gate.set()
     wait_until(lambda: prefetcher.progress().finished)
-    assert cut.done == [warm[0], *CLIPS[:2], *warm[1:]]
+    assert cut.done == [*CLIPS[:2], *warm]
     assert prefetcher.progress() == WarmProgress(done=4, total=4, failed=0)
     prefetcher.close()
 
@@ -102,18 +106,30 @@ def test_close_drops_the_queued_warm_up() -> None:
     assert prefetcher.ahead(CLIPS) == 0
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: per-thread priority")
-def test_background_cuts_run_at_a_lower_cpu_priority_than_the_server(tmp_path: Path) -> None:
-    seen: list[int] = []
-
+def _nice_of_children(tmp_path: Path, seen: list[int]) -> Callable[[Clip], Path]:
     def cut(clip: Clip) -> Path:  # a child process inherits the cutting thread's priority
         out = subprocess.run(["sh", "-c", "cut -d' ' -f19 /proc/self/stat"],
                              capture_output=True, text=True, check=True)
         seen.append(int(out.stdout))
         return tmp_path / clip.song_id
+    return cut
 
-    prefetcher = ClipPrefetcher(cut)
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: per-thread priority")
+def test_page_clips_are_cut_at_the_servers_priority_and_the_warm_up_lower(
+    tmp_path: Path,
+) -> None:
+    server = os.getpriority(os.PRIO_PROCESS, 0)
+    pages: list[int] = []
+    prefetcher = ClipPrefetcher(_nice_of_children(tmp_path, pages))
     prefetcher.ahead(CLIPS[:1])
     wait_until(lambda: prefetcher.pending() == 0)
     prefetcher.close()
-    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)]
+    assert pages == [server]
+
+    warm: list[int] = []
+    prefetcher = ClipPrefetcher(_nice_of_children(tmp_path, warm))
+    prefetcher.warm(CLIPS[:1])
+    wait_until(lambda: prefetcher.progress().finished)
+    prefetcher.close()
+    assert warm == [min(19, server + NICENESS)]

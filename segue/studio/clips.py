@@ -98,6 +98,21 @@ class ClipCache:
                 write_atomically(out, render(clip, source, self.settings))
         return out
 
+    def prepare(self, clip: Clip, source: Path) -> Path:
+        """As `path`, for background work: the clip is cut without holding its lock, so a
+        request never waits behind a background cut, which may run at a lower CPU priority
+        and be starved by the very requests waiting for it. At worst a request cuts the same
+        clip at once, and the later rename replaces the identical file."""
+        _check_excerpt(clip)
+        out = self.folder / f"{self.key(clip, source)}.opus"
+        if out.is_file():
+            return out
+        data = render(clip, source, self.settings)
+        if not out.is_file():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomically(out, data)
+        return out
+
     def key(self, clip: Clip, source: Path) -> str:
         """The cache key (hex) of `clip` from `source` as the file stands now."""
         resolved = source.resolve()

@@ -1,12 +1,13 @@
 """Clips cut ahead of the pages that play them, so that a page's clips come from the cache.
 
-Two kinds of work share one background worker (each cut is an ffmpeg process, run at a
-lower CPU priority than the server), in this order:
+Two kinds of work, each on its own background threads (each cut is an ffmpeg process):
 
-1. the clips of the pages about to be served (`ahead`): an annotator listens to every clip of
-   a page before the next one opens, ample time to cut the next page's clips;
+1. the clips of the pages about to be served (`ahead`), at the server's CPU priority: an
+   annotator listens to every clip of a page before the next one opens, ample time to cut the
+   next page's clips, but not if they queue behind other work on a busy machine;
 2. the library's whole clip grid (`warm`), started once at start-up and bounded, so that
-   after a while every page's clips are in the cache before anyone asks for them.
+   after a while every page's clips are in the cache before anyone asks for them. It runs at
+   a lower CPU priority, so that it never slows a request or a page's own clips.
 
 Clips asked for before their turn are cut on demand by the request, as without prefetching.
 """
@@ -45,9 +46,10 @@ class WarmProgress:
 
 
 class ClipPrefetcher:
-    """Cuts clips with `cut` on `workers` background threads: page clips first, then warm-up.
+    """Cuts clips with `cut`: page clips on `workers` background threads, the warm-up on one
+    more, niced thread.
 
-    Each clip is queued at most once at a time. `close` stops the workers after their
+    Each page clip is queued at most once at a time. `close` stops the workers after their
     current cut; queued work is dropped.
     """
 
@@ -61,8 +63,11 @@ class ClipPrefetcher:
         self._progress = WarmProgress(0, 0, 0)
         self._closed = False
         self._wake = threading.Condition()
-        self._threads = [threading.Thread(target=self._work, name=f"clip-prefetch-{i}",
-                                          daemon=True) for i in range(workers)]
+        self._threads = [threading.Thread(target=self._work, args=(True,),
+                                          name=f"clip-prefetch-{i}", daemon=True)
+                         for i in range(workers)]
+        self._threads.append(threading.Thread(target=self._work, args=(False,),
+                                              name="clip-warm-up", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -77,13 +82,14 @@ class ClipPrefetcher:
                 self._pending.add(clip)
                 self._pages.append(clip)
                 queued += 1
-            self._wake.notify(queued)
+            self._wake.notify_all()
         return queued
 
     def warm(self, clips: Sequence[Clip]) -> None:
         """Queues `clips` behind every page clip, replacing any earlier warm-up."""
         with self._wake:
-            self._warm = deque(clips)
+            self._warm.clear()
+            self._warm.extend(clips)
             self._progress = WarmProgress(0, len(clips), 0)
             self._wake.notify_all()
 
@@ -107,28 +113,25 @@ class ClipPrefetcher:
         for thread in self._threads:
             thread.join(timeout=wait_s)
 
-    def _work(self) -> None:
-        _lower_priority()
-        while (job := self._next()) is not None:
-            clip, is_page = job
+    def _work(self, pages: bool) -> None:
+        if not pages:
+            _lower_priority()
+        while (clip := self._next(pages)) is not None:
             ok = self._run(clip)
             with self._wake:
-                if is_page:
+                if pages:
                     self._pending.discard(clip)
                 else:
                     p = self._progress
                     self._progress = WarmProgress(p.done + 1, p.total, p.failed + (not ok))
 
-    def _next(self) -> tuple[Clip, bool] | None:
-        """The next clip and whether it is a page's; None once closed."""
+    def _next(self, pages: bool) -> Clip | None:
+        """The next page clip (or warm-up clip); None once closed."""
+        queue = self._pages if pages else self._warm
         with self._wake:
-            while not self._closed and not self._pages and not self._warm:
+            while not self._closed and not queue:
                 self._wake.wait()
-            if self._closed:
-                return None
-            if self._pages:
-                return self._pages.popleft(), True
-            return self._warm.popleft(), False
+            return None if self._closed else queue.popleft()
 
     def _run(self, clip: Clip) -> bool:
         try:
@@ -142,7 +145,7 @@ class ClipPrefetcher:
 
 def _lower_priority() -> None:
     """Raises this thread's nice value by NICENESS where the system allows it, so that the
-    server's own requests go first when the cores are busy."""
+    server's own requests and page clips go first when the cores are busy."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
                        os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + NICENESS)

@@ -44,7 +44,7 @@ class StudyFlow:
         self.clock = clock
         self._plans: OrderedDict[str, list[PlannedPage]] = OrderedDict()
         self._lock = threading.Lock()
-        self.prefetcher = ClipPrefetcher(self._cut)
+        self.prefetcher = ClipPrefetcher(self._prepare)
 
     # ---- pages ----------------------------------------------------------------------------
     def current(self, session: StudySession) -> Item | None:
@@ -81,6 +81,9 @@ class StudyFlow:
 
     def _cut(self, clip: Clip) -> Path:
         return self.clips.path(clip, self.library.file(clip.song_id))
+
+    def _prepare(self, clip: Clip) -> Path:
+        return self.clips.prepare(clip, self.library.file(clip.song_id))
 
     def _triplet_at(self, session: StudySession, position: int, items: list[Item]) -> Triplet:
         page = self.plan(session)[position]
