@@ -97,3 +97,37 @@ def test_serve_cuts_the_librarys_clips_ahead_and_reports_it(
     assert 8 <= warm["total"] == warm["done"] <= 4 * 4  # two starts a song, gold pairs' too
     assert len(list((tmp_path / "studio" / "clips").glob("*.opus"))) == warm["total"]
     assert f'segue_studio_clips_warm{{state="done"}} {float(warm["total"])}' in metrics
+
+
+def test_warm_cuts_the_library_grid_into_the_cache_and_a_second_run_finds_it_there(
+        tmp_path: Path, music_tracks: list[Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in {"SEGUE_STUDIO_DATA_DIR": str(tmp_path / "studio"),
+                        "SEGUE_STUDIO_SHORT_CLIPS": "1", "SEGUE_STUDIO_CLIP_S": "0.6",
+                        "SEGUE_STUDIO_CLIP_STARTS": "2"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SEGUE_STUDIO_DB_URL", raising=False)
+    clips = tmp_path / "studio" / "clips"
+    with served_matcher_library(tmp_path / "matcher", music_tracks[:4], 2.0) as (_, address):
+        assert segue(["studio", "warm", "--matcher", address, "--report-every", "0.5"]) == 0
+        first = capsys.readouterr().out
+        made = {p.name: p.stat().st_mtime_ns for p in clips.glob("*.opus")}
+        assert segue(["studio", "warm", "--matcher", address]) == 0
+        again = capsys.readouterr().out
+    total = len(made)
+    assert 8 <= total <= 4 * 4  # two starts a song, and the gold pairs' clips
+    # The last line is the summary (the in-process matcher logs to stdout before it).
+    assert first.splitlines()[-1].startswith(f"{total} of {total} clips in the cache, 0 failed")
+    assert again.splitlines()[-1].startswith(f"{total} of {total} clips in the cache, 0 failed")
+    assert {p.name: p.stat().st_mtime_ns for p in clips.glob("*.opus")} == made  # not cut again
+
+
+def test_warm_fails_clearly_without_a_matcher(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SEGUE_STUDIO_DATA_DIR", str(tmp_path))
+    address = f"127.0.0.1:{free_port()}"
+    assert segue(["studio", "warm", "--matcher", address]) == 1
+    assert f"matcher at {address}: ListSongs failed: unavailable" in capsys.readouterr().err
+    assert segue(["studio", "warm", "--report-every", "0"]) == 1
+    assert "--report-every" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`segue studio`: serve Segue Studio, make invite links, and export the answers.
 
     segue studio serve                      # the web app on 127.0.0.1:8700
+    segue studio warm                       # cuts the library's clips before invites go out
     segue studio invite --label friends     # prints an invite link (the token is shown once)
     segue studio export mecomp -o triplets.csv
 """
@@ -10,11 +11,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segue.cli.common import DEFAULT_MATCHER, add_target, fail
+from segue.cli.common import DEFAULT_MATCHER, add_target, describe_error, fail
+
+if TYPE_CHECKING:
+    from segue.studio.prefetch import WarmProgress
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,6 +35,16 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8700)")
     serve.set_defaults(func=_serve)
+    warm = sub.add_parser(
+        "warm", help="cut the library's clip grid into the clip cache now",
+        description="Cuts the clips `serve` would cut ahead at start-up (up to "
+        "SEGUE_STUDIO_WARM_CLIPS) into the Studio's clip cache and waits until they are all "
+        "done, so that no annotator's page waits for ffmpeg. Exit status 1 when any clip "
+        "failed.")
+    add_target(warm, "matcher", DEFAULT_MATCHER)
+    warm.add_argument("--report-every", type=float, default=10.0, metavar="S",
+                      help="seconds between progress lines on stderr (default 10)")
+    warm.set_defaults(func=_warm)
     invite = sub.add_parser("invite", help="create an invite link")
     invite.add_argument("--label", required=True, help="who the link is for (shown to admins)")
     invite.add_argument("--uses", type=int, default=10, help="annotators it admits (default 10)")
@@ -54,12 +70,51 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from segue.client.errors import SegueError
     from segue.studio.serve import serve
 
     try:
         return serve(_config(args))
     except (ValueError, OSError) as e:
         return fail(str(e))
+    except SegueError as e:  # the matcher cannot list the library
+        return fail(describe_error(e))
+
+
+def _warm(args: argparse.Namespace) -> int:
+    from segue.client.errors import SegueError
+    from segue.studio.serve import build
+
+    if not args.report_every > 0:
+        return fail("--report-every must be more than 0 seconds")
+    try:
+        studio = build(_config(args))
+    except (ValueError, OSError) as e:
+        return fail(str(e))
+    except SegueError as e:
+        return fail(describe_error(e))
+    start = time.monotonic()
+    try:
+        studio.flow.warm_library()
+        progress = _wait_for_warm_up(studio.flow.prefetcher.progress, args.report_every)
+    finally:
+        studio.flow.prefetcher.close()
+        studio.store.close()
+    print(f"{progress.done - progress.failed} of {progress.total} clips in the cache, "
+          f"{progress.failed} failed, in {time.monotonic() - start:.0f} s")
+    return 1 if progress.failed else 0
+
+
+def _wait_for_warm_up(progress: Callable[[], WarmProgress], report_every_s: float
+                      ) -> WarmProgress:
+    """The warm-up's last progress once finished, a line on stderr every `report_every_s`."""
+    last_report = time.monotonic()
+    while not (now := progress()).finished:
+        time.sleep(0.1)
+        if time.monotonic() - last_report >= report_every_s:
+            print(f"{now.done} of {now.total} clips", file=sys.stderr)
+            last_report = time.monotonic()
+    return now
 
 
 def _invite(args: argparse.Namespace) -> int:
