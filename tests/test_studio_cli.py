@@ -122,12 +122,14 @@ def test_warm_cuts_the_library_grid_into_the_cache_and_a_second_run_finds_it_the
     assert {p.name: p.stat().st_mtime_ns for p in clips.glob("*.opus")} == made  # not cut again
 
 
-def test_warm_fails_clearly_without_a_matcher(
+def test_warm_and_serve_fail_in_one_line_without_a_matcher(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SEGUE_STUDIO_DATA_DIR", str(tmp_path))
     address = f"127.0.0.1:{free_port()}"
     assert segue(["studio", "warm", "--matcher", address]) == 1
     assert f"matcher at {address}: ListSongs failed: unavailable" in capsys.readouterr().err
+    assert segue(["studio", "serve", "--matcher", address]) == 1
+    assert "Traceback" not in (err := capsys.readouterr().err) and "ListSongs failed" in err
     assert segue(["studio", "warm", "--report-every", "0"]) == 1
     assert "--report-every" in capsys.readouterr().err
