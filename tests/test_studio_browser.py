@@ -7,12 +7,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from chromium_browser import chromium, shot
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from studio_fixtures import (
     ADMIN_PASSWORD,
     LiveStudio,
@@ -96,6 +97,36 @@ def test_an_annotator_completes_a_whole_session_and_the_admin_exports_it(
         # Gold and repeated sets stay out of the triplet exports.
         kinds = [a.triplet.kind.value for a in answers]
         assert len(rows) - 1 == sum(k in ("random", "active") for k in kinds)
+
+
+def test_a_play_button_opens_only_once_the_script_can_play_its_clip(
+    tmp_path: Path, library: StudioLibrary, browser: Browser,
+) -> None:
+    # A click before the page's script had wired the button was lost without a word; on a
+    # busy server (studio.js late) that left a clip "not played" for good.
+    studio = make_studio(studio_config(tmp_path, clip_s=2.0), library)
+    invite = add_invite(studio)
+    with LiveStudio(studio) as live:
+        page = browser.new_page()
+        page.goto(f"{live.url}/join/{invite}")
+        page.check("input[name=agree]")
+        held: list[Route] = []
+
+        def hold(route: Route) -> None:
+            held.append(route)
+
+        page.route("**/static/studio.js", hold)
+        page.click("#start")
+        expect(page.locator("#play-0")).to_be_disabled()
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert held, "the study page never asked for its script"
+        expect(page.locator("#play-0")).to_be_disabled()
+        held[0].continue_()
+        expect(page.locator("#play-0")).to_be_enabled()
+        page.click("#play-0")
+        expect(page.locator("#state-0")).to_have_text("played ✓", timeout=15_000)
 
 
 def test_the_choice_stays_closed_until_every_clip_has_played(

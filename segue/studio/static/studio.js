@@ -16,13 +16,21 @@ async function postJson(path, csrf, body) {
 // Wires the play buttons of `players` ({el, audio, meter, state, listened, last, ended}): one
 // plays at a time, the time really heard is summed, and at the end `played(player)` reports
 // it to the server ({ok, answer}); `refresh()` then updates what may be answered.
+// The buttons come disabled from the server and are enabled here, once a click can play:
+// a click before this script ran would otherwise be lost without a word.
 function mustPlayToTheEnd(players, played, refresh, message) {
   players.forEach((p) => {
-    p.el.querySelector(".play").addEventListener("click", () => {
+    const button = p.el.querySelector(".play");
+    button.addEventListener("click", () => {
       players.forEach((other) => { if (other !== p) other.audio.pause(); });
       if (p.audio.ended) { p.audio.currentTime = 0; p.last = 0; }
-      p.audio.play();
+      p.audio.play().catch((error) => {
+        if (error.name === "AbortError") return; // paused by another clip before it started
+        p.state.textContent = "could not play";
+        message.textContent = "This clip could not be loaded; reload the page to try again.";
+      });
     });
+    button.disabled = false;
     p.audio.addEventListener("play", () => { p.state.textContent = "playing"; });
     p.audio.addEventListener("pause", () => {
       if (!p.audio.ended && !p.ended) p.state.textContent = "paused";
