@@ -44,6 +44,14 @@ def browser() -> Iterator[Browser]:
 
 
 
+def consenting_annotator(browser: Browser, live: LiveStudio, invite: str) -> Page:
+    """A new page that has followed `invite` and ticked the agreement, before starting."""
+    page = browser.new_page()
+    page.goto(f"{live.url}/join/{invite}")
+    page.check("input[name=agree]")
+    return page
+
+
 def play_all_and_pick(page: Page, store: StudioStore) -> None:
     """Plays each clip to its end, as a person would, then picks as an attentive one does."""
     pick = careful_pick(store, page.locator("#study").get_attribute("data-item") or "")
@@ -105,11 +113,8 @@ def test_a_play_button_opens_only_once_the_script_can_play_its_clip(
     # A click before the page's script had wired the button was lost without a word; on a
     # busy server (studio.js late) that left a clip "not played" for good.
     studio = make_studio(studio_config(tmp_path, clip_s=2.0), library)
-    invite = add_invite(studio)
     with LiveStudio(studio) as live:
-        page = browser.new_page()
-        page.goto(f"{live.url}/join/{invite}")
-        page.check("input[name=agree]")
+        page = consenting_annotator(browser, live, add_invite(studio))
         held: list[Route] = []
 
         def hold(route: Route) -> None:
@@ -133,11 +138,8 @@ def test_the_choice_stays_closed_until_every_clip_has_played(
     tmp_path: Path, library: StudioLibrary, browser: Browser,
 ) -> None:
     studio = make_studio(studio_config(tmp_path, clip_s=2.0), library)
-    invite = add_invite(studio)
     with LiveStudio(studio) as live:
-        page = browser.new_page()
-        page.goto(f"{live.url}/join/{invite}")
-        page.check("input[name=agree]")
+        page = consenting_annotator(browser, live, add_invite(studio))
         page.click("#start")
         page.click("#play-0")
         expect(page.locator("#state-0")).to_have_text("played ✓", timeout=15_000)
