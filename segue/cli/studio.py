@@ -75,10 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         return serve(_config(args))
-    except (ValueError, OSError) as e:
-        return fail(str(e))
-    except SegueError as e:  # the matcher cannot list the library
-        return fail(describe_error(e))
+    except (ValueError, OSError, SegueError) as e:
+        return _start_failed(e)
 
 
 def _warm(args: argparse.Namespace) -> int:
@@ -89,10 +87,8 @@ def _warm(args: argparse.Namespace) -> int:
         return fail("--report-every must be more than 0 seconds")
     try:
         studio = build(_config(args))
-    except (ValueError, OSError) as e:
-        return fail(str(e))
-    except SegueError as e:
-        return fail(describe_error(e))
+    except (ValueError, OSError, SegueError) as e:
+        return _start_failed(e)
     start = time.monotonic()
     try:
         studio.flow.warm_library()
@@ -103,6 +99,14 @@ def _warm(args: argparse.Namespace) -> int:
     print(f"{progress.done - progress.failed} of {progress.total} clips in the cache, "
           f"{progress.failed} failed, in {time.monotonic() - start:.0f} s")
     return 1 if progress.failed else 0
+
+
+def _start_failed(error: Exception) -> int:
+    """One line for a Studio that could not start: bad settings, files, or a matcher that
+    cannot list the library (a SegueError, described with its service and address)."""
+    from segue.client.errors import SegueError
+
+    return fail(describe_error(error) if isinstance(error, SegueError) else str(error))
 
 
 def _wait_for_warm_up(progress: Callable[[], WarmProgress], report_every_s: float

@@ -46,7 +46,8 @@ MIN_LEVEL_BPM = 70.0
 MAX_LEVEL_BPM = 170.0
 # Up to this tempo when the points halfway between the beats are as strong as the beats.
 MAX_FAST_LEVEL_BPM = 225.0
-# Beats per span over which the reported tempo is measured (see grid_bpm).
+# Beats per span over which the reported tempo is measured (see grid_bpm), and how far an
+# interval may stray from the median one before a span holding it is left out.
 SPAN_BEATS = 8
 REGULAR_SHARE = 0.15
 # Bar-synchronous sections need a meter at least this confident.

@@ -88,14 +88,12 @@ class ClipCache:
         positive duration, and ClipError when the source is missing, ends before the clip
         does, or ffmpeg fails (with the tail of ffmpeg's error output).
         """
-        _check_excerpt(clip)
-        out = self.folder / f"{self.key(clip, source)}.opus"
+        out = self._file(clip, source)
         if out.is_file():
             return out
         with self._locks.hold(out.name):
             if not out.is_file():  # another thread may have made it while this one waited
-                self.folder.mkdir(parents=True, exist_ok=True)
-                write_atomically(out, render(clip, source, self.settings))
+                self._store(out, render(clip, source, self.settings))
         return out
 
     def prepare(self, clip: Clip, source: Path) -> Path:
@@ -103,15 +101,22 @@ class ClipCache:
         request never waits behind a background cut, which may run at a lower CPU priority
         and be starved by the very requests waiting for it. At worst a request cuts the same
         clip at once, and the later rename replaces the identical file."""
-        _check_excerpt(clip)
-        out = self.folder / f"{self.key(clip, source)}.opus"
+        out = self._file(clip, source)
         if out.is_file():
             return out
         data = render(clip, source, self.settings)
         if not out.is_file():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(out, data)
+            self._store(out, data)
         return out
+
+    def _file(self, clip: Clip, source: Path) -> Path:
+        """Where the clip's file is or will be (ValueError for an impossible excerpt)."""
+        _check_excerpt(clip)
+        return self.folder / f"{self.key(clip, source)}.opus"
+
+    def _store(self, out: Path, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(out, data)
 
     def key(self, clip: Clip, source: Path) -> str:
         """The cache key (hex) of `clip` from `source` as the file stands now."""
