@@ -202,7 +202,7 @@ def _best_cpu_time(run: Any, repeats: int = 5) -> float:
     return best
 
 
-def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str, float]:
+def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str, Any]:
     """Per-window push cost (with the model's mel frames and without), the state's
     serialisation at checkpoints, and the final analysis, next to the Segue model's own cost
     per window measured in the same run. `short` is a second, 30 s song for the analysis;
@@ -274,21 +274,42 @@ def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str
     result["segue_model_us_per_window"] = _model_us_per_window(SEGUE_MODEL, batch)
     if SHARED_PEER.exists():
         result["peer_model_us_per_window"] = _model_us_per_window(SHARED_PEER, batch)
-    server = _embedder_server_ms_per_window()
-    if server is not None:
-        result["embedder_server_us_per_window"] = server * 1e3
+    result.update(embedder_reference())
     return result
 
 
-def _embedder_server_ms_per_window() -> float | None:
-    """The embedder's measured server CPU per window at 32 closed-loop streams, from its own
-    benchmark's results (the latest file), or None when there are none."""
-    files = sorted(RESULTS.glob("embedder_*.json"))
-    if not files:
-        return None
-    levels = json.loads(files[-1].read_text()).get("levels") or []
-    at_32 = [lv for lv in levels if lv.get("streams") == 32]
-    return float(at_32[0]["server_cpu_ms_per_window"]) if at_32 else None
+def _cpu_model(machine_text: str) -> str:
+    """The processor in a results file's machine line (its first field)."""
+    return machine_text.split(",")[0].strip()
+
+
+def embedder_reference(results: Path = RESULTS) -> dict[str, Any]:
+    """The embedder's server CPU per window at 32 closed-loop streams on one replica, from
+    the latest of its own benchmark's results measured on this machine's processor.
+
+    A figure from another processor is not comparable with this run's structure cost (the
+    two differed by 40% between this project's machines), so then only where the latest
+    figure came from is returned, and the report gives no share.
+    """
+    here = _cpu_model(machine())
+    latest_elsewhere: dict[str, Any] = {}
+    for path in sorted(results.glob("embedder_*.json"), reverse=True):
+        report = json.loads(path.read_text())
+        levels = report.get("levels") or []
+        at_32 = [lv for lv in levels if lv.get("streams") == 32 and lv.get("replicas", 1) == 1]
+        if not at_32:
+            continue
+        source = {
+            "embedder_file": path.name,
+            "embedder_machine": report.get("machine", "?"),
+            "embedder_model": report.get("model", "?"),
+        }
+        if _cpu_model(source["embedder_machine"]) != here:
+            latest_elsewhere = latest_elsewhere or source
+            continue
+        server_ms = float(at_32[0]["server_cpu_ms_per_window"])
+        return {**source, "embedder_server_us_per_window": server_ms * 1e3}
+    return latest_elsewhere
 
 
 def _model_us_per_window(path: Path, batch: np.ndarray) -> float:
@@ -464,16 +485,26 @@ def main() -> None:
 
     rows["midi"] = midi_rows()
     rows["transforms"] = [transform_row(name, audio, _ours) for name, audio in recordings]
-    cost = overhead(
+    write_report(rows, measure_cost(), args)
+
+
+def measure_cost() -> dict[str, Any]:
+    """The cost section's figures, on generated songs (see `overhead`)."""
+    return overhead(
         generate_song(7, duration_s=180).audio,
         generate_song(8, duration_s=30).audio,
         # Kick and snare alternating at 150 BPM: first read at 75 BPM, then tracked again.
         generate_song(7, duration_s=180, tempo_bpm=150.0, instrumentation="band").audio,
     )
-    write_report(rows, cost, args)
 
 
-REFRESHABLE = ("midi", "transforms")
+REFRESHABLE = ("midi", "transforms", "cost")
+# How the report names each refreshable set.
+REFRESHED_NAMES = {
+    "midi": "rendered-MIDI rows",
+    "transforms": "stretched and shifted copies",
+    "cost": "cost figures",
+}
 
 
 def _ours(audio: np.ndarray) -> Any:
@@ -507,7 +538,8 @@ def refresh(sets: list[str]) -> None:
             "full_run_machine": stored["machine"],
         }
     )
-    write_report(rows, stored["summary"]["cost"], kept)
+    cost = measure_cost() if "cost" in sets else stored["summary"]["cost"]
+    write_report(rows, cost, kept)
 
 
 def midi_rows() -> list[dict[str, Any]]:
@@ -568,7 +600,7 @@ def _summary(rows: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_report(rows: dict[str, Any], cost: dict[str, float], args: argparse.Namespace) -> None:
+def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Namespace) -> None:
     gen, more, comp = rows["generated"], rows["generated_more"], rows["composites"]
     summary = _summary(rows)
     summary["cost"] = cost
@@ -682,10 +714,18 @@ def write_report(rows: dict[str, Any], cost: dict[str, float], args: argparse.Na
     if "embedder_server_us_per_window" in cost:
         server = cost["embedder_server_us_per_window"]
         lines.append(
-            f"- the whole embedder's server CPU per window (32 streams, latest embedder "
-            f"benchmark): {server:.0f} µs; structure is {checkpointed / server:.1%} of it per "
-            f"window with checkpoints, {total / server:.1%} with the final analysis "
-            f"({fast_total / server:.1%} for the song tracked twice)"
+            f"- the whole embedder's server CPU per window (one replica, 32 closed-loop "
+            f"streams; {cost['embedder_file']}, this processor, model "
+            f"{cost['embedder_model']}): {server:.0f} µs; structure is "
+            f"{checkpointed / server:.1%} of it per window with checkpoints, "
+            f"{total / server:.1%} with the final analysis ({fast_total / server:.1%} for the "
+            "song tracked twice; target <= 10%)"
+        )
+    elif "embedder_file" in cost:
+        lines.append(
+            f"- the embedder's server CPU per window was last measured on another processor "
+            f"({cost['embedder_file']}: {_cpu_model(cost['embedder_machine'])}), so no share "
+            "of it is given here: run bench/bench_embedder.py on this machine first"
         )
     if "peer_model_us_per_window" in cost:
         lines.append(
@@ -746,7 +786,7 @@ def write_report(rows: dict[str, Any], cost: dict[str, float], args: argparse.Na
     if getattr(args, "refreshed", None):
         lines += [
             "",
-            f"The sections for {', '.join(args.refreshed)} come from a later run "
+            f"The {' and '.join(REFRESHED_NAMES[k] for k in args.refreshed)} come from a later run "
             f"(`--only`, {today}, {machine()}; each section's peers in that same run) than "
             "the generated, composite and real-recording sections above, whose figures it "
             "kept without re-measuring them: Segue's structure code may differ between the runs.",

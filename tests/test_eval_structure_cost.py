@@ -1,0 +1,51 @@
+"""The structure evaluation's cost share: the embedder figure it divides by comes from this
+machine's processor, never from another machine's run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import eval_structure
+
+
+def _embedder_result(folder: Path, date: str, machine: str, server_ms: float) -> None:
+    levels = [
+        {"replicas": 1, "streams": 8, "server_cpu_ms_per_window": 9.0},
+        {"replicas": 1, "streams": 32, "server_cpu_ms_per_window": server_ms},
+        {"replicas": 2, "streams": 32, "server_cpu_ms_per_window": 7.0},
+    ]
+    report = {"machine": machine, "model": "segue-stream 2.1.0", "levels": levels}
+    (folder / f"embedder_{date}.json").write_text(json.dumps(report))
+
+
+@pytest.fixture
+def here(monkeypatch: pytest.MonkeyPatch) -> str:
+    machine = "Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18, Python 3.11.7"
+    monkeypatch.setattr(eval_structure, "machine", lambda: machine)
+    return machine
+
+
+def test_the_latest_run_on_this_processor_is_used_even_when_another_machine_ran_later(
+    tmp_path: Path, here: str
+) -> None:
+    _embedder_result(tmp_path, "2026-12-01", here.replace("Linux 6.18", "Linux 6.17"), 1.4)
+    _embedder_result(tmp_path, "2026-12-02", "AMD EPYC, 2 cores, Linux 6.18", 1.1)
+    ref = eval_structure.embedder_reference(tmp_path)
+    # One replica at 32 streams, in µs; the AMD file is newer but not comparable.
+    assert ref["embedder_server_us_per_window"] == pytest.approx(1400.0)
+    assert ref["embedder_file"] == "embedder_2026-12-01.json"
+    assert ref["embedder_model"] == "segue-stream 2.1.0"
+
+
+def test_only_other_machines_runs_give_where_they_came_from_and_no_figure(
+    tmp_path: Path, here: str
+) -> None:
+    _embedder_result(tmp_path, "2026-11-20", "AMD EPYC, 2 cores", 1.0)
+    _embedder_result(tmp_path, "2026-11-21", "AMD EPYC, 2 cores", 1.1)
+    ref = eval_structure.embedder_reference(tmp_path)
+    assert "embedder_server_us_per_window" not in ref
+    assert ref["embedder_file"] == "embedder_2026-11-21.json"
+    assert eval_structure.embedder_reference(tmp_path / "none") == {}
