@@ -97,14 +97,18 @@ def library_files(extra: Sequence[Path]) -> list[Path]:
 
 
 def _tree_rss(roots: Sequence[psutil.Process]) -> int:
-    total = 0
+    """Summed RSS (bytes) of the roots and their descendants, each process counted once: a
+    root may also be another root's descendant (the service step's replicas are this
+    process's children and are passed as servers too)."""
+    seen: dict[int, int] = {}
     for root in roots:
         try:
             for proc in [root, *root.children(recursive=True)]:
-                total += proc.memory_info().rss
+                if proc.pid not in seen:
+                    seen[proc.pid] = proc.memory_info().rss
         except psutil.Error:
             continue  # exited between listing and reading
-    return total
+    return sum(seen.values())
 
 
 def _children_cpu() -> float:
