@@ -152,6 +152,42 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 TARGETS = {"f_measure": 0.90, "cmlt": 0.85, "acc1": 0.90, "key": 0.80}
+# Tempo relations of a tracker's reading to the labelled tempo, with the ratios each covers
+# and the tolerance (as in Acc1: 4%, or 8% for the octave errors, which Acc2 tolerates at 4%
+# of the doubled or halved tempo).
+RELATIONS: tuple[tuple[str, tuple[float, ...], float], ...] = (
+    ("labelled level", (1.0,), 0.04),
+    ("2:1 or 1:2", (2.0, 0.5), 0.08),
+    ("3:2, 4:3 or inverse", (1.5, 2 / 3, 4 / 3, 3 / 4), 0.04),
+)
+
+
+def tempo_relation(true_bpm: float, bpm: float) -> str:
+    """Which of RELATIONS a reading of `bpm` has to `true_bpm`; "other" for none."""
+    if true_bpm <= 0 or bpm <= 0:
+        return "other"
+    for name, ratios, tolerance in RELATIONS:
+        if any(abs(bpm / true_bpm / r - 1.0) <= tolerance for r in ratios):
+            return name
+    return "other"
+
+
+def level_breakdown(rows: list[dict[str, Any]]) -> dict[str, dict[str, tuple[int, float]]]:
+    """Per tracker and tempo relation: (renderings, summed beat F loss, 1 - F).
+
+    It shows where a tracker's beat F goes: a wrong grid at the labelled level (drift,
+    phase) or a grid at another metrical level.
+    """
+    names = [name for name, _, _ in RELATIONS] + ["other"]
+    out: dict[str, dict[str, tuple[int, float]]] = {}
+    for who in ("ours", *PEERS):
+        cells = {name: (0, 0.0) for name in names}
+        for r in rows:
+            relation = tempo_relation(r["bpm"], r[who]["bpm"])
+            count, loss = cells[relation]
+            cells[relation] = (count + 1, loss + 1.0 - r[who]["f_measure"])
+        out[who] = cells
+    return out
 
 
 def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: int) -> list[str]:
@@ -192,6 +228,7 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
             f"| {metric} | {entry['n']} | {ours:.3f} | {' | '.join(cells)} | {goal} | {met} | "
             f"{ahead} |"
         )
+    lines += level_lines(level_breakdown(rows))
     lines += [
         "",
         "| piece | font | BPM | Segue / librosa / Essentia / madmom BPM | F Segue/lib/Ess/mm | "
@@ -209,4 +246,24 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
             + "/".join(f"{x['cmlt']:.2f}" for x in (o, lb, es, mm))
             + f" | {r['key'] or '-'} | {keys} |"
         )
+    return lines
+
+
+def level_lines(breakdown: dict[str, dict[str, tuple[int, float]]]) -> list[str]:
+    """Markdown table of `level_breakdown`: renderings and summed F loss per relation."""
+    names = list(next(iter(breakdown.values())))
+    label = {"ours": "Segue", "librosa": "librosa", "essentia": "Essentia", "madmom": "madmom"}
+    lines = [
+        "",
+        "Where each tracker's beat F goes, by its tempo reading's relation to the labelled "
+        "tempo: renderings, and their summed beat F loss (1 - F; the mean F is 1 minus the "
+        "total over the renderings).",
+        "",
+        "| tracker | " + " | ".join(names) + " | total loss |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for who, cells in breakdown.items():
+        total = sum(loss for _, loss in cells.values())
+        row = " | ".join(f"{n}: {loss:.1f}" for n, loss in cells.values())
+        lines.append(f"| {label.get(who, who)} | {row} | {total:.1f} |")
     return lines

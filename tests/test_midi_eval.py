@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from bench.eval_midi import beat_metrics, boundary_metrics
+from bench.eval_midi import (
+    beat_metrics,
+    boundary_metrics,
+    level_breakdown,
+    level_lines,
+    tempo_relation,
+)
 from bench.eval_transforms import SR, shift_pitch, stretch_tempo
 
 
@@ -50,3 +58,44 @@ def test_a_pitch_copy_moves_by_the_semitones_and_keeps_its_length() -> None:
     assert len(up) == len(tone)
     spectrum = np.abs(np.fft.rfft(up[SR : 2 * SR]))
     assert np.argmax(spectrum) == pytest.approx(440 * 2 ** (3 / 12), abs=3)
+
+
+@pytest.mark.parametrize(
+    ("bpm", "relation"),
+    [
+        (121.0, "labelled level"),
+        (236.0, "2:1 or 1:2"),
+        (62.0, "2:1 or 1:2"),
+        (160.0, "3:2, 4:3 or inverse"),
+        (81.0, "3:2, 4:3 or inverse"),
+        (100.0, "other"),
+        (0.0, "other"),
+    ],
+)
+def test_a_tempo_reading_is_classed_by_its_relation_to_the_labelled_tempo(
+    bpm: float, relation: str
+) -> None:
+    assert tempo_relation(120.0, bpm) == relation
+
+
+def test_the_level_breakdown_sums_each_trackers_beat_f_loss_by_relation() -> None:
+    def row(ours: tuple[float, float], peer: tuple[float, float]) -> dict[str, Any]:
+        readings = {"ours": ours, "librosa": peer, "essentia": peer, "madmom": peer}
+        entry: dict[str, Any] = {"bpm": 120.0}
+        for who, (bpm, f) in readings.items():
+            entry[who] = {"bpm": bpm, "f_measure": f}
+        return entry
+
+    rows = [
+        row((120.0, 0.9), (60.0, 0.66)),
+        row((160.0, 0.3), (120.0, 1.0)),
+        row((120.0, 0.0), (120.0, 0.5)),
+    ]
+    breakdown = level_breakdown(rows)
+    counts = {k: n for k, (n, _) in breakdown["ours"].items()}
+    losses = {k: round(loss, 6) for k, (_, loss) in breakdown["ours"].items()}
+    assert counts == {"labelled level": 2, "2:1 or 1:2": 0, "3:2, 4:3 or inverse": 1, "other": 0}
+    assert losses == {"labelled level": 1.1, "2:1 or 1:2": 0.0, "3:2, 4:3 or inverse": 0.7,
+                      "other": 0.0}
+    assert round(breakdown["essentia"]["2:1 or 1:2"][1], 6) == 0.34
+    assert "| Segue | 2: 1.1 | 0: 0.0 | 1: 0.7 | 0: 0.0 | 1.8 |" in level_lines(breakdown)
