@@ -27,10 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # devkit/ is not installed
 
 from bench import midi_set  # noqa: E402
-from bench.eval_midi import evaluate_piece, report_lines, summarise  # noqa: E402
+from bench.eval_midi import (  # noqa: E402
+    essentia_analysis,
+    evaluate_piece,
+    report_lines,
+    summarise,
+)
+from bench.eval_transforms import Reading, transform_row  # noqa: E402
 from bench.eval_transforms import report_lines as transform_lines  # noqa: E402
 from bench.eval_transforms import summarise as summarise_transforms  # noqa: E402
-from bench.eval_transforms import transform_row  # noqa: E402
 from bench.report import write_results  # noqa: E402
 from devkit.splice import load_mono, splice  # noqa: E402
 from devkit.synth import generate_song  # noqa: E402
@@ -484,7 +489,9 @@ def main() -> None:
         rows["real"].append(row)
 
     rows["midi"] = midi_rows()
-    rows["transforms"] = [transform_row(name, audio, _ours) for name, audio in recordings]
+    rows["transforms"] = [
+        transform_row(name, audio, TRANSFORM_READERS) for name, audio in recordings
+    ]
     write_report(rows, measure_cost(), args)
 
 
@@ -507,8 +514,19 @@ REFRESHED_NAMES = {
 }
 
 
-def _ours(audio: np.ndarray) -> Any:
-    return analyze_audio(audio, SR)
+def _segue_reading(audio: np.ndarray) -> Reading:
+    result = analyze_audio(audio, SR)
+    return Reading(result.tempo_bpm, result.key.tonic_pitch_class, result.key.mode)
+
+
+def _essentia_reading(audio: np.ndarray) -> Reading:
+    bpm, _, key = essentia_analysis(audio)
+    tonic, mode = mir_eval.key.split_key_string(key)
+    return Reading(bpm, tonic, mode)
+
+
+# Who reads the stretched and shifted copies: Segue and its strongest non-learned peer.
+TRANSFORM_READERS = {"ours": _segue_reading, "essentia": _essentia_reading}
 
 
 def _recordings() -> list[tuple[str, np.ndarray]]:
@@ -527,7 +545,7 @@ def refresh(sets: list[str]) -> None:
     if "midi" in sets:
         rows["midi"] = midi_rows()
     if "transforms" in sets:
-        rows["transforms"] = [transform_row(n, a, _ours) for n, a in _recordings()]
+        rows["transforms"] = [transform_row(n, a, TRANSFORM_READERS) for n, a in _recordings()]
     refreshed = sorted(set(sets) | set(stored["args"].get("refreshed") or ()))
     kept = argparse.Namespace(
         **{

@@ -8,10 +8,13 @@ tempo). The first EXCERPT_S seconds of each recording are used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from segue.structure.camelot import key_name
 
 SR = 22050
 EXCERPT_S = 60.0
@@ -37,81 +40,108 @@ def shift_pitch(audio: np.ndarray, semitones: int) -> np.ndarray:
     return np.asarray(librosa.effects.pitch_shift(audio, sr=SR, n_steps=semitones), np.float32)
 
 
-def transform_row(
-    name: str, audio: np.ndarray, analyse: Callable[[np.ndarray], Any]
-) -> dict[str, Any]:
-    """The original's tempo and key, and each copy's tempo ratio and key shift against it."""
+@dataclass(frozen=True)
+class Reading:
+    """One tracker's tempo (BPM) and key (tonic pitch class 0-11, mode) of an excerpt."""
+
+    bpm: float
+    tonic: int
+    mode: str
+
+    @property
+    def key(self) -> str:
+        return key_name(self.tonic, "minor" if self.mode == "minor" else "major")
+
+
+Reader = Callable[[np.ndarray], Reading]
+
+
+def transform_row(name: str, audio: np.ndarray, readers: Mapping[str, Reader]) -> dict[str, Any]:
+    """Per reader (Segue, a peer): the original's tempo and key, and each copy's tempo ratio
+    and key shift against it. Every reader sees the same copies."""
     audio = audio[: int(EXCERPT_S * SR)].astype(np.float32)
-    base = analyse(audio)
-    row: dict[str, Any] = {
-        "name": name,
-        "bpm": base.tempo_bpm,
-        "key": base.key.name,
-        "tempo": [],
-        "pitch": [],
-    }
-    for ratio in TEMPO_RATIOS:
-        got = analyse(stretch_tempo(audio, ratio)).tempo_bpm
-        measured = got / base.tempo_bpm if base.tempo_bpm > 0 else 0.0
-        row["tempo"].append(
-            {"ratio": ratio, "measured": measured, "ok": abs(measured / ratio - 1) <= TOLERANCE}
-        )
-    for steps in SEMITONES:
-        key = analyse(shift_pitch(audio, steps)).key
-        moved = (key.tonic_pitch_class - base.key.tonic_pitch_class) % 12
-        row["pitch"].append(
-            {
-                "semitones": steps,
-                "key": key.name,
-                "ok": moved == steps % 12 and key.mode == base.key.mode,
-            }
-        )
+    stretched = [(ratio, stretch_tempo(audio, ratio)) for ratio in TEMPO_RATIOS]
+    shifted = [(steps, shift_pitch(audio, steps)) for steps in SEMITONES]
+    row: dict[str, Any] = {"name": name}
+    for who, read in readers.items():
+        base = read(audio)
+        row[who] = {"bpm": base.bpm, "key": base.key, "tempo": [], "pitch": []}
+        for ratio, copy in stretched:
+            measured = read(copy).bpm / base.bpm if base.bpm > 0 else 0.0
+            ok = abs(measured / ratio - 1) <= TOLERANCE
+            row[who]["tempo"].append({"ratio": ratio, "measured": measured, "ok": ok})
+        for steps, copy in shifted:
+            got = read(copy)
+            moved = (got.tonic - base.tonic) % 12
+            ok = moved == steps % 12 and got.mode == base.mode
+            row[who]["pitch"].append({"semitones": steps, "key": got.key, "ok": ok})
     return row
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Share of copies whose tempo ratio (within 2%) or key shift came out as made."""
-    tempo = [c["ok"] for r in rows for c in r["tempo"]]
-    pitch = [c["ok"] for r in rows for c in r["pitch"]]
-    return {
-        "tempo_ok": float(np.mean(tempo)) if tempo else float("nan"),
-        "key_ok": float(np.mean(pitch)) if pitch else float("nan"),
-        "tempo_copies": len(tempo),
-        "key_copies": len(pitch),
-    }
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per reader, the share of copies whose tempo ratio (within 2%) or key shift came out
+    as made."""
+    out: dict[str, dict[str, float]] = {}
+    for who in sorted({k for r in rows for k in r if k != "name"}):
+        tempo = [c["ok"] for r in rows if who in r for c in r[who]["tempo"]]
+        pitch = [c["ok"] for r in rows if who in r for c in r[who]["pitch"]]
+        out[who] = {
+            "tempo_ok": float(np.mean(tempo)) if tempo else float("nan"),
+            "key_ok": float(np.mean(pitch)) if pitch else float("nan"),
+            "tempo_copies": len(tempo),
+            "key_copies": len(pitch),
+        }
+    return out
 
 
-def report_lines(summary: dict[str, float], rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown section: the two shares against the 95% target, then the failures."""
+def report_lines(summary: dict[str, dict[str, float]], rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown section: Segue's two shares against the 95% target beside each peer's, then
+    Segue's misses."""
+    ours = summary["ours"]
+    peers = [who for who in summary if who != "ours"]
+    names = {"essentia": "Essentia"}
+
+    def shares(check: str) -> str:
+        return "".join(f"{summary[who][check]:.1%} | " for who in peers)
+
+    def met(check: str) -> str:
+        return "yes" if ours[check] >= 0.95 else "NO"
+
+    head = "".join(f"{names.get(who, who)} | " for who in peers)
     lines = [
         "",
         "## Stretched and shifted copies of real recordings",
         "",
         f"{len(rows)} recordings (first {EXCERPT_S:.0f} s), each stretched to tempo ratios "
         f"{', '.join(str(r) for r in TEMPO_RATIOS)} (audiotsm WSOLA) and transposed by "
-        f"{', '.join(f'{s:+d}' for s in SEMITONES)} semitones (librosa phase vocoder); Segue's "
-        "estimate on each copy compared with its estimate on the original.",
+        f"{', '.join(f'{s:+d}' for s in SEMITONES)} semitones (librosa phase vocoder); each "
+        "tracker's estimate on each copy compared with its own estimate on the original. "
+        "Peers in the same run, on the same copies: "
+        + (", ".join(names.get(who, who) for who in peers) or "none")
+        + ".",
         "",
-        "| check | copies | correct | target | met |",
-        "|---|---|---|---|---|",
-        f"| tempo ratio within 2% | {summary['tempo_copies']} | {summary['tempo_ok']:.1%} | "
-        f">= 95% | {'yes' if summary['tempo_ok'] >= 0.95 else 'NO'} |",
-        f"| key moved by the shift (same mode) | {summary['key_copies']} | "
-        f"{summary['key_ok']:.1%} | >= 95% | {'yes' if summary['key_ok'] >= 0.95 else 'NO'} |",
+        f"| check | copies | Segue | {head}target | met |",
+        "|---|---|---|" + "---|" * len(peers) + "---|---|",
+        f"| tempo ratio within 2% | {ours['tempo_copies']:.0f} | {ours['tempo_ok']:.1%} | "
+        f"{shares('tempo_ok')}>= 95% | {met('tempo_ok')} |",
+        f"| key moved by the shift (same mode) | {ours['key_copies']:.0f} | "
+        f"{ours['key_ok']:.1%} | {shares('key_ok')}>= 95% | {met('key_ok')} |",
         "",
-        "Misses:",
+        "Segue's misses:",
         "",
     ]
     for r in rows:
-        for c in r["tempo"]:
+        mine = r["ours"]
+        for c in mine["tempo"]:
             if not c["ok"]:
                 lines.append(
                     f"- {r['name'][:48]}: tempo x{c['ratio']} measured x{c['measured']:.3f} "
-                    f"(original {r['bpm']:.1f} BPM)"
+                    f"(original {mine['bpm']:.1f} BPM)"
                 )
-        for c in r["pitch"]:
+        for c in mine["pitch"]:
             if not c["ok"]:
                 lines.append(
-                    f"- {r['name'][:48]}: {c['semitones']:+d} semitones: {r['key']} -> {c['key']}"
+                    f"- {r['name'][:48]}: {c['semitones']:+d} semitones: {mine['key']} -> "
+                    f"{c['key']}"
                 )
     return lines

@@ -14,7 +14,18 @@ from bench.eval_midi import (
     level_lines,
     tempo_relation,
 )
-from bench.eval_transforms import SR, shift_pitch, stretch_tempo
+from bench.eval_transforms import (
+    SR,
+    TEMPO_RATIOS,
+    Reading,
+    shift_pitch,
+    stretch_tempo,
+    summarise,
+    transform_row,
+)
+from bench.eval_transforms import report_lines as transform_lines
+from devkit.synth import generate_song
+from segue.structure import analyze_audio
 
 
 def test_a_half_tempo_grid_fails_continuity_at_the_correct_level_but_not_any_level() -> None:
@@ -99,3 +110,37 @@ def test_the_level_breakdown_sums_each_trackers_beat_f_loss_by_relation() -> Non
                       "other": 0.0}
     assert round(breakdown["essentia"]["2:1 or 1:2"][1], 6) == 0.34
     assert "| Segue | 2: 1.1 | 0: 0.0 | 1: 0.7 | 0: 0.0 | 1.8 |" in level_lines(breakdown)
+
+
+def _segue_reading(audio: np.ndarray) -> Reading:
+    result = analyze_audio(audio, SR)
+    return Reading(result.tempo_bpm, result.key.tonic_pitch_class, result.key.mode)
+
+
+def test_each_reader_is_checked_on_the_same_copies_and_reported_beside_segue() -> None:
+    song = generate_song(23, duration_s=40, tempo_bpm=124.0, instrumentation="electronic")
+    # A second reader that reads a third faster: its tempo ratios still hold, as the check
+    # compares each reader's copies with its own original.
+    def faster(audio: np.ndarray) -> Reading:
+        r = _segue_reading(audio)
+        return Reading(r.bpm * 4 / 3, r.tonic, r.mode)
+
+    row = transform_row("song", song.audio, {"ours": _segue_reading, "twin": faster})
+    ours, twin = row["ours"], row["twin"]
+    assert ours["bpm"] == pytest.approx(124.0, rel=0.02)
+    assert twin["bpm"] == pytest.approx(124.0 * 4 / 3, rel=0.02)
+    assert [c["ratio"] for c in ours["tempo"]] == list(TEMPO_RATIOS)
+    assert all(c["ok"] for c in ours["tempo"] + twin["tempo"] + ours["pitch"])
+    summary = summarise([row])
+    assert summary["ours"]["tempo_ok"] == 1.0 and summary["twin"]["key_copies"] == 2
+    table = "\n".join(transform_lines(summary, [row]))
+    assert "| check | copies | Segue | twin | target | met |" in table
+    assert "| tempo ratio within 2% | 2 | 100.0% | 100.0% | >= 95% | yes |" in table
+
+
+def test_the_copies_table_keeps_its_columns_without_peers() -> None:
+    summary = {"ours": {"tempo_ok": 0.5, "key_ok": 1.0, "tempo_copies": 2, "key_copies": 2}}
+    row = {"name": "song", "ours": {"bpm": 100.0, "key": "C major", "tempo": [], "pitch": []}}
+    table = transform_lines(summary, [row])
+    assert "| check | copies | Segue | target | met |" in table
+    assert "| tempo ratio within 2% | 2 | 50.0% | >= 95% | NO |" in table
