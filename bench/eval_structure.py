@@ -33,7 +33,7 @@ from bench.eval_midi import (  # noqa: E402
     report_lines,
     summarise,
 )
-from bench.eval_transforms import Reading, transform_row  # noqa: E402
+from bench.eval_transforms import Reading, segue_reading, transform_row  # noqa: E402
 from bench.eval_transforms import report_lines as transform_lines  # noqa: E402
 from bench.eval_transforms import summarise as summarise_transforms  # noqa: E402
 from bench.report import write_results  # noqa: E402
@@ -514,11 +514,6 @@ REFRESHED_NAMES = {
 }
 
 
-def _segue_reading(audio: np.ndarray) -> Reading:
-    result = analyze_audio(audio, SR)
-    return Reading(result.tempo_bpm, result.key.tonic_pitch_class, result.key.mode)
-
-
 def _essentia_reading(audio: np.ndarray) -> Reading:
     bpm, _, key = essentia_analysis(audio)
     tonic, mode = mir_eval.key.split_key_string(key)
@@ -526,7 +521,7 @@ def _essentia_reading(audio: np.ndarray) -> Reading:
 
 
 # Who reads the stretched and shifted copies: Segue and its strongest non-learned peer.
-TRANSFORM_READERS = {"ours": _segue_reading, "essentia": _essentia_reading}
+TRANSFORM_READERS = {"ours": segue_reading, "essentia": _essentia_reading}
 
 
 def _recordings() -> list[tuple[str, np.ndarray]]:

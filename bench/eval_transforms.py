@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from segue.structure import analyze_audio
 from segue.structure.camelot import key_name
 
 SR = 22050
@@ -54,6 +55,12 @@ class Reading:
 
 
 Reader = Callable[[np.ndarray], Reading]
+
+
+def segue_reading(audio: np.ndarray) -> Reading:
+    """Segue's structure analysis of `audio` (SR Hz) as a Reading."""
+    result = analyze_audio(audio, SR)
+    return Reading(result.tempo_bpm, result.key.tonic_pitch_class, result.key.mode)
 
 
 def transform_row(name: str, audio: np.ndarray, readers: Mapping[str, Reader]) -> dict[str, Any]:

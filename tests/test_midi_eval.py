@@ -18,6 +18,7 @@ from bench.eval_transforms import (
     SR,
     TEMPO_RATIOS,
     Reading,
+    segue_reading,
     shift_pitch,
     stretch_tempo,
     summarise,
@@ -25,7 +26,6 @@ from bench.eval_transforms import (
 )
 from bench.eval_transforms import report_lines as transform_lines
 from devkit.synth import generate_song
-from segue.structure import analyze_audio
 
 
 def test_a_half_tempo_grid_fails_continuity_at_the_correct_level_but_not_any_level() -> None:
@@ -112,20 +112,15 @@ def test_the_level_breakdown_sums_each_trackers_beat_f_loss_by_relation() -> Non
     assert "| Segue | 2: 1.1 | 0: 0.0 | 1: 0.7 | 0: 0.0 | 1.8 |" in level_lines(breakdown)
 
 
-def _segue_reading(audio: np.ndarray) -> Reading:
-    result = analyze_audio(audio, SR)
-    return Reading(result.tempo_bpm, result.key.tonic_pitch_class, result.key.mode)
-
-
 def test_each_reader_is_checked_on_the_same_copies_and_reported_beside_segue() -> None:
     song = generate_song(23, duration_s=40, tempo_bpm=124.0, instrumentation="electronic")
     # A second reader that reads a third faster: its tempo ratios still hold, as the check
     # compares each reader's copies with its own original.
     def faster(audio: np.ndarray) -> Reading:
-        r = _segue_reading(audio)
+        r = segue_reading(audio)
         return Reading(r.bpm * 4 / 3, r.tonic, r.mode)
 
-    row = transform_row("song", song.audio, {"ours": _segue_reading, "twin": faster})
+    row = transform_row("song", song.audio, {"ours": segue_reading, "twin": faster})
     ours, twin = row["ours"], row["twin"]
     assert ours["bpm"] == pytest.approx(124.0, rel=0.02)
     assert twin["bpm"] == pytest.approx(124.0 * 4 / 3, rel=0.02)
