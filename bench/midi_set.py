@@ -52,10 +52,19 @@ SOURCES = {
         "usr/share/games/doom",
         "BSD-3-Clause (Debian freedoom, freedoom-license, see copyright)",
     ),
+    # The same project's deathmatch soundtrack: the same style in other pieces, for tuning.
+    "freedm": (
+        "freedm",
+        "usr/share/games/doom",
+        "BSD-3-Clause (Debian freedm, freedoom-license, see copyright)",
+    ),
 }
 # Sources held out whole: no piece of theirs is in the tuning split, so they measure
 # generalisation to music unlike anything tuned on.
 HELDOUT_SOURCES = frozenset({"freedoom"})
+# Sources used for tuning only, whole. A file whose bytes an earlier source (in SOURCES order)
+# already holds is left out, so no piece is in both splits: freedm shares six with freedoom.
+TUNING_SOURCES = frozenset({"freedm"})
 # Share of note onsets that must sit on the labelled grid (within GRID_TOLERANCE beats of a
 # sixteenth or a triplet eighth); chance is a quarter. Files converted from Doom's MUS format
 # keep their notes at 140 Hz ticks under an arbitrary tempo, so their "beats" are no beats,
@@ -90,9 +99,12 @@ class Piece:
 
 def split_of(name: str) -> str:
     """A fixed split of whole pieces (both renderings together): about a third for tuning,
-    except in HELDOUT_SOURCES, which are held out whole."""
-    if name.split("/", 1)[0] in HELDOUT_SOURCES:
+    except in HELDOUT_SOURCES and TUNING_SOURCES, which go to one split whole."""
+    source = name.split("/", 1)[0]
+    if source in HELDOUT_SOURCES:
         return "heldout"
+    if source in TUNING_SOURCES:
+        return "tuning"
     digest = hashlib.sha256(name.encode()).digest()
     return "tuning" if digest[0] % 3 == 0 else "heldout"
 
@@ -261,42 +273,60 @@ def _render_one(midi: Path, font: str, out: Path) -> None:
     np.save(out, pcm.astype(np.float16))
 
 
+def distinct_files(folders: dict[str, Path]) -> list[tuple[str, Path]]:
+    """(source, MIDI file) for every file in the sources' folders, in that order, without a
+    file whose bytes an earlier one had: one piece never lands in two sources or splits."""
+    seen: set[str] = set()
+    out = []
+    for source, folder in folders.items():
+        for midi in sorted(folder.glob("*.mid")):
+            digest = _sha256(midi)
+            if digest not in seen:
+                seen.add(digest)
+                out.append((source, midi))
+    return out
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build(set_dir: Path = SET_DIR, workers: int = 2) -> list[dict[str, Any]]:
     """Fetches, filters and renders the set; writes and returns its catalogue."""
+    folders = {source: set_dir / "midi" / source for source in SOURCES}
+    for source, folder in folders.items():
+        _fetch_package(source, folder)
     jobs: list[tuple[Path, str, Path]] = []
     entries: list[dict[str, Any]] = []
-    for source, (package, _, licence) in SOURCES.items():
-        folder = set_dir / "midi" / source
-        _fetch_package(source, folder)
-        for midi in sorted(folder.glob("*.mid")):
-            if _usable(midi) is None:
-                continue
-            name = f"{source}/{midi.stem}"
-            for font in FONTS:
-                out = set_dir / "audio" / f"{source}__{midi.stem}__{font}.npy"
-                jobs.append((midi, font, out))
-                entries.append(
-                    {
-                        "name": name,
-                        "font": font,
-                        "split": split_of(name),
-                        "source": package,
-                        "licence": licence,
-                        "midi": str(midi.relative_to(set_dir)),
-                        "midi_sha256": _sha256(midi),
-                        "audio": str(out.relative_to(set_dir)),
-                    }
-                )
+    for source, midi in distinct_files(folders):
+        if _usable(midi) is None:
+            continue
+        for font in FONTS:
+            out = set_dir / "audio" / f"{source}__{midi.stem}__{font}.npy"
+            jobs.append((midi, font, out))
+            entries.append(_entry(source, midi, font, out, set_dir))
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda job: _render_one(*job), jobs))
     for entry in entries:
         entry["audio_sha256"] = _sha256(set_dir / entry["audio"])
     (set_dir / "catalog.json").write_text(json.dumps(entries, indent=1))
     return entries
+
+
+def _entry(source: str, midi: Path, font: str, audio: Path, set_dir: Path) -> dict[str, Any]:
+    """A rendering's catalogue entry (its audio's hash is added once rendered)."""
+    package, _, licence = SOURCES[source]
+    name = f"{source}/{midi.stem}"
+    return {
+        "name": name,
+        "font": font,
+        "split": split_of(name),
+        "source": package,
+        "licence": licence,
+        "midi": str(midi.relative_to(set_dir)),
+        "midi_sha256": _sha256(midi),
+        "audio": str(audio.relative_to(set_dir)),
+    }
 
 
 def load(split: str | None = None, set_dir: Path = SET_DIR) -> list[Piece]:

@@ -14,7 +14,10 @@ from bench.eval_midi import by_source, source_lines
 from bench.midi_set import (
     HELDOUT_SOURCES,
     MIN_ON_GRID,
+    SOURCES,
+    TUNING_SOURCES,
     _usable,
+    distinct_files,
     extract_wad_midi,
     on_grid_share,
     split_of,
@@ -124,6 +127,32 @@ def test_a_source_held_out_whole_never_lands_in_the_tuning_split() -> None:
     assert {split_of(f"freedoom/freedoom2_map{i:02d}") for i in range(60)} == {"heldout"}
     # The other sources keep their split of pieces.
     assert {split_of(f"simutrans/piece{i}") for i in range(60)} == {"tuning", "heldout"}
+
+
+def test_a_tuning_source_is_tuned_on_whole() -> None:
+    assert "freedm" in TUNING_SOURCES and not TUNING_SOURCES & HELDOUT_SOURCES
+    assert {split_of(f"freedm/freedm_map{i:02d}") for i in range(60)} == {"tuning"}
+
+
+def test_a_piece_two_sources_share_is_kept_once_in_the_first_source(tmp_path: Path) -> None:
+    shared, own, other = _midi_bytes([0]), _midi_bytes([0, 480]), _midi_bytes([0, 240])
+    folders = {"freedoom": tmp_path / "freedoom", "freedm": tmp_path / "freedm"}
+    for folder in folders.values():
+        folder.mkdir()
+    (folders["freedoom"] / "freedoom2_read_m.mid").write_bytes(shared)
+    (folders["freedoom"] / "freedoom2_tense.mid").write_bytes(own)
+    (folders["freedm"] / "freedm_read_m.mid").write_bytes(shared)
+    (folders["freedm"] / "freedm_evil.mid").write_bytes(other)
+    kept = [(source, path.name) for source, path in distinct_files(folders)]
+    assert kept == [
+        ("freedoom", "freedoom2_read_m.mid"),
+        ("freedoom", "freedoom2_tense.mid"),
+        ("freedm", "freedm_evil.mid"),
+    ]
+    # The set lists the held-out source before the tuning one, so a shared piece stays out of
+    # the tuning split.
+    order = list(SOURCES)
+    assert order.index("freedoom") < order.index("freedm")
 
 
 def _row(name: str, f: float, cmlt: float, acc1: float) -> dict[str, object]:
