@@ -1,6 +1,7 @@
 """Octave and phase regressions found on the rendered-MIDI tuning pieces, on short synthesised
-excerpts: a shuffle read at double time, a grid locked on the swung eighth, and a fast
-two-beat piece (bass on one beat, chord on the next) read at half time."""
+excerpts: a shuffle read at double time, a grid locked on the swung eighth, a fast
+two-beat piece (bass on one beat, chord on the next) read at half time, and a riff on every
+third eighth read at two thirds of its tempo."""
 
 import numpy as np
 
@@ -121,4 +122,37 @@ def test_a_grid_that_slides_onto_the_off_beats_of_a_break_comes_back_on_phase() 
     audio, beats = _offbeat_break(seed=4)
     result = _analyse(audio)
     assert abs(result.tempo_bpm / 120.0 - 1.0) < 0.04
+    assert _on_grid(result, beats) > 0.9
+
+
+def _dotted_riff(bpm: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """30 s of eighths at `bpm`: a power chord with a click on every third eighth (the
+    dotted-quarter figure, 3+3+3+3+3+1 over two bars, accented where it restarts), a higher
+    chord on the eighth after it, a hi-hat click on the rest; the root changes every two
+    bars."""
+    rng = np.random.default_rng(seed)
+    duration_s = 30.0
+    audio = np.zeros(int(duration_s * SR))
+    eighth = 30.0 / bpm
+    roots = (55.0, 65.4, 73.4, 49.0)
+    count = int((duration_s - 1.0) / eighth)
+    for k in range(count):
+        at, pos, root = 0.5 + k * eighth, k % 16, roots[(k // 16) % 4]
+        if pos == 15 or pos % 3 == 2:
+            _noise(audio, at, 0.3, rng)
+        elif pos % 3 == 0:
+            _hit(audio, at, (root, root * 1.5), 0.7 if pos == 0 else 0.5, 0.12)
+            _noise(audio, at, 0.3, rng)
+        else:
+            _hit(audio, at, (root * 2, root * 3), 0.3, 0.08)
+    return audio, 0.5 + np.arange(0, count, 2) * eighth
+
+
+def test_a_riff_on_every_third_eighth_is_read_at_its_beat() -> None:
+    # freedm in_cit and doom (160 and 212 BPM), openmsx run_for_your_life (170): the figure
+    # repeating every three eighths made the dotted quarter the strongest period (2/3 of the
+    # tempo); only the beat divides the two-bar period the piece repeats at.
+    audio, beats = _dotted_riff(160.0, seed=5)
+    result = _analyse(audio)
+    assert abs(result.tempo_bpm / 160.0 - 1.0) < 0.04
     assert _on_grid(result, beats) > 0.9
