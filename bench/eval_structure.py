@@ -314,8 +314,35 @@ def embedder_reference(results: Path = RESULTS) -> dict[str, Any]:
             latest_elsewhere = latest_elsewhere or source
             continue
         server_ms = float(at_32[0]["server_cpu_ms_per_window"])
-        return {**source, "embedder_server_us_per_window": server_ms * 1e3}
+        breakdown = report.get("breakdown") or {}
+        model = {
+            f"embedder_model_us_per_window_batch{b}": float(breakdown[key]) * 1e3
+            for b in (8, 32)
+            if (key := f"model_ms_per_window_batch{b}") in breakdown
+        }
+        return {**source, **model, "embedder_server_us_per_window": server_ms * 1e3}
     return latest_elsewhere
+
+
+def speed_scaled_server_us(cost: dict[str, Any]) -> float | None:
+    """The embedder's server CPU per window (µs) as this run's machine speed would give it,
+    or None without the figures to scale by.
+
+    A shared machine's speed drifts by 1.2-1.8x between days, so the embedder figure from
+    its own run is scaled by this run's model time (batches of 16) over the embedder run's
+    (the geometric mean of its batch-8 and batch-32 figures, 16 lying halfway between them
+    on a log scale).
+    """
+    keys = (
+        "embedder_server_us_per_window",
+        "embedder_model_us_per_window_batch8",
+        "embedder_model_us_per_window_batch32",
+        "segue_model_us_per_window",
+    )
+    if not all(k in cost for k in keys):
+        return None
+    then = (cost[keys[1]] * cost[keys[2]]) ** 0.5
+    return float(cost[keys[0]] * cost["segue_model_us_per_window"] / then)
 
 
 def _model_us_per_window(path: Path, batch: np.ndarray) -> float:
@@ -744,7 +771,19 @@ def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Name
             f"{total / server:.1%} with the final analysis ({fast_total / server:.1%} for the "
             "song tracked twice; target <= 10%)"
         )
-    elif "embedder_file" in cost:
+    scaled = speed_scaled_server_us(cost)
+    if scaled is not None:
+        lines.append(
+            f"- the same scaled to this run's machine speed (this run's model "
+            f"{model_us:.0f} µs per window against the embedder run's "
+            f"{cost['embedder_model_us_per_window_batch8']:.0f} at batch 8 and "
+            f"{cost['embedder_model_us_per_window_batch32']:.0f} at batch 32): {scaled:.0f} µs; "
+            f"structure is {checkpointed / scaled:.1%} of it with checkpoints, "
+            f"{total / scaled:.1%} with the final analysis ({fast_total / scaled:.1%} for the "
+            "song tracked twice; target <= 10%). The shared machine's speed drifts between "
+            "days, so this is the share to judge"
+        )
+    if "embedder_server_us_per_window" not in cost and "embedder_file" in cost:
         lines.append(
             f"- the embedder's server CPU per window was last measured on another processor "
             f"({cost['embedder_file']}: {_cpu_model(cost['embedder_machine'])}), so no share "

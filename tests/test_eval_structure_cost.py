@@ -11,13 +11,28 @@ import pytest
 from bench import eval_structure
 
 
-def _embedder_result(folder: Path, date: str, machine: str, server_ms: float) -> None:
+def _embedder_result(
+    folder: Path,
+    date: str,
+    machine: str,
+    server_ms: float,
+    model_ms: tuple[float, float] | None = None,
+) -> None:
     levels = [
         {"replicas": 1, "streams": 8, "server_cpu_ms_per_window": 9.0},
         {"replicas": 1, "streams": 32, "server_cpu_ms_per_window": server_ms},
         {"replicas": 2, "streams": 32, "server_cpu_ms_per_window": 7.0},
     ]
-    report = {"machine": machine, "model": "segue-stream 2.1.0", "levels": levels}
+    report: dict[str, object] = {
+        "machine": machine,
+        "model": "segue-stream 2.1.0",
+        "levels": levels,
+    }
+    if model_ms:
+        report["breakdown"] = {
+            "model_ms_per_window_batch8": model_ms[0],
+            "model_ms_per_window_batch32": model_ms[1],
+        }
     (folder / f"embedder_{date}.json").write_text(json.dumps(report))
 
 
@@ -49,3 +64,24 @@ def test_only_other_machines_runs_give_where_they_came_from_and_no_figure(
     assert "embedder_server_us_per_window" not in ref
     assert ref["embedder_file"] == "embedder_2026-11-21.json"
     assert eval_structure.embedder_reference(tmp_path / "none") == {}
+
+
+def test_the_embedder_figure_is_scaled_by_how_fast_the_model_ran_in_each_run(
+    tmp_path: Path, here: str
+) -> None:
+    # The embedder run: 1.8 ms of server CPU per window, its model 0.32 / 0.18 ms per window
+    # at batch 8 / 32 (0.24 ms at batch 16, their geometric mean).
+    _embedder_result(tmp_path, "2026-12-07", here, 1.8, model_ms=(0.32, 0.18))
+    ref = eval_structure.embedder_reference(tmp_path)
+    assert ref["embedder_model_us_per_window_batch8"] == pytest.approx(320.0)
+    # This run's machine is half again as fast: its model takes 160 µs, not 240.
+    cost = {**ref, "segue_model_us_per_window": 160.0}
+    assert eval_structure.speed_scaled_server_us(cost) == pytest.approx(1200.0)
+
+
+def test_without_the_embedder_runs_model_figures_nothing_is_scaled(
+    tmp_path: Path, here: str
+) -> None:
+    _embedder_result(tmp_path, "2026-12-07", here, 1.8)
+    cost = {**eval_structure.embedder_reference(tmp_path), "segue_model_us_per_window": 160.0}
+    assert eval_structure.speed_scaled_server_us(cost) is None
