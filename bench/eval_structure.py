@@ -675,7 +675,8 @@ def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Name
         "Settings were tuned on other material: sections on generated songs 2000-2023 and "
         "composites from random seeds 7 and 8; the half/double-time (backbeat) thresholds on "
         "generated songs 2000-2023 and 3000-3023, checked on 4000-4047; the beat-phase "
-        "(slide) thresholds and the tempo's span on the rendered-MIDI set's tuning pieces and "
+        "(slide) thresholds, the tempo's span and the bar check (the beat must divide the bar) "
+        "on the rendered-MIDI set's tuning pieces (with the tuning-only freedm source) and "
         "generated songs 2000-2023 and 3000-3023; nothing here was tuned on.",
         "",
         "| set | metric | Segue | best baseline | target | met | beats every baseline |",
@@ -780,8 +781,9 @@ def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Name
             f"{cost['embedder_model_us_per_window_batch32']:.0f} at batch 32): {scaled:.0f} µs; "
             f"structure is {checkpointed / scaled:.1%} of it with checkpoints, "
             f"{total / scaled:.1%} with the final analysis ({fast_total / scaled:.1%} for the "
-            "song tracked twice; target <= 10%). The shared machine's speed drifts between "
-            "days, so this is the share to judge"
+            "song tracked twice; target <= 10%). The raw share moves with the shared "
+            "machine's speed between days, and this scale with the model's own time between "
+            "refreshes: judge several refreshes, not one"
         )
     if "embedder_server_us_per_window" not in cost and "embedder_file" in cost:
         lines.append(
