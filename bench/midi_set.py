@@ -215,15 +215,10 @@ def wad_midi_lumps(wad: Path) -> list[tuple[str, bytes]]:
 
 
 def extract_wad_midi(wads: list[Path], dest: Path) -> None:
-    """Writes each WADs' MIDI lumps to dest as <wad stem>_<lump name>.mid, skipping lumps
-    whose bytes an earlier one already had (a level reusing another's music)."""
-    seen: set[str] = set()
+    """Writes each WAD's MIDI lumps to dest as <wad stem>_<lump name>.mid. A lump another one
+    repeats (a level reusing another's music) is written twice; `distinct_files` keeps one."""
     for wad in wads:
         for name, body in wad_midi_lumps(wad):
-            digest = hashlib.sha256(body).hexdigest()
-            if digest in seen:
-                continue
-            seen.add(digest)
             stem = name.lower().removeprefix("d_")
             (dest / f"{wad.stem}_{stem}.mid").write_bytes(body)
 

@@ -87,15 +87,19 @@ def test_midi_lumps_come_out_of_a_wad_and_music_in_mus_format_stays_in(tmp_path:
     assert wad_midi_lumps(tmp_path / "game.wad") == [("D_E1M1", song), ("D_E1M3", other)]
 
 
-def test_a_lump_reused_by_a_second_wad_is_written_once(tmp_path: Path) -> None:
+def test_each_wads_midi_lumps_are_written_under_the_wads_name(tmp_path: Path) -> None:
     song, other = _midi_bytes([0, 480]), _midi_bytes([0, 240, 480])
     _write_wad(tmp_path / "one.wad", [("D_RUNNIN", song)])
     _write_wad(tmp_path / "two.wad", [("D_STALKS", song), ("D_COUNTD", other)])
     out = tmp_path / "out"
     out.mkdir()
     extract_wad_midi([tmp_path / "one.wad", tmp_path / "two.wad"], out)
-    assert sorted(p.name for p in out.glob("*.mid")) == ["one_runnin.mid", "two_countd.mid"]
-    assert (out / "one_runnin.mid").read_bytes() == song
+    names = sorted(p.name for p in out.glob("*.mid"))
+    assert names == ["one_runnin.mid", "two_countd.mid", "two_stalks.mid"]
+    assert (out / "two_countd.mid").read_bytes() == other
+    # The reused lump is kept once when the set is built.
+    kept = [path.name for _, path in distinct_files({"freedoom": out})]
+    assert kept == ["one_runnin.mid", "two_countd.mid"]
 
 
 def test_a_file_that_is_not_a_wad_is_refused(tmp_path: Path) -> None:

@@ -177,13 +177,20 @@ def _resolve_non_octave(
     """
     support = np.log(harmonic_salience(mean_ac, lags) + 1e-6) + log_prior(bpm_of_lag)
     choice = best
+    for i in _non_octave_peaks(lags, peaks, best):
+        if support[i] > support[choice] + NON_OCTAVE_MARGIN:
+            choice = i
+    return choice
+
+
+def _non_octave_peaks(lags: npt.NDArray[np.int64], peaks: list[int], best: int) -> list[int]:
+    """The peaks within 3% (or a frame) of 2:3, 3:4, 4:3 and 3:2 of the best one's lag, in
+    that order of ratios."""
+    related = []
     for ratio in (2 / 3, 3 / 4, 4 / 3, 3 / 2):
         target = lags[best] * ratio
-        near = [i for i in peaks if abs(lags[i] - target) <= max(1.0, 0.03 * target)]
-        for i in near:
-            if support[i] > support[choice] + NON_OCTAVE_MARGIN:
-                choice = i
-    return choice
+        related += [i for i in peaks if abs(lags[i] - target) <= max(1.0, 0.03 * target)]
+    return related
 
 
 def _fit_bar(
@@ -195,14 +202,11 @@ def _fit_bar(
     if _divides(bar, _refine_peak(mean_ac, int(lags[best]))):
         return best
     choice = best
-    for ratio in (2 / 3, 3 / 4, 4 / 3, 3 / 2):
-        target = lags[best] * ratio
-        for i in peaks:
-            near = abs(lags[i] - target) <= max(1.0, 0.03 * target)
-            strong = mean_ac[lags[i]] >= MIN_BAR_SALIENCE * mean_ac[lags[best]]
-            fits = near and strong and _divides(bar, _refine_peak(mean_ac, int(lags[i])))
-            if fits and (choice == best or score[i] > score[choice]):
-                choice = i
+    for i in _non_octave_peaks(lags, peaks, best):
+        strong = mean_ac[lags[i]] >= MIN_BAR_SALIENCE * mean_ac[lags[best]]
+        fits = strong and _divides(bar, _refine_peak(mean_ac, int(lags[i])))
+        if fits and (choice == best or score[i] > score[choice]):
+            choice = i
     return choice
 
 
