@@ -1,8 +1,10 @@
-"""The bar period the tempo's metrical level is checked against (segue.structure.tempo)."""
+"""The bar period the tempo's metrical level is checked against, and the peak heights the
+candidate tempi are compared by (segue.structure.tempo)."""
 
 import numpy as np
+import pytest
 
-from segue.structure.tempo import bar_period, tempogram
+from segue.structure.tempo import bar_period, peak_heights, tempogram
 
 FPS = 45.0
 
@@ -24,3 +26,14 @@ def test_the_bar_period_is_the_accented_pulse_not_the_beat() -> None:
 def test_a_bar_of_three_is_found_as_well_as_one_of_four() -> None:
     # 135 BPM (20 frames) in 3/4: the bar lasts 60 frames, no multiple of two beats.
     assert bar_period(tempogram(_pulses(20, 3), FPS).mean(axis=0), FPS) == 60
+
+
+def test_a_peak_between_two_lags_is_read_at_its_full_height() -> None:
+    # A cosine peak of height 1 at lag 10.5: the samples either side read 0.945 each.
+    lags = np.arange(1, 20)
+    values = np.cos((np.arange(21) - 10.5) / 1.5).clip(0.0, None)
+    heights = peak_heights(values, lags)
+    assert values[10] < 0.95
+    assert heights[lags == 10][0] == pytest.approx(1.0, abs=0.01)
+    # Lags off the peak keep their value.
+    assert heights[lags == 5][0] == values[5]

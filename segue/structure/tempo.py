@@ -145,7 +145,7 @@ def estimate_tempo(onset: F32, fps: float) -> TempoEstimate:
     if max_lag <= min_lag + 2:
         return TempoEstimate(0.0, 0.0, np.zeros(n))
     lags = np.arange(min_lag, max_lag + 1)
-    salience = np.maximum(mean_ac[lags], 0.0)
+    salience = np.maximum(peak_heights(mean_ac, lags), 0.0)
     bpm_of_lag = 60.0 * fps / lags
     score = np.log(salience + 1e-6) + log_prior(bpm_of_lag)
     peaks = [
@@ -164,6 +164,23 @@ def estimate_tempo(onset: F32, fps: float) -> TempoEstimate:
     duration_factor = min(1.0, n / fps / 10.0)
     confidence = float(np.clip(contrast / 0.25, 0.0, 1.0)) * duration_factor
     return TempoEstimate(bpm, confidence, _local_period(gram, lag, n, fps))
+
+
+def peak_heights(values: F64, lags: npt.NDArray[np.int64]) -> F64:
+    """`values` at `lags`, a local maximum raised to the top of the parabola through it and
+    its two neighbours (the first and last values have none and are kept as they are).
+
+    A period that falls between two lags is otherwise read up to a third too low, by an
+    amount that changes when a song is played a few percent faster or slower, and competing
+    metrical levels swap places with it.
+    """
+    last = len(values) - 1
+    a, b, c = values[np.maximum(lags - 1, 0)], values[lags], values[np.minimum(lags + 1, last)]
+    curvature = a - 2.0 * b + c
+    peak = (curvature < 0) & (b >= a) & (b >= c)
+    top = b - (a - c) ** 2 / (8.0 * np.where(peak, curvature, -1.0))
+    out: F64 = np.where(peak, top, b)
+    return out
 
 
 def _resolve_non_octave(
