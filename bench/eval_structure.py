@@ -200,11 +200,19 @@ def machine() -> str:
 
 def _best_cpu_time(run: Any, repeats: int = 5) -> float:
     """Smallest process CPU time of `run()` over repeats (other jobs share the machine)."""
-    best = float("inf")
+    return interleaved_best_cpu_time({"run": run}, repeats)["run"]
+
+
+def interleaved_best_cpu_time(runs: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Smallest process CPU time of each of `runs` over `repeats` rounds in which they take
+    turns, so that a change in the shared machine's speed while they are measured reaches
+    all of them alike and their ratios hold."""
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
-        start = time.process_time()
-        run()
-        best = min(best, time.process_time() - start)
+        for name, run in runs.items():
+            start = time.process_time()
+            run()
+            best[name] = min(best[name], time.process_time() - start)
     return best
 
 
@@ -258,28 +266,42 @@ def overhead(audio: np.ndarray, short: np.ndarray, fast: np.ndarray) -> dict[str
     fast_state.push_batch(fast[: len(fast) // SR * SR].reshape(-1, SR))
     fast_state.analyze()
     n = len(windows)
+    batch = np.stack([np.pad(w, (0, SR - len(w))) for w in windows]).astype(np.float32)
+    model, model_windows = _model_run(SEGUE_MODEL, batch)
+    model()  # session warmed
+    # The figures the share is made of take turns, so that their ratio survives the machine's
+    # speed changing while they are measured (it ran 178-331 µs per window within an hour).
+    share = interleaved_best_cpu_time(
+        {
+            # As the embedder runs it: a checkpoint (flush, to_bytes) every 5 s of audio,
+            # which also analyses the windows held back so far, so groups hold 5, not 8.
+            "push": lambda: push_mel(5),
+            "analyze": state.analyze,
+            "analyze_fast": fast_state.analyze,
+            "model": model,
+        },
+        9,
+    )
     result = {
         "push_mel_us": _best_cpu_time(push_mel, 9) / n * 1e6,
-        # As the embedder runs it: a checkpoint (flush, to_bytes) every 5 s of audio, which
-        # also analyses the windows held back so far, so groups hold 5 windows, not 8.
-        "push_mel_checkpointed_us": _best_cpu_time(lambda: push_mel(5), 9) / n * 1e6,
+        "push_mel_checkpointed_us": share["push"] / n * 1e6,
         "push_mel_batch16_us": _best_cpu_time(push_batches, 9) / len(full) * 1e6,
         "push_pcm_us": _best_cpu_time(push_pcm) / n * 1e6,
         "to_bytes_us_at_end": _best_cpu_time(state.to_bytes, 200) * 1e6,
         "from_bytes_us_at_end": _best_cpu_time(lambda: StructureAccumulator.from_bytes(data), 50)
         * 1e6,
-        "analyze_ms": _best_cpu_time(state.analyze, 9) * 1e3,
+        "analyze_ms": share["analyze"] * 1e3,
         "analyze_short_ms": _best_cpu_time(short_state.analyze, 9) * 1e3,
-        "analyze_fast_ms": _best_cpu_time(fast_state.analyze, 9) * 1e3,
+        "analyze_fast_ms": share["analyze_fast"] * 1e3,
         "fast_song_bpm": fast_state.analyze().tempo_bpm,
         "short_song_s": short_state.duration_s,
         "state_bytes_per_s": len(data) / (len(audio) / SR),
         "song_s": len(audio) / SR,
     }
-    batch = np.stack([np.pad(w, (0, SR - len(w))) for w in windows]).astype(np.float32)
-    result["segue_model_us_per_window"] = _model_us_per_window(SEGUE_MODEL, batch)
+    result["segue_model_us_per_window"] = share["model"] / model_windows * 1e6
     if SHARED_PEER.exists():
-        result["peer_model_us_per_window"] = _model_us_per_window(SHARED_PEER, batch)
+        peer, peer_windows = _model_run(SHARED_PEER, batch)
+        result["peer_model_us_per_window"] = _best_cpu_time(peer, 3) / peer_windows * 1e6
     result.update(embedder_reference())
     return result
 
@@ -345,9 +367,10 @@ def speed_scaled_server_us(cost: dict[str, Any]) -> float | None:
     return float(cost[keys[0]] * cost["segue_model_us_per_window"] / then)
 
 
-def _model_us_per_window(path: Path, batch: np.ndarray) -> float:
-    """CPU time per 1 s window of an ONNX model on one thread: the Segue model in batches of
-    16 windows (as the embedder runs it), the peer one window per call (its interface)."""
+def _model_run(path: Path, batch: np.ndarray) -> tuple[Any, int]:
+    """A function running an ONNX model on one thread over `batch` (1 s windows), and the
+    number of windows it runs: the Segue model in batches of 16 (as the embedder runs it),
+    the peer one window per call (its interface)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -363,13 +386,13 @@ def _model_us_per_window(path: Path, batch: np.ndarray) -> float:
             for chunk in rows:
                 session.run(None, {"pcm": chunk, "state": state_in})
 
-        return _best_cpu_time(run, 3) / (len(rows) * 16) * 1e6
+        return run, len(rows) * 16
 
     def run_peer() -> None:
         for row in batch:
             session.run(None, {"audio": row[None, :]})
 
-    return _best_cpu_time(run_peer, 3) / len(batch) * 1e6
+    return run_peer, len(batch)
 
 
 SECTION_BASELINES = ("agglomerative", "laplacian", "foote")

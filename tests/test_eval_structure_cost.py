@@ -85,3 +85,21 @@ def test_without_the_embedder_runs_model_figures_nothing_is_scaled(
     _embedder_result(tmp_path, "2026-12-07", here, 1.8)
     cost = {**eval_structure.embedder_reference(tmp_path), "segue_model_us_per_window": 160.0}
     assert eval_structure.speed_scaled_server_us(cost) is None
+
+
+def test_the_share_figures_take_turns_so_a_speed_change_reaches_them_alike() -> None:
+    order: list[str] = []
+
+    def spin(name: str, loops: int) -> None:
+        order.append(name)
+        total = 0
+        for i in range(loops):
+            total += i * i
+
+    best = eval_structure.interleaved_best_cpu_time(
+        {"model": lambda: spin("model", 20_000), "push": lambda: spin("push", 200_000)}, 3
+    )
+    assert order == ["model", "push"] * 3
+    assert set(best) == {"model", "push"}
+    # Each is its own smallest time: ten times the work takes longer.
+    assert 0.0 <= best["model"] < best["push"]
