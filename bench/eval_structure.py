@@ -363,8 +363,8 @@ def speed_scaled_server_us(cost: dict[str, Any]) -> float | None:
     )
     if not all(k in cost for k in keys):
         return None
-    then = (cost[keys[1]] * cost[keys[2]]) ** 0.5
-    return float(cost[keys[0]] * cost["segue_model_us_per_window"] / then)
+    server, then_batch8, then_batch32, model_now = (float(cost[k]) for k in keys)
+    return float(server * model_now / (then_batch8 * then_batch32) ** 0.5)
 
 
 def _model_run(path: Path, batch: np.ndarray) -> tuple[Any, int]:
@@ -804,9 +804,9 @@ def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Name
             f"{cost['embedder_model_us_per_window_batch32']:.0f} at batch 32): {scaled:.0f} µs; "
             f"structure is {checkpointed / scaled:.1%} of it with checkpoints, "
             f"{total / scaled:.1%} with the final analysis ({fast_total / scaled:.1%} for the "
-            "song tracked twice; target <= 10%). The raw share moves with the shared "
-            "machine's speed between days, and this scale with the model's own time between "
-            "refreshes: judge several refreshes, not one"
+            "song tracked twice; target <= 10%). The raw share above moves with the shared "
+            "machine's speed; this one holds, as the model and the structure work are timed "
+            "in turns"
         )
     if "embedder_server_us_per_window" not in cost and "embedder_file" in cost:
         lines.append(
