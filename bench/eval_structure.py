@@ -698,9 +698,11 @@ def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Name
         "Settings were tuned on other material: sections on generated songs 2000-2023 and "
         "composites from random seeds 7 and 8; the half/double-time (backbeat) thresholds on "
         "generated songs 2000-2023 and 3000-3023, checked on 4000-4047; the beat-phase "
-        "(slide) thresholds, the tempo's span and the bar check (the beat must divide the bar) "
-        "on the rendered-MIDI set's tuning pieces (with the tuning-only freedm source) and "
-        "generated songs 2000-2023 and 3000-3023; nothing here was tuned on.",
+        "(slide) thresholds, the tempo's span, the bar check (the beat must divide the bar), "
+        "the band grouping of the beat envelope and the half-beat vote's band weights "
+        "(training/fit_half_beat.py) on the rendered-MIDI set's tuning pieces (with the "
+        "tuning-only freedm source) and generated songs 2000-2023 and 3000-3023; nothing here "
+        "was tuned on.",
         "",
         "| set | metric | Segue | best baseline | target | met | beats every baseline |",
         "|---|---|---|---|---|---|---|",

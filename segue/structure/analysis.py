@@ -7,13 +7,20 @@ import numpy.typing as npt
 
 from segue.structure.beats import (
     DOUBLE_RATIO,
+    align_to_peaks,
     metrical_level,
     midpoint_ratio,
     swing_phase,
     track_beats,
 )
 from segue.structure.cues import energy_curve, find_cues
-from segue.structure.features import StructureFeatures, uniform_low_onset, uniform_onset
+from segue.structure.features import (
+    StructureFeatures,
+    uniform_band_onsets,
+    uniform_low_onset,
+    uniform_onset,
+)
+from segue.structure.half_beat import on_the_beat
 from segue.structure.key import estimate_key
 from segue.structure.meter import estimate_meter
 from segue.structure.onset import FRAME_S
@@ -35,9 +42,10 @@ F64 = npt.NDArray[np.float64]
 # Onset envelope rate: the model's log-mel frame rate (490-sample frames at 22050 Hz).
 ONSET_FPS = 1.0 / FRAME_S
 # Share of the bass-band flux in the envelope the tempo is read from: it favours the kick's
-# period over off-beat hats. Beats are placed on the all-band flux alone: a bass line that
-# pushes onto the off-beats (bass notes starting after a gap) would otherwise pull the
-# grid there, while kick and snare, which mark the beat, reach well above the bass band.
+# period over off-beat hats. Beats are placed on the band-balanced flux (each band group's
+# normalised flux, averaged), in which the kick and the snare's crack count as much as
+# guitars or pads that cover many more bands: on the all-band flux, a riff or chords struck
+# on the off-beats would pull the grid there.
 LOW_ONSET_WEIGHT = 0.5
 # Below this tempo confidence no beat grid is reported.
 MIN_TEMPO_CONFIDENCE = 0.05
@@ -54,11 +62,14 @@ REGULAR_SHARE = 0.15
 MIN_METER_CONFIDENCE = 0.05
 
 
-def _band_onsets(features: StructureFeatures) -> tuple[F32, F32]:
-    """Normalised all-band and bass-band onset envelopes at ONSET_FPS."""
+def _band_onsets(features: StructureFeatures) -> tuple[F32, F32, F32]:
+    """Normalised onset envelopes at ONSET_FPS: all bands, the bass bands, and each band
+    group's [frames, BAND_GROUPS]."""
     full = normalise_onset(uniform_onset(features, ONSET_FPS), ONSET_FPS)
     low = normalise_onset(uniform_low_onset(features, ONSET_FPS), ONSET_FPS)
-    return full, low
+    columns = uniform_band_onsets(features, ONSET_FPS).T
+    bands = np.stack([normalise_onset(c, ONSET_FPS) for c in columns], axis=1)
+    return full, low, bands
 
 
 def _combine(full: F32, low: F32) -> F32:
@@ -69,10 +80,10 @@ def _combine(full: F32, low: F32) -> F32:
 
 def analyze_features(features: StructureFeatures) -> StructureResult:
     duration = features.duration_s
-    full, low = _band_onsets(features)
+    full, low, bands = _band_onsets(features)
     onset = _combine(full, low)
     tempo = estimate_tempo(onset, ONSET_FPS)
-    beats = _beat_grid(tempo, onset, full, low)
+    beats = _beat_grid(tempo, onset, full, low, bands)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
     key = estimate_key(features.chroma, features.level_db)
 
@@ -126,22 +137,34 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     )
 
 
-def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32) -> F64:
-    """Beat times (s) at the corrected metrical level and phase; none when too few."""
+def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, bands: F32) -> F64:
+    """Beat times (s) at the corrected metrical level and phase; none when too few.
+
+    The level is chosen on a grid tracked over all bands (the thresholds of metrical_level
+    were set on it); the beats are then tracked at that level on the band-balanced flux,
+    which also pins the phase at half time, where a grid skips the snares.
+    """
     beats = np.zeros(0)
     if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
-        beats = track_beats(full, tempo.local_period, ONSET_FPS)
-        factor = metrical_level(beats, onset, full, low, ONSET_FPS)
-        bpm_after = tempo.bpm * factor
-        if factor != 1.0 and _level_allowed(bpm_after, beats, onset):
-            # Tracked again at the new level: at half time the grid skips the snares that
-            # pin the beat's phase, and a swung chorus can pull it onto the off-beats.
-            beats = track_beats(full, tempo.local_period / factor, ONSET_FPS)
-        beats = swing_phase(beats, full, ONSET_FPS)
+        factor = _level_factor(tempo, onset, full, low)
+        balanced = normalise_onset(bands.mean(axis=1, dtype=np.float32), ONSET_FPS)
+        beats = track_beats(balanced, tempo.local_period / factor, ONSET_FPS)
+        beats = swing_phase(beats, balanced, ONSET_FPS)
         beats = unify_phase(beats, full, ONSET_FPS)
+        # A grid rebuilt from one phase may sit a fraction of a frame off the onsets.
+        beats = align_to_peaks(on_the_beat(beats, bands, ONSET_FPS), full, ONSET_FPS)
     if len(beats) < 4:
         beats = np.zeros(0)
     return beats
+
+
+def _level_factor(tempo: TempoEstimate, onset: F32, full: F32, low: F32) -> float:
+    """The factor (0.5, 1 or 2) the tempo estimate's beat rate moves by."""
+    beats = track_beats(full, tempo.local_period, ONSET_FPS)
+    factor = metrical_level(beats, onset, full, low, ONSET_FPS)
+    if factor != 1.0 and _level_allowed(tempo.bpm * factor, beats, onset):
+        return factor
+    return 1.0
 
 
 def _level_allowed(bpm_after: float, beats: F64, onset: F32) -> bool:

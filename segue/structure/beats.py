@@ -41,25 +41,30 @@ def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
         return np.zeros(0)
     period = np.maximum(local_period, 2.0)
     local = onset.astype(np.float64)
-    # Candidate predecessors of every frame at once, within the intervals the penalty allows.
     min_offset = max(1, int(np.ceil(MIN_RATIO * period.min())))
-    offsets = np.arange(min_offset, int(np.floor(MAX_RATIO * period.max())) + 1)
+    max_offset = max(min_offset, int(np.floor(MAX_RATIO * period.max())))
+    # Offsets fall along the columns, so that row f of a sliding window over the scores
+    # (padded in front) holds those of frames f - max_offset ... f - min_offset in column
+    # order: every frame's candidate predecessors, as a view that follows the updates.
+    offsets = np.arange(max_offset, min_offset - 1, -1)
     frames = np.arange(n)
-    prev = frames[:, None] - offsets[None, :]
-    ratio = offsets[None, :] / period[:, None]
-    valid = (prev >= 0) & (ratio >= MIN_RATIO) & (ratio <= MAX_RATIO)
-    penalty = np.where(valid, -TIGHTNESS * np.log(ratio) ** 2, -np.inf)
-    np.maximum(prev, 0, out=prev)
-    score = local.copy()
+    penalty = _interval_penalty(offsets, period)
+    head = min(n, max_offset)  # frames with fewer than max_offset frames before them
+    penalty[:head][frames[:head, None] < offsets[None, :]] = -np.inf
+    padded = np.zeros(max_offset + n)
+    padded[max_offset:] = local
+    score = padded[max_offset:]
+    earlier = np.lib.stride_tricks.sliding_window_view(padded, len(offsets))[:n]
     # A block shorter than the shortest offset only reads scores of earlier blocks, so only
     # the best value is needed inside the loop; the links are recovered afterwards.
     for start in range(0, n, min_offset):
         stop = min(n, start + min_offset)
-        best_value = (score[prev[start:stop]] + penalty[start:stop]).max(axis=1)
+        best_value = (earlier[start:stop] + penalty[start:stop]).max(axis=1)
         score[start:stop] += np.maximum(best_value, 0.0)
-    candidate = score[prev] + penalty
-    best = candidate.argmax(axis=1)
-    back = np.where(candidate[frames, best] > 0, prev[frames, best], -1)
+    candidate = earlier + penalty
+    # Read from the shortest offset, so that a tie goes to the shortest interval.
+    best = len(offsets) - 1 - candidate[:, ::-1].argmax(axis=1)
+    back = np.where(candidate[frames, best] > 0, frames - offsets[best], -1)
 
     # End on the last strong local maximum of the cumulative score.
     is_peak = np.r_[False, (score[1:-1] > score[:-2]) & (score[1:-1] >= score[2:]), False]
@@ -77,6 +82,20 @@ def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
     return _regularise_weak(refined, local[frames_out]) / fps
 
 
+def _interval_penalty(offsets: npt.NDArray[np.int64], period: F64) -> F64:
+    """[frames, offsets]: -TIGHTNESS * log(offset / period)^2, -inf outside the allowed
+    ratios (the bounds themselves allowed)."""
+    log_ratio = np.log(offsets)[None, :] - np.log(period)[:, None]
+    penalty = log_ratio * log_ratio
+    penalty *= -TIGHTNESS
+    # The margin keeps ratios exactly at a bound (an offset of 30 at a period of 22.5)
+    # allowed despite the rounding of the logarithms.
+    low, high = np.log(MIN_RATIO) - 1e-9, np.log(MAX_RATIO) + 1e-9
+    penalty[(log_ratio < low) | (log_ratio > high)] = -np.inf
+    out: F64 = penalty
+    return out
+
+
 def _trim_silence(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.int64]:
     """Drops beats at the start and end where the onset envelope is weak (silence, fades)."""
     if len(beats) < 3:
@@ -88,6 +107,29 @@ def _trim_silence(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.in
     if len(strong) == 0:
         return beats[:0]
     return beats[strong[0] : strong[-1] + 1]
+
+
+def align_to_peaks(beats_s: F64, onset: F32, fps: float) -> F64:
+    """The grid (s) shifted by the median distance from its beats to `onset`'s peaks within a
+    frame of them (to sub-frame precision): steps that rebuild a grid from a phase and a
+    period can leave it a fraction of a frame early or late throughout."""
+    if len(beats_s) < 4:
+        return beats_s
+    frames = np.clip(np.round(beats_s * fps).astype(np.int64), 0, len(onset) - 1)
+    peaks = onset.astype(np.float64)
+    placed = _refine(_nearest_peak(frames, peaks), peaks) / fps
+    out: F64 = beats_s + float(np.median(placed - beats_s))
+    return out
+
+
+def _nearest_peak(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.int64]:
+    """Each beat frame moved to the strongest of itself and its two neighbours."""
+    inner = np.clip(beats, 1, len(onset) - 2)
+    around = np.stack([onset[inner - 1], onset[inner], onset[inner + 1]], axis=1)
+    out: npt.NDArray[np.int64] = np.where(
+        (beats > 0) & (beats < len(onset) - 1), inner + around.argmax(axis=1) - 1, beats
+    )
+    return out
 
 
 def _refine(beats: npt.NDArray[np.int64], onset: F64) -> F64:

@@ -15,10 +15,12 @@ F64 = npt.NDArray[np.float64]
 class StructureFeatures:
     sample_rate_hz: int
     duration_s: float
-    # Spectral flux over all bands and over the bass bands, at onset_times_s.
+    # Spectral flux over all bands, over the bass bands and over each group of bands
+    # ([n, BAND_GROUPS], lowest first, the bass bands' included), at onset_times_s.
     onset_times_s: F64
     onset_full: F32
     onset_low: F32
+    onset_bands: F32
     # log10 chroma energy [n, 12] and RMS level (dBFS) at chroma_times_s.
     chroma_times_s: F64
     chroma: F32
@@ -35,6 +37,15 @@ def uniform_onset(features: StructureFeatures, fps: float) -> F32:
 
 def uniform_low_onset(features: StructureFeatures, fps: float) -> F32:
     return _resample(features.onset_times_s, features.onset_low, features.duration_s, fps)
+
+
+def uniform_band_onsets(features: StructureFeatures, fps: float) -> F32:
+    """Each band group's onset strength on a grid of `fps` frames from t = 0, [frames,
+    BAND_GROUPS]."""
+    columns = features.onset_bands.T
+    return np.stack(
+        [_resample(features.onset_times_s, c, features.duration_s, fps) for c in columns], axis=1
+    )
 
 
 def _resample(times: F64, values: F32, duration_s: float, fps: float) -> F32:

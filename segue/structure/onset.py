@@ -22,10 +22,11 @@ N_MELS = 40
 F_MIN_HZ = 30.0
 F_MAX_HZ = 8000.0
 LOG_FLOOR = 1e-8
-# Bands centred below this carry the kick and bass: their flux marks downbeats.
-LOW_BAND_HZ = 200.0
-# Share of the mel bands treated as bass bands for a band layout other than the model's.
-OTHER_LOW_BAND_SHARE = 0.08
+# Flux is kept per band group, split where the bands' centres cross these frequencies: the
+# kick and bass (below 200 Hz, whose flux marks downbeats), the body of snares, voices and
+# chords, their attack and the snare's rattle, and hats and cymbals (above 4 kHz).
+BAND_EDGES_HZ = (200.0, 1000.0, 4000.0)
+BAND_GROUPS = len(BAND_EDGES_HZ) + 1
 # Bands more than 60 dB (natural log 13.8) below a frame's loudest are leakage, not music:
 # with short frames they wobble with the phase of a steady tone and would read as onsets.
 FLUX_RANGE_LOG = 6.0 * math.log(10.0)
@@ -62,21 +63,38 @@ def mel_filterbank(sample_rate_hz: int, n_fft: int) -> tuple[int, F32]:
 
 
 @lru_cache(maxsize=8)
-def low_band_count(n_mels: int) -> int:
-    """How many of the lowest bands lie below LOW_BAND_HZ (at least one)."""
-    if n_mels != N_MELS:
-        return max(1, round(n_mels * OTHER_LOW_BAND_SHARE))
+def band_group_sizes(n_mels: int) -> tuple[int, ...]:
+    """How many of `n_mels` bands each group of BAND_EDGES_HZ holds, lowest first (each at
+    least one where there are enough bands). Bands are taken to span F_MIN_HZ-F_MAX_HZ on
+    the mel scale, as the model's do."""
     edges = mel_to_hz(np.linspace(hz_to_mel(F_MIN_HZ), hz_to_mel(F_MAX_HZ), n_mels + 2))
-    return max(1, int(np.sum(edges[1:-1] < LOW_BAND_HZ)))
+    starts = np.searchsorted(edges[1:-1], BAND_EDGES_HZ)
+    if n_mels >= BAND_GROUPS:
+        rank = np.arange(1, BAND_GROUPS)
+        starts = np.clip(starts, rank, n_mels - BAND_GROUPS + rank)
+    else:  # too few bands to go round: the upper groups stay empty (flux 0)
+        starts = np.minimum(np.maximum(starts, 1), n_mels)
+    bounds = np.r_[0, starts, n_mels]
+    return tuple(int(np.diff(bounds)[i]) for i in range(BAND_GROUPS))
 
 
 @lru_cache(maxsize=8)
 def _band_means(n_mels: int) -> F32:
-    """[n_mels, 2]: averages over all bands and over the low bands, as one matrix product."""
-    out = np.zeros((n_mels, 2), np.float32)
-    out[:, 0] = 1.0 / n_mels
-    n_low = low_band_count(n_mels)
-    out[:n_low, 1] = 1.0 / n_low
+    """[n_mels, BAND_GROUPS]: the mean over each group's bands, as one matrix product."""
+    out = np.zeros((n_mels, BAND_GROUPS), np.float32)
+    start = 0
+    for group, size in enumerate(band_group_sizes(n_mels)):
+        out[start : start + size, group] = 1.0 / max(size, 1)
+        start += size
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=8)
+def band_group_shares(n_mels: int) -> F32:
+    """[BAND_GROUPS]: each group's share of the bands, which weighs the group means into the
+    mean over all bands."""
+    out = np.asarray(band_group_sizes(n_mels), np.float32) / np.float32(n_mels)
     out.setflags(write=False)
     return out
 
@@ -106,8 +124,8 @@ class LogMel:
 
 
 def spectral_flux(log_mel: F32, previous: F32 | None, *, overwrite: bool = False) -> F32:
-    """Half-wave rectified log-mel difference averaged over all bands and over the low bands,
-    [frames, 2].
+    """Half-wave rectified log-mel difference averaged over each group of bands
+    (BAND_EDGES_HZ), [frames, BAND_GROUPS], lowest group first.
 
     `previous` is the frame before `log_mel[0]`; without one the first flux is 0. Any log
     base works downstream (the envelope is normalised), but the leakage floor assumes ln.

@@ -1,14 +1,16 @@
-"""The structure accumulator's resumable state as bytes: versions 2 and 3 read, 3 written.
+"""The structure accumulator's resumable state as bytes: versions 2-4 read, 4 written.
 
-Layout of version 3 (all little-endian): a header (magic "SGST", version u16, CRC-32 u32 of
+Layout of version 4 (all little-endian): a header (magic "SGST", version u16, CRC-32 u32 of
 the fixed part, the previous mel frame and the tail), the fixed part (`_FIXED`), then the
-arrays windows [n, 3] int32, onset [m, 2] float16, tonal [k, 13] float16, timbre [2n, 13]
+arrays windows [n, 3] int32, onset [m, 4] float16, tonal [k, 13] float16, timbre [2n, 13]
 float16, previous mel frame float32 and tail samples float32. The fixed part carries each of
 the four growing arrays' own CRC-32, kept running as rows are added (`Rows`), so writing a
 state costs a copy, not a pass over the whole song's features.
 
-Version 2 (read only, so tokens issued before the upgrade still resume): the header, then a
-zlib-compressed npz archive of the same arrays, checked by the header's CRC-32.
+Version 3 is the same with onset [m, 2] (flux over all bands and over the bass bands);
+version 2 (read only too) a zlib-compressed npz archive of those arrays after the header,
+checked by the header's CRC-32. Their onsets are widened on reading (`widen_onset`), so
+tokens issued before an upgrade still resume.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from segue.structure.onset import BAND_GROUPS, N_MELS, band_group_shares
 from segue.structure.window_features import (
     ONSET_WIDTH,
     TIMBRE_COEFFS,
@@ -39,8 +42,11 @@ F32 = npt.NDArray[np.float32]
 MAGIC = b"SGST"
 # 2: onsets on the model's own 490-sample frame grid (npz, zlib).
 # 3: raw little-endian arrays, each growing one with a running CRC-32.
-VERSION = 3
-READABLE_VERSIONS = (2, 3)
+# 4: onset flux per group of bands instead of over all bands and the bass bands.
+VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
+# Onset columns of versions 2 and 3: all bands, bass bands.
+OLD_ONSET_WIDTH = 2
 _HEADER = struct.Struct("<4sHI")
 # sample rate, source, n_mels of previous_mel (0: none), windows, onset rows, tonal rows,
 # tail samples, then the CRC-32 of the windows, onset, tonal and timbre arrays.
@@ -133,7 +139,7 @@ class StructureState:
 
 
 def encode(state: StructureState) -> bytes:
-    """The state in the current version's bytes (about 350 bytes per second of audio)."""
+    """The state in the current version's bytes (about 530 bytes per second of audio)."""
     previous = np.zeros(0, np.float32) if state.previous_mel is None else state.previous_mel
     windows, onset, tonal, timbre = state.windows, state.onset, state.tonal, state.timbre
     fixed = _FIXED.pack(
@@ -171,22 +177,47 @@ def decode(data: bytes) -> StructureState:
         raise ValueError(f"unsupported structure state version {version}")
     try:
         if version == 2:
-            return _decode_v2(data[_HEADER.size :], crc)
-        return _decode_v3(memoryview(data)[_HEADER.size :], crc)
+            return _widened(_decode_v2(data[_HEADER.size :], crc))
+        body = memoryview(data)[_HEADER.size :]
+        if version == 3:
+            return _widened(_decode_raw(body, crc, OLD_ONSET_WIDTH))
+        return _decode_raw(body, crc, ONSET_WIDTH)
     except ValueError:
         raise
     except Exception as error:  # any decoding failure means a corrupt state
         raise ValueError(f"corrupt structure state: {error}") from error
 
 
-def _decode_v3(body: memoryview, crc: int) -> StructureState:
+def _widened(state: StructureState) -> StructureState:
+    """A version 2 or 3 state with its onsets widened to the current columns."""
+    n_mels = N_MELS if state.previous_mel is None else len(state.previous_mel)
+    rows = widen_onset(np.concatenate(state.onset.parts).astype(np.float32), n_mels)
+    stored = np.ascontiguousarray(rows.astype(FEATURE_DTYPE))
+    return replace(state, onset=StoredRows((stored,), len(stored), zlib.crc32(stored.data)))
+
+
+def widen_onset(old: F32, n_mels: int) -> F32:
+    """Flux over all bands and over the bass bands [m, 2] as flux per band group [m,
+    BAND_GROUPS]: the bass group keeps its flux, and each group above it gets the mean flux
+    of the bands above the bass, so that the mean over all bands stays what it was."""
+    shares = band_group_shares(n_mels)
+    bass_share = float(shares[0])
+    above = (old[:, 0] - bass_share * old[:, 1]) / max(1.0 - bass_share, 1e-6)
+    out = np.empty((len(old), BAND_GROUPS), np.float32)
+    out[:, 0] = old[:, 1]
+    out[:, 1:] = np.maximum(above, 0.0)[:, None]
+    return out
+
+
+def _decode_raw(body: memoryview, crc: int, onset_width: int) -> StructureState:
+    """Versions 3 and 4, whose onset rows are `onset_width` wide."""
     if len(body) < _FIXED.size:
         raise ValueError("structure state too short")
     fixed = body[: _FIXED.size]
     (rate, source_code, n_mels, windows, onsets, tonals, tail, *crcs) = _FIXED.unpack(fixed)
     shapes = [
         ((windows, WINDOW_WIDTH), WINDOWS_DTYPE),
-        ((onsets, ONSET_WIDTH), FEATURE_DTYPE),
+        ((onsets, onset_width), FEATURE_DTYPE),
         ((tonals, TONAL_WIDTH), FEATURE_DTYPE),
         ((windows * TIMBRE_PER_WINDOW, TIMBRE_COEFFS), FEATURE_DTYPE),
         ((n_mels,), "<f4"),
@@ -233,7 +264,7 @@ def _decode_v2(payload: bytes, crc: int) -> StructureState:
         raise ValueError("inconsistent window counts")
     tables = [
         _rows(np.stack(counts, axis=1), WINDOW_WIDTH, WINDOWS_DTYPE),
-        _rows(arrays["onset"], ONSET_WIDTH, FEATURE_DTYPE),
+        _rows(arrays["onset"], OLD_ONSET_WIDTH, FEATURE_DTYPE),
         _rows(arrays["tonal"], TONAL_WIDTH, FEATURE_DTYPE),
         _rows(arrays["timbre"], TIMBRE_COEFFS, FEATURE_DTYPE),
     ]

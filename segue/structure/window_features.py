@@ -17,7 +17,14 @@ import scipy.fft
 
 from segue.structure.chroma import ChromaExtractor, level_db
 from segue.structure.features import StructureFeatures
-from segue.structure.onset import LogMel, frame_samples, spectral_flux
+from segue.structure.onset import (
+    BAND_GROUPS,
+    N_MELS,
+    LogMel,
+    band_group_shares,
+    frame_samples,
+    spectral_flux,
+)
 
 F32 = npt.NDArray[np.float32]
 I32 = npt.NDArray[np.int32]
@@ -27,7 +34,7 @@ TIMBRE_COEFFS = 13
 # Timbre summaries per pushed window (each covers the mel frames of one half).
 TIMBRE_PER_WINDOW = 2
 TONAL_WIDTH = 13  # 12 chroma classes and the level
-ONSET_WIDTH = 2  # flux over all bands and over the bass bands
+ONSET_WIDTH = BAND_GROUPS  # flux per group of bands (onset.BAND_EDGES_HZ)
 WINDOW_WIDTH = 3  # per window: samples, mel frames, chroma frames
 
 # Where a stream's log-mel frames come from: the model ("mel") or our own front end ("pcm").
@@ -135,9 +142,11 @@ def structure_features(
     onset: F32,
     tonal: F32,
     timbre: F32,
+    n_mels: int = N_MELS,
 ) -> StructureFeatures:
     """Rows of a whole song so far (`FeatureRows` fields, concatenated) on their time axes, in
-    seconds from the song's start."""
+    seconds from the song's start; `n_mels` is the band count of the log-mel frames the
+    onsets came from."""
     sr = sample_rate_hz
     counts = windows.astype(np.int64)
     lengths = counts[:, 0]
@@ -155,8 +164,9 @@ def structure_features(
         sample_rate_hz=sr,
         duration_s=float(lengths.sum()) / sr,
         onset_times_s=np.asarray(onset_times, dtype=np.float64),
-        onset_full=onset[:, 0],
-        onset_low=onset[:, 1],
+        onset_full=onset @ band_group_shares(n_mels),
+        onset_low=onset[:, 0],
+        onset_bands=onset,
         chroma_times_s=np.asarray(chroma_times, dtype=np.float64),
         chroma=tonal[:, :12],
         level_db=tonal[:, 12],
