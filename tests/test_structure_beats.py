@@ -149,3 +149,20 @@ def test_a_skipped_beat_does_not_pull_the_reported_tempo() -> None:
     beats = np.round(np.arange(0.5, 60.0, 0.5) / frame_s) * frame_s
     sparse = np.delete(beats, np.arange(6, len(beats), 12))
     assert abs(grid_bpm(sparse) / 120.0 - 1.0) < 0.003
+
+
+def test_tracking_several_envelopes_in_one_pass_gives_each_its_own_beats() -> None:
+    from segue.structure.beats import track_beats, track_beats_on_each
+
+    fps = 22050 / 490
+    rng = np.random.default_rng(4)
+    envelopes = []
+    for first in (10, 21):  # two grids half a beat apart, on a 22-frame beat
+        onset = rng.uniform(0.0, 0.1, 2000).astype(np.float32)
+        onset[first::22] += 1.0
+        envelopes.append(onset)
+    period = np.full(2000, 22.0)
+    together = track_beats_on_each(envelopes, period, fps)
+    for onset, beats in zip(envelopes, together, strict=True):
+        assert np.array_equal(beats, track_beats(onset, period, fps))
+    assert abs(float(np.median(together[1][:50] - together[0][:50])) * fps - 11.0) < 0.5

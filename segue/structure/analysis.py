@@ -12,6 +12,7 @@ from segue.structure.beats import (
     midpoint_ratio,
     swing_phase,
     track_beats,
+    track_beats_on_each,
 )
 from segue.structure.cues import energy_curve, find_cues
 from segue.structure.features import (
@@ -146,9 +147,12 @@ def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, bands: F32
     """
     beats = np.zeros(0)
     if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
-        factor = _level_factor(tempo, onset, full, low)
         balanced = normalise_onset(bands.mean(axis=1, dtype=np.float32), ONSET_FPS)
-        beats = track_beats(balanced, tempo.local_period / factor, ONSET_FPS)
+        # Both at the estimated level in one pass; the balanced one again at another level.
+        over_all, beats = track_beats_on_each([full, balanced], tempo.local_period, ONSET_FPS)
+        factor = _level_factor(tempo, over_all, onset, full, low)
+        if factor != 1.0:
+            beats = track_beats(balanced, tempo.local_period / factor, ONSET_FPS)
         beats = swing_phase(beats, balanced, ONSET_FPS)
         beats = unify_phase(beats, full, ONSET_FPS)
         # A grid rebuilt from one phase may sit a fraction of a frame off the onsets.
@@ -158,9 +162,9 @@ def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, bands: F32
     return beats
 
 
-def _level_factor(tempo: TempoEstimate, onset: F32, full: F32, low: F32) -> float:
-    """The factor (0.5, 1 or 2) the tempo estimate's beat rate moves by."""
-    beats = track_beats(full, tempo.local_period, ONSET_FPS)
+def _level_factor(tempo: TempoEstimate, beats: F64, onset: F32, full: F32, low: F32) -> float:
+    """The factor (0.5, 1 or 2) the tempo estimate's beat rate moves by, judged on `beats`
+    tracked over all bands."""
     factor = metrical_level(beats, onset, full, low, ONSET_FPS)
     if factor != 1.0 and _level_allowed(tempo.bpm * factor, beats, onset):
         return factor

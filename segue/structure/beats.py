@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -30,17 +32,23 @@ TRIM_SHARE = 0.2
 
 
 def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
-    """Beat times (s) that fall on strong onsets and stay close to the local beat period.
+    """Beat times (s) that fall on strong onsets and stay close to the local beat period."""
+    return track_beats_on_each([onset], local_period, fps)[0]
+
+
+def track_beats_on_each(onsets: Sequence[F32], local_period: F64, fps: float) -> list[F64]:
+    """`track_beats` on each of several envelopes of one song at one local period, in one
+    pass: the recursion's steps cost the same for one envelope or a few.
 
     Frames are processed in blocks shorter than the shortest allowed interval, so each block
     only reads scores that are final; this keeps the recursion vectorised, with the
     penalties of all frames computed up front.
     """
-    n = len(onset)
+    n = len(onsets[0]) if onsets else 0
     if n == 0 or not np.any(local_period > 0):
-        return np.zeros(0)
+        return [np.zeros(0) for _ in onsets]
     period = np.maximum(local_period, 2.0)
-    local = onset.astype(np.float64)
+    local = np.stack([o.astype(np.float64) for o in onsets])
     min_offset = max(1, int(np.ceil(MIN_RATIO * period.min())))
     max_offset = max(min_offset, int(np.floor(MAX_RATIO * period.max())))
     # Offsets fall along the columns, so that row f of a sliding window over the scores
@@ -51,22 +59,29 @@ def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
     penalty = _interval_penalty(offsets, period)
     head = min(n, max_offset)  # frames with fewer than max_offset frames before them
     penalty[:head][frames[:head, None] < offsets[None, :]] = -np.inf
-    padded = np.zeros(max_offset + n)
-    padded[max_offset:] = local
-    score = padded[max_offset:]
-    earlier = np.lib.stride_tricks.sliding_window_view(padded, len(offsets))[:n]
+    padded = np.zeros((len(onsets), max_offset + n))
+    padded[:, max_offset:] = local
+    score = padded[:, max_offset:]
+    earlier = np.lib.stride_tricks.sliding_window_view(padded, len(offsets), axis=1)[:, :n]
     # A block shorter than the shortest offset only reads scores of earlier blocks, so only
     # the best value is needed inside the loop; the links are recovered afterwards.
     for start in range(0, n, min_offset):
         stop = min(n, start + min_offset)
-        best_value = (earlier[start:stop] + penalty[start:stop]).max(axis=1)
-        score[start:stop] += np.maximum(best_value, 0.0)
-    candidate = earlier + penalty
-    # Read from the shortest offset, so that a tie goes to the shortest interval.
-    best = len(offsets) - 1 - candidate[:, ::-1].argmax(axis=1)
-    back = np.where(candidate[frames, best] > 0, frames - offsets[best], -1)
+        best_value = (earlier[:, start:stop] + penalty[start:stop]).max(axis=2)
+        score[:, start:stop] += np.maximum(best_value, 0.0)
+    out = []
+    for k in range(len(onsets)):
+        candidate = earlier[k] + penalty
+        # Read from the shortest offset, so that a tie goes to the shortest interval.
+        best = len(offsets) - 1 - candidate[:, ::-1].argmax(axis=1)
+        back = np.where(candidate[frames, best] > 0, frames - offsets[best], -1)
+        out.append(_best_path(score[k], back, local[k]) / fps)
+    return out
 
-    # End on the last strong local maximum of the cumulative score.
+
+def _best_path(score: F64, back: npt.NDArray[np.int64], onset: F64) -> F64:
+    """Beat frames (fractional) of the best path: back from the last strong peak of the
+    cumulative score, trimmed of silence, refined and regularised where the onsets are weak."""
     is_peak = np.r_[False, (score[1:-1] > score[:-2]) & (score[1:-1] >= score[2:]), False]
     peaks = np.flatnonzero(is_peak)
     if len(peaks) == 0:
@@ -77,9 +92,9 @@ def track_beats(onset: F32, local_period: F64, fps: float) -> F64:
     while back[beats[-1]] >= 0:
         beats.append(int(back[beats[-1]]))
     frames_out = np.asarray(beats[::-1])
-    frames_out = _trim_silence(frames_out, local)
-    refined = _refine(frames_out, local)
-    return _regularise_weak(refined, local[frames_out]) / fps
+    frames_out = _trim_silence(frames_out, onset)
+    refined = _refine(frames_out, onset)
+    return _regularise_weak(refined, onset[frames_out])
 
 
 def _interval_penalty(offsets: npt.NDArray[np.int64], period: F64) -> F64:
