@@ -75,7 +75,7 @@ def band_group_sizes(n_mels: int) -> tuple[int, ...]:
     else:  # too few bands to go round: the upper groups stay empty (flux 0)
         starts = np.minimum(np.maximum(starts, 1), n_mels)
     bounds = np.r_[0, starts, n_mels]
-    return tuple(int(np.diff(bounds)[i]) for i in range(BAND_GROUPS))
+    return tuple(int(size) for size in np.diff(bounds))
 
 
 @lru_cache(maxsize=8)
