@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))  # bench/ and devkit/ are not installed
 from bench import midi_set  # noqa: E402
 from devkit.synth import generate_song  # noqa: E402
 from segue.structure import StructureAccumulator  # noqa: E402
-from segue.structure.analysis import ONSET_FPS, _band_onsets  # noqa: E402
+from segue.structure.analysis import ONSET_FPS, band_onsets  # noqa: E402
 from segue.structure.half_beat import off_beat_votes  # noqa: E402
 
 SR = 22050
@@ -39,7 +39,7 @@ def votes(audio: npt.NDArray[np.float32], beats_s: F64) -> F64:
     whole = len(audio) // SR
     state.push_batch(audio[: whole * SR].reshape(whole, SR))
     features = state.features()
-    _, _, bands = _band_onsets(features)
+    _, _, bands = band_onsets(features)
     beats = beats_s[beats_s < features.duration_s - 0.5]
     return off_beat_votes(beats, bands, ONSET_FPS)
 

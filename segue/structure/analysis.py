@@ -63,7 +63,7 @@ REGULAR_SHARE = 0.15
 MIN_METER_CONFIDENCE = 0.05
 
 
-def _band_onsets(features: StructureFeatures) -> tuple[F32, F32, F32]:
+def band_onsets(features: StructureFeatures) -> tuple[F32, F32, F32]:
     """Normalised onset envelopes at ONSET_FPS: all bands, the bass bands, and each band
     group's [frames, BAND_GROUPS]."""
     full = normalise_onset(uniform_onset(features, ONSET_FPS), ONSET_FPS)
@@ -81,7 +81,7 @@ def _combine(full: F32, low: F32) -> F32:
 
 def analyze_features(features: StructureFeatures) -> StructureResult:
     duration = features.duration_s
-    full, low, bands = _band_onsets(features)
+    full, low, bands = band_onsets(features)
     onset = _combine(full, low)
     tempo = estimate_tempo(onset, ONSET_FPS)
     beats = _beat_grid(tempo, onset, full, low, bands)
