@@ -1077,7 +1077,13 @@ def test_next_segment_answers_quickly_while_more_plans_run_than_the_default_pool
         for h in heavy:
             assert len((await h).steps) == 60
         assert len(latencies) >= 3
-        assert max(latencies) < alone_s / 2, (max(latencies), alone_s)
+        # Queued behind the plans (the bug), a NextSegment waits until one of them finishes:
+        # several times `alone_s` at this load, the first one sent longest. Served at once it
+        # takes milliseconds, though on a 2-core machine the planners' threads hold the GIL
+        # for up to most of a plan's time now and then.
+        ordered = sorted(latencies)
+        assert ordered[len(ordered) // 2] < alone_s / 2, (ordered, alone_s)
+        assert ordered[-1] < 1.5 * alone_s, (ordered, alone_s)
 
     serve(library, scenario, heavy_workers=2, heavy_queue=plans)
 
