@@ -18,7 +18,6 @@ from segue.structure.cues import energy_curve, find_cues
 from segue.structure.features import (
     StructureFeatures,
     uniform_band_onsets,
-    uniform_low_onset,
     uniform_onset,
 )
 from segue.structure.half_beat import on_the_beat
@@ -67,9 +66,9 @@ def band_onsets(features: StructureFeatures) -> tuple[F32, F32, F32]:
     """Normalised onset envelopes at ONSET_FPS: all bands, the bass bands, and each band
     group's [frames, BAND_GROUPS]."""
     full = normalise_onset(uniform_onset(features, ONSET_FPS), ONSET_FPS)
-    low = normalise_onset(uniform_low_onset(features, ONSET_FPS), ONSET_FPS)
     columns = uniform_band_onsets(features, ONSET_FPS).T
     bands = np.stack([normalise_onset(c, ONSET_FPS) for c in columns], axis=1)
+    low = np.ascontiguousarray(bands[:, 0])  # the bass group is the bass bands
     return full, low, bands
 
 

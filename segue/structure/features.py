@@ -35,10 +35,6 @@ def uniform_onset(features: StructureFeatures, fps: float) -> F32:
     return _resample(features.onset_times_s, features.onset_full, features.duration_s, fps)
 
 
-def uniform_low_onset(features: StructureFeatures, fps: float) -> F32:
-    return _resample(features.onset_times_s, features.onset_low, features.duration_s, fps)
-
-
 def uniform_band_onsets(features: StructureFeatures, fps: float) -> F32:
     """Each band group's onset strength on a grid of `fps` frames from t = 0, [frames,
     BAND_GROUPS]."""
