@@ -23,10 +23,10 @@ HUMAN_ARGS = --human "$(HUMAN_TRIPLETS)" $(if $(HUMAN_MUSIC),--music "$(HUMAN_MU
 STAMP := $(VENV)/.installed-$(RUNTIME)
 
 .PHONY: setup system proto proto-check lint test test-fast demo studio bench eval eval-structure \
-        train data teacher-env teacher-cache clean help
+        train train-beats data teacher-env teacher-cache clean help
 
 help:
-	@echo "make demo | studio | test | setup | proto | lint | bench | eval | eval-structure | train | data | teacher-env"
+	@echo "make demo | studio | test | setup | proto | lint | bench | eval | eval-structure | train | train-beats | data | teacher-env"
 
 system:
 	bash scripts/setup_system.sh
@@ -70,6 +70,12 @@ data: setup
 train: setup $(if $(HUMAN_TRIPLETS),,data teacher-cache)
 	$(if $(HUMAN_TRIPLETS),$(PY) -m training.finetune_human $(HUMAN_ARGS) --out "$(HUMAN_OUT)" \
 	  $(HUMAN_FLAGS),$(PY) -m training.train)
+
+# The structure engine's beat activation (segue/structure/beat_activation.npz) from the
+# rendered-MIDI set's tuning split and generated songs: about 4 minutes once the set is built.
+train-beats: setup
+	$(PY) scripts/build_midi_set.py
+	$(PY) -m training.train_beat_activation
 
 # musicnn (training-time teacher and evaluation peer) in a venv of its own: it needs TensorFlow
 # and numpy<2, which cannot share the project's venv (training/teacher.py).

@@ -39,7 +39,7 @@ from bench.eval_transforms import report_lines as transform_lines  # noqa: E402
 from bench.eval_transforms import summarise as summarise_transforms  # noqa: E402
 from bench.report import write_results  # noqa: E402
 from devkit.splice import load_mono, splice  # noqa: E402
-from devkit.synth import generate_song  # noqa: E402
+from devkit.synth import evaluation_song, generate_song  # noqa: E402
 from segue.machine import describe_machine  # noqa: E402
 from segue.structure import StructureAccumulator, analyze_audio  # noqa: E402
 from segue.structure.camelot import key_name  # noqa: E402
@@ -399,13 +399,7 @@ SECTION_BASELINES = ("agglomerative", "laplacian", "foote")
 
 
 def generated_row(seed_index: int) -> dict[str, Any]:
-    i = seed_index - 1000
-    song = generate_song(
-        seed_index,
-        duration_s=float([45, 60, 90][i % 3]),
-        swing=[0.0, 0.3, 0.6][(i // 3) % 3],
-        rubato=i % 4 == 3,
-    )
+    song = evaluation_song(seed_index)
     ours = analyze_audio(song.audio, SR)
     lib_bpm, lib_beats = librosa_beats(song.audio)
     tonic, mode = krumhansl_key(*_chroma_of(song.audio))
@@ -697,12 +691,12 @@ def write_report(rows: dict[str, Any], cost: dict[str, Any], args: argparse.Name
         "the tuning sets, like Segue's section settings).",
         "Settings were tuned on other material: sections on generated songs 2000-2023 and "
         "composites from random seeds 7 and 8; the half/double-time (backbeat) thresholds on "
-        "generated songs 2000-2023 and 3000-3023, checked on 4000-4047; the beat-phase "
-        "(slide) thresholds, the tempo's span, the bar check (the beat must divide the bar), "
-        "the band grouping of the beat envelope and the half-beat vote's band weights "
-        "(training/fit_half_beat.py) on the rendered-MIDI set's tuning pieces (with the "
-        "tuning-only freedm source) and generated songs 2000-2023 and 3000-3023; nothing here "
-        "was tuned on.",
+        "generated songs 2000-2023 and 3000-3023, checked on 4000-4047; the tempo's span, "
+        "the bar check (the beat must divide the bar) and the band grouping of the onsets on "
+        "the rendered-MIDI set's tuning pieces (with the tuning-only freedm source) and "
+        "generated songs 2000-2023 and 3000-3023. The beat activation network "
+        "(training/train_beat_activation.py) was trained on those tuning pieces and those "
+        "generated songs; nothing here was tuned or trained on.",
         "",
         "| set | metric | Segue | best baseline | target | met | beats every baseline |",
         "|---|---|---|---|---|---|---|",

@@ -233,6 +233,19 @@ def generate_song(
     )
 
 
+def evaluation_song(seed: int) -> SynthSong:
+    """The generated song the structure evaluation (bench/eval_structure.py) and the beat
+    activation's training draw for `seed`: its length (45, 60 or 90 s), swing (0, 0.3 or 0.6)
+    and rubato (one seed in four) cycle with the seed, the rest comes from the seed."""
+    k = seed - 1000
+    return generate_song(
+        seed,
+        duration_s=float([45, 60, 90][k % 3]),
+        swing=[0.0, 0.3, 0.6][(k // 3) % 3],
+        rubato=k % 4 == 3,
+    )
+
+
 def _choice(rng: np.random.Generator, options: Sequence[_T]) -> _T:
     return options[int(rng.integers(len(options)))]
 

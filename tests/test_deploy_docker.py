@@ -503,9 +503,12 @@ def test_studio_requirements_hold_the_web_app_and_both_databases() -> None:
     assert any(r.startswith("onnxruntime==") for r in reqs)
 
 
-def test_studio_wheel_carries_its_templates_static_files_and_migrations(tmp_path: Path) -> None:
-    # The image installs the wheel, not the checkout: what the Studio reads from its package
-    # directory must be in it (the Dockerfile repeats this check at build time).
+def test_the_wheel_carries_the_studio_files_and_the_beat_activation_weights(
+    tmp_path: Path,
+) -> None:
+    # The images install the wheel, not the checkout: what the Studio and the structure engine
+    # read from their package directories must be in it (the Studio's Dockerfile repeats its
+    # part of this check at build time).
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -526,6 +529,7 @@ def test_studio_wheel_carries_its_templates_static_files_and_migrations(tmp_path
             if path.is_file() and "__pycache__" not in path.parts:
                 member = path.relative_to(REPO).as_posix()
                 assert member in names, f"{member} is not in the wheel (pyproject package-data)"
+    assert "segue/structure/beat_activation.npz" in names
 
 
 class _HealthHandler(BaseHTTPRequestHandler):

@@ -1,13 +1,11 @@
 """Onsets per band group: how the bands are grouped, how the beat grid is placed on them,
-whether a whole grid sits on the off-beat, and how older states' onsets are widened."""
+and how older states' onsets are widened."""
 
 import numpy as np
 import pytest
 
 from segue.structure.analysis import analyze_features
-from segue.structure.beats import align_to_peaks
 from segue.structure.features import StructureFeatures
-from segue.structure.half_beat import MIN_BEATS, off_beat_votes, on_the_beat
 from segue.structure.onset import (
     BAND_GROUPS,
     N_MELS,
@@ -95,33 +93,3 @@ def test_kick_snare_and_hats_on_the_beat_hold_the_grid_against_a_loud_off_beat_c
     truth = beat_frames / FPS
     inner = truth[(truth > 5.0) & (truth < truth[-1] - 5.0)]
     assert np.mean([np.min(np.abs(beats - t)) < 0.05 for t in inner]) > 0.9
-
-
-def _grid(start_frame: float, count: int = 40) -> np.ndarray:
-    return (start_frame + BEAT_FRAMES * np.arange(count)) / FPS
-
-
-def test_a_grid_on_the_off_beat_moves_half_a_beat_when_the_bands_say_so() -> None:
-    bands = _band_features({BASS: 1.0, HIGH: 1.0}, {LOW_MID: 0.6}).onset_bands
-    off = _grid(30 + BEAT_FRAMES // 2)
-    assert float(np.dot((1, 1, 1, 1), off_beat_votes(off, bands, FPS))) < 0
-    moved = on_the_beat(off, bands, FPS)
-    assert np.allclose(moved, _grid(30 + BEAT_FRAMES)[: len(moved)], atol=1.0 / FPS)
-
-
-def test_a_grid_on_the_beat_stays_and_a_short_one_is_left_alone() -> None:
-    bands = _band_features({BASS: 1.0, HIGH: 1.0}, {LOW_MID: 0.6}).onset_bands
-    on = _grid(30)
-    assert np.array_equal(on_the_beat(on, bands, FPS), on)
-    short = _grid(30 + BEAT_FRAMES // 2, MIN_BEATS - 1)
-    assert np.array_equal(on_the_beat(short, bands, FPS), short)
-
-
-def test_a_grid_a_fraction_of_a_frame_early_is_aligned_onto_the_onset_peaks() -> None:
-    onset = np.zeros(2000, np.float32)
-    peaks = np.arange(40, 1960, BEAT_FRAMES)
-    onset[peaks] = 1.0
-    early = peaks / FPS - 0.015
-    aligned = align_to_peaks(early, onset, FPS)
-    assert np.allclose(aligned, peaks / FPS, atol=0.003)
-    assert np.allclose(np.diff(aligned), np.diff(early))  # the grid moves whole

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from segue.structure import beat_activation
+from segue.structure.beat_activation import activation_inputs
 from segue.structure.beats import (
     DOUBLE_RATIO,
-    align_to_peaks,
     metrical_level,
     midpoint_ratio,
-    swing_phase,
     track_beats,
     track_beats_on_each,
 )
@@ -20,11 +20,9 @@ from segue.structure.features import (
     uniform_band_onsets,
     uniform_onset,
 )
-from segue.structure.half_beat import on_the_beat
 from segue.structure.key import estimate_key
 from segue.structure.meter import estimate_meter
 from segue.structure.onset import FRAME_S
-from segue.structure.phase import unify_phase
 from segue.structure.result import StructureResult
 from segue.structure.sections import (
     BLOCK_S,
@@ -41,11 +39,11 @@ F64 = npt.NDArray[np.float64]
 
 # Onset envelope rate: the model's log-mel frame rate (490-sample frames at 22050 Hz).
 ONSET_FPS = 1.0 / FRAME_S
-# Share of the bass-band flux in the envelope the tempo is read from: it favours the kick's
-# period over off-beat hats. Beats are placed on the band-balanced flux (each band group's
-# normalised flux, averaged), in which the kick and the snare's crack count as much as
-# guitars or pads that cover many more bands: on the all-band flux, a riff or chords struck
-# on the off-beats would pull the grid there.
+# Share of the bass-band flux in the envelope the tempo and its metrical level are read from:
+# it favours the kick's period over off-beat hats. The beats are tracked on the learned beat
+# activation (segue/structure/beat_activation.py), which tells a beat from an off-beat riff or
+# a busy hi-hat better than any fixed mix of the band fluxes did. The activation's own tempo
+# reading is not used: it reads slow, calm music at double time (models/README.md).
 LOW_ONSET_WEIGHT = 0.5
 # Below this tempo confidence no beat grid is reported.
 MIN_TEMPO_CONFIDENCE = 0.05
@@ -83,7 +81,8 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     full, low, bands = band_onsets(features)
     onset = _combine(full, low)
     tempo = estimate_tempo(onset, ONSET_FPS)
-    beats = _beat_grid(tempo, onset, full, low, bands)
+    activation = beat_activation.default()(activation_inputs(full, bands))
+    beats = _beat_grid(tempo, onset, full, low, activation)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
     key = estimate_key(features.chroma, features.level_db)
 
@@ -137,25 +136,21 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     )
 
 
-def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, bands: F32) -> F64:
-    """Beat times (s) at the corrected metrical level and phase; none when too few.
+def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, activation: F32) -> F64:
+    """Beat times (s) tracked on the beat activation at the corrected metrical level; none
+    when too few.
 
-    The level is chosen on a grid tracked over all bands (the thresholds of metrical_level
-    were set on it); the beats are then tracked at that level on the band-balanced flux,
-    which also pins the phase at half time, where a grid skips the snares.
+    The level is chosen on a grid tracked over all bands: the thresholds of metrical_level
+    were set on such grids, and on the activation's grid they read a fast two-beat piece at
+    half its tempo.
     """
     beats = np.zeros(0)
     if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
-        balanced = normalise_onset(bands.mean(axis=1, dtype=np.float32), ONSET_FPS)
-        # Both at the estimated level in one pass; the balanced one again at another level.
-        over_all, beats = track_beats_on_each([full, balanced], tempo.local_period, ONSET_FPS)
+        # Both at the estimated level in one pass; the activation again at another level.
+        over_all, beats = track_beats_on_each([full, activation], tempo.local_period, ONSET_FPS)
         factor = _level_factor(tempo, over_all, onset, full, low)
         if factor != 1.0:
-            beats = track_beats(balanced, tempo.local_period / factor, ONSET_FPS)
-        beats = swing_phase(beats, balanced, ONSET_FPS)
-        beats = unify_phase(beats, full, ONSET_FPS)
-        # A grid rebuilt from one phase may sit a fraction of a frame off the onsets.
-        beats = align_to_peaks(on_the_beat(beats, bands, ONSET_FPS), full, ONSET_FPS)
+            beats = track_beats(activation, tempo.local_period / factor, ONSET_FPS)
     if len(beats) < 4:
         beats = np.zeros(0)
     return beats

@@ -23,10 +23,6 @@ DOUBLE_RATIO = 0.85
 # A backbeat halfway between the tracked beats: strong over all bands, weak in the bass.
 BACKBEAT_FULL_RATIO = 0.45
 BACKBEAT_LOW_RATIO = 0.6
-# swing_phase: strength a third of the way to the next beat (ratio to the beats) above which,
-# with two thirds at most this share of it, the grid sits on the swung eighth.
-SWING_MIN_RATIO = 0.2
-SWING_REVERSE_SHARE = 0.3
 # Leading and trailing beats weaker than this share of the RMS beat strength are dropped.
 TRIM_SHARE = 0.2
 
@@ -122,29 +118,6 @@ def _trim_silence(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.in
     if len(strong) == 0:
         return beats[:0]
     return beats[strong[0] : strong[-1] + 1]
-
-
-def align_to_peaks(beats_s: F64, onset: F32, fps: float) -> F64:
-    """The grid (s) shifted by the median distance from its beats to `onset`'s peaks within a
-    frame of them (to sub-frame precision): steps that rebuild a grid from a phase and a
-    period can leave it a fraction of a frame early or late throughout."""
-    if len(beats_s) < 4:
-        return beats_s
-    frames = np.clip(np.round(beats_s * fps).astype(np.int64), 0, len(onset) - 1)
-    peaks = onset.astype(np.float64)
-    placed = _refine(_nearest_peak(frames, peaks), peaks) / fps
-    out: F64 = beats_s + float(np.median(placed - beats_s))
-    return out
-
-
-def _nearest_peak(beats: npt.NDArray[np.int64], onset: F64) -> npt.NDArray[np.int64]:
-    """Each beat frame moved to the strongest of itself and its two neighbours."""
-    inner = np.clip(beats, 1, len(onset) - 2)
-    around = np.stack([onset[inner - 1], onset[inner], onset[inner + 1]], axis=1)
-    out: npt.NDArray[np.int64] = np.where(
-        (beats > 0) & (beats < len(onset) - 1), inner + around.argmax(axis=1) - 1, beats
-    )
-    return out
 
 
 def _refine(beats: npt.NDArray[np.int64], onset: F64) -> F64:
@@ -244,31 +217,3 @@ def window_max(values: F32 | F64, lo: F64, hi: F64) -> F64:
     taken = np.where(inside, padded[np.minimum(index, n)], -np.inf)
     out: F64 = np.maximum(taken.max(axis=1, initial=-np.inf), 0.0) if len(a) else np.zeros(0)
     return np.where(b > a, out, 0.0)
-
-
-def swing_phase(beats_s: F64, full: F32, fps: float) -> F64:
-    """The beats moved onto the beat when the tracker locked on the swung off-beat eighth.
-
-    In a swung (long-short) feel the beat is followed by a gap of two thirds of a beat and
-    then the short eighth. A grid on that eighth instead sees a strong onset a third of the
-    way to its next beat (the real beat) and nothing at two thirds, the reverse of a grid on
-    the beat; the beats are then moved a third of an interval later.
-    """
-    if len(beats_s) < 16:
-        return beats_s
-    frames = beats_s * fps
-    first = _fraction_ratio(frames, full, 1.0 / 3.0)
-    second = _fraction_ratio(frames, full, 2.0 / 3.0)
-    if first < SWING_MIN_RATIO or second > SWING_REVERSE_SHARE * first:
-        return beats_s
-    gaps = np.diff(beats_s)
-    out: F64 = beats_s + np.r_[gaps, gaps[-1]] / 3.0
-    return out
-
-
-def _fraction_ratio(frames: F64, onset: F32, fraction: float) -> float:
-    """Median onset strength at `fraction` of the way between consecutive beats over the
-    median on the beats."""
-    on = float(np.median(window_max(onset, frames - 1.5, frames + 1.5)))
-    at = frames[:-1] + fraction * np.diff(frames)
-    return float(np.median(window_max(onset, at - 1.0, at + 1.0))) / on if on > 0 else 0.0
