@@ -8,6 +8,7 @@ from devkit.splice import load_mono
 from devkit.synth import SynthSong, generate_song
 from segue.structure import StructureResult, analyze_audio
 from segue.structure.analysis import grid_bpm
+from segue.structure.beats import track_beats
 
 
 def _share_within(estimated: tuple[float, ...], truth: np.ndarray, tolerance_s: float) -> float:
@@ -152,7 +153,7 @@ def test_a_skipped_beat_does_not_pull_the_reported_tempo() -> None:
 
 
 def test_tracking_several_envelopes_in_one_pass_gives_each_its_own_beats() -> None:
-    from segue.structure.beats import track_beats, track_beats_on_each
+    from segue.structure.beats import track_beats_on_each
 
     fps = 22050 / 490
     rng = np.random.default_rng(4)
@@ -166,3 +167,17 @@ def test_tracking_several_envelopes_in_one_pass_gives_each_its_own_beats() -> No
     for onset, beats in zip(envelopes, together, strict=True):
         assert np.array_equal(beats, track_beats(onset, period, fps))
     assert abs(float(np.median(together[1][:50] - together[0][:50])) * fps - 11.0) < 0.5
+
+
+def test_a_strong_off_beat_in_the_last_second_does_not_bend_the_last_beats() -> None:
+    # tender_acoustic_s411: an eighth in the song's last second, reached through squeezed
+    # intervals, ended the path and drew its last beats 60-160 ms early.
+    fps = 22050 / 490
+    onset = np.zeros(1000, np.float32)
+    grid = np.arange(10, 980, 30)
+    onset[grid] = 1.0
+    onset[grid[:-1] + 15] = 0.3
+    onset[grid[-1] + 15] = 0.9
+    beats = track_beats(onset, np.full(len(onset), 30.0), fps) * fps
+    assert beats[-1] == pytest.approx(grid[-1], abs=0.5)
+    assert np.allclose(beats[-5:], grid[-5:], atol=0.5)

@@ -83,7 +83,13 @@ def _best_path(score: F64, back: npt.NDArray[np.int64], onset: F64) -> F64:
     if len(peaks) == 0:
         return np.zeros(0)
     threshold = 0.5 * np.median(score[peaks])
-    last = int(peaks[score[peaks] >= threshold][-1])
+    strong = peaks[score[peaks] >= threshold]
+    last = int(strong[-1])
+    # The path ends on the best-scoring strong peak after the last one's predecessor: a late
+    # weak peak (an off-beat in a song's last second) reached through cheap, squeezed
+    # intervals would otherwise bend the grid's last beats.
+    ending = strong[strong > back[last]]
+    last = int(ending[np.argmax(score[ending])])
     beats = [last]
     while back[beats[-1]] >= 0:
         beats.append(int(back[beats[-1]]))
