@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from devkit.synth import generate_song
-from segue.structure import StructureAccumulator
+from segue.structure.accumulator import audio_features
 from segue.structure.analysis import ONSET_FPS, band_onsets
 from segue.structure.beat_activation import (
     DEFAULT_WEIGHTS,
@@ -75,13 +75,11 @@ def test_the_shipped_activation_is_high_on_the_beats_of_songs_it_never_saw(seed:
     # no beat and no eighth; the eighths themselves may draw the activation (the tracker
     # picks the level).
     song = generate_song(seed, duration_s=45.0)
-    state = StructureAccumulator(SR)
-    whole = len(song.audio) // SR
-    state.push_batch(song.audio[: whole * SR].astype(np.float32).reshape(whole, SR))
-    full, _, bands = band_onsets(state.features())
+    features = audio_features(song.audio, SR)
+    full, _, bands = band_onsets(features)
     activation = default()(activation_inputs(full, bands))
     beats = np.asarray(song.beat_times_s)
-    frames = beats[(beats > 1.0) & (beats < whole - 1.0)] * ONSET_FPS
+    frames = beats[(beats > 1.0) & (beats < features.duration_s - 1.0)] * ONSET_FPS
     quarters = np.r_[frames[:-1] + 0.25 * np.diff(frames), frames[:-1] + 0.75 * np.diff(frames)]
     assert np.median(window_max(activation, frames - 3, frames + 3)) > 0.9
     assert np.median(window_max(activation, quarters - 1, quarters + 1)) < 0.05

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))  # bench/ and devkit/ are not installed
 
 from bench import midi_set  # noqa: E402
 from devkit.synth import SynthSong, evaluation_song  # noqa: E402
-from segue.structure import StructureAccumulator  # noqa: E402
+from segue.structure.accumulator import audio_features  # noqa: E402
 from segue.structure.analysis import ONSET_FPS, band_onsets  # noqa: E402
 from segue.structure.beat_activation import (  # noqa: E402
     DEFAULT_WEIGHTS,
@@ -91,11 +91,8 @@ class Example:
 
 
 def song_inputs(audio: F32) -> F32:
-    """The network input of one song, through the streaming accumulator as in the service."""
-    state = StructureAccumulator(SR)
-    whole = len(audio) // SR
-    state.push_batch(audio[: whole * SR].reshape(whole, SR))
-    full, _, bands = band_onsets(state.features())
+    """The network input of a song's whole seconds, accumulated as the service streams them."""
+    full, _, bands = band_onsets(audio_features(audio[: len(audio) // SR * SR], SR))
     return activation_inputs(full, bands)
 
 

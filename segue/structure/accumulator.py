@@ -264,6 +264,15 @@ def _joined(parts: tuple[npt.NDArray[np.generic], ...], dtype: type[T]) -> npt.N
 
 def analyze_audio(pcm: npt.ArrayLike, sample_rate_hz: int) -> StructureResult:
     """Structure of a whole mono song, computed exactly as a stream of 1 s windows would be."""
+    return _accumulated(pcm, sample_rate_hz).analyze()
+
+
+def audio_features(pcm: npt.ArrayLike, sample_rate_hz: int) -> StructureFeatures:
+    """The features a stream of 1 s windows of a whole mono song accumulates."""
+    return _accumulated(pcm, sample_rate_hz).features()
+
+
+def _accumulated(pcm: npt.ArrayLike, sample_rate_hz: int) -> StructureAccumulator:
     audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
     state = StructureAccumulator(sample_rate_hz)
     whole = len(audio) // sample_rate_hz
@@ -271,4 +280,4 @@ def analyze_audio(pcm: npt.ArrayLike, sample_rate_hz: int) -> StructureResult:
         state.push_batch(audio[: whole * sample_rate_hz].reshape(whole, sample_rate_hz))
     if len(audio) > whole * sample_rate_hz:
         state.push(audio[whole * sample_rate_hz :])
-    return state.analyze()
+    return state

@@ -81,8 +81,7 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     full, low, bands = band_onsets(features)
     onset = _combine(full, low)
     tempo = estimate_tempo(onset, ONSET_FPS)
-    activation = beat_activation.default()(activation_inputs(full, bands))
-    beats = _beat_grid(tempo, onset, full, low, activation)
+    beats = _beat_grid(tempo, onset, full, low, bands)
     meter = estimate_meter(beats, low, ONSET_FPS, features.chroma_times_s, features.chroma)
     key = estimate_key(features.chroma, features.level_db)
 
@@ -136,7 +135,7 @@ def analyze_features(features: StructureFeatures) -> StructureResult:
     )
 
 
-def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, activation: F32) -> F64:
+def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, bands: F32) -> F64:
     """Beat times (s) tracked on the beat activation at the corrected metrical level; none
     when too few.
 
@@ -146,6 +145,8 @@ def _beat_grid(tempo: TempoEstimate, onset: F32, full: F32, low: F32, activation
     """
     beats = np.zeros(0)
     if tempo.confidence >= MIN_TEMPO_CONFIDENCE:
+        # The network runs only where there is a beat to place (not on silence or noise).
+        activation = beat_activation.default()(activation_inputs(full, bands))
         # Both at the estimated level in one pass; the activation again at another level.
         over_all, beats = track_beats_on_each([full, activation], tempo.local_period, ONSET_FPS)
         factor = _level_factor(tempo, over_all, onset, full, low)
