@@ -1,5 +1,6 @@
 """Streaming accumulation: window-by-window equals offline, and the state survives a resume."""
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +226,7 @@ def test_a_version_2_state_written_before_the_upgrade_is_still_read(song: np.nda
     state = StructureAccumulator(SR)
     _push_all(state, song[: 8 * SR])
     features = state.features()
-    restored_v4 = StructureAccumulator.from_bytes(state.to_bytes())
+    restored_now = StructureAccumulator.from_bytes(state.to_bytes())
     # The version 2 layout: an npz archive of these arrays, zlib-compressed, behind a header.
     windows = np.tile(np.asarray([SR, 45, 4], np.int32), (8, 1))  # samples, mel, chroma frames
     tonal = np.c_[features.chroma, features.level_db].astype(np.float16)
@@ -251,8 +252,8 @@ def test_a_version_2_state_written_before_the_upgrade_is_still_read(song: np.nda
     assert np.array_equal(widened.onset_low, features.onset_low)
     assert np.allclose(widened.onset_full, features.onset_full, rtol=2e-3, atol=2e-3)
     assert widened.onset_bands.shape == (len(features.onset_full), 4)
-    assert np.array_equal(widened.chroma, restored_v4.features().chroma)
-    assert restored.analyze().duration_s == restored_v4.analyze().duration_s
+    assert np.array_equal(widened.chroma, restored_now.features().chroma)
+    assert restored.analyze().duration_s == restored_now.analyze().duration_s
 
 
 def test_spectral_flux_leaves_its_input_alone_unless_told_to_overwrite_it(
@@ -307,7 +308,8 @@ def test_flushing_held_windows_changes_neither_the_bytes_nor_the_analysis(
 # first 10 windows of ODD_WINDOWS without mel frames (so a partial frame is carried),
 # structure_state_v<N>_mel.bin after 12 one-second windows with their mel frames. Version 3
 # (onset flux over all bands and the bass bands) was written before the accumulator was split
-# into features, pending windows and codec; version 4 (flux per band group) is the current.
+# into features, pending windows and codec; version 4 has flux per band group; version 5
+# (chroma from spectral peaks) is the current.
 DATA = Path(__file__).resolve().parent / "data"
 ODD_WINDOWS = (SR, SR, 15435, 8000)
 
@@ -332,17 +334,26 @@ def test_the_same_windows_write_the_same_bytes_as_the_recorded_states(song: np.n
     _push_odd(pcm, song, 0, 10)
     mel = StructureAccumulator(SR)
     _push_mel(mel, song[: 12 * SR])
-    assert pcm.to_bytes() == (DATA / "structure_state_v4_pcm.bin").read_bytes()
-    assert mel.to_bytes() == (DATA / "structure_state_v4_mel.bin").read_bytes()
+    assert pcm.to_bytes() == (DATA / "structure_state_v5_pcm.bin").read_bytes()
+    assert mel.to_bytes() == (DATA / "structure_state_v5_mel.bin").read_bytes()
 
 
-@pytest.mark.parametrize("name", ["structure_state_v4_pcm.bin", "structure_state_v4_mel.bin"])
+@pytest.mark.parametrize("name", ["structure_state_v5_pcm.bin", "structure_state_v5_mel.bin"])
 def test_a_recorded_state_is_written_back_byte_for_byte(name: str) -> None:
     from segue.structure.state_codec import decode, encode
 
     data = (DATA / name).read_bytes()
     assert encode(decode(data)) == data
     assert StructureAccumulator.from_bytes(data).to_bytes() == data
+
+
+@pytest.mark.parametrize("source", ["pcm", "mel"])
+def test_a_version_4_state_is_written_back_as_version_5_with_the_same_body(source: str) -> None:
+    # Version 5 changed what the chroma holds, not the layout: only the version field moves.
+    data = (DATA / f"structure_state_v4_{source}.bin").read_bytes()
+    again = StructureAccumulator.from_bytes(data).to_bytes()
+    assert struct.unpack_from("<H", again, 4) == (5,)
+    assert again[:4] + again[6:] == data[:4] + data[6:]
 
 
 @pytest.mark.parametrize("source", ["pcm", "mel"])
@@ -378,5 +389,11 @@ def test_tokens_issued_before_the_upgrade_resume_to_the_same_song(song: np.ndarr
         assert 0 < frames < len(reference.onset_full)
         # Windows pushed after the resume have exactly the features of an unbroken stream.
         assert np.array_equal(later.onset_bands[frames:], reference.onset_bands[frames:])
-        assert np.array_equal(later.chroma, reference.chroma)
+        # Chroma frames from before the resume keep the kind they were written with.
+        chroma_frames = len(
+            StructureAccumulator.from_bytes(
+                (DATA / f"structure_state_v3_{source}.bin").read_bytes()
+            ).features().chroma
+        )
+        assert np.array_equal(later.chroma[chroma_frames:], reference.chroma[chroma_frames:])
         assert resumed.analyze().tempo_bpm == pytest.approx(whole.analyze().tempo_bpm, rel=0.01)

@@ -1,8 +1,7 @@
-"""Cheap pitch-class profiles (chroma) of short PCM frames, for key and section analysis."""
+"""Cheap pitch-class profiles (chroma) of short PCM frames, for key and section analysis:
+the amplitudes of each frame's spectral peaks, summed per pitch class."""
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -11,45 +10,64 @@ import scipy.fft
 F32 = npt.NDArray[np.float32]
 
 # Chroma frames per second of audio; each frame analyses a centred excerpt of FFT_S seconds.
+# Peaks interpolated between bins read keys from 93 ms excerpts as well as from 186 ms ones
+# (rendered-MIDI tuning split and prompted recordings), at half the FFT's cost.
 FRAMES_PER_S = 4
-FFT_S = 4096 / 22050
+FFT_S = 2048 / 22050
 FMIN_HZ = 55.0
 FMAX_HZ = 1760.0
 TUNING_A4_HZ = 440.0
 # Each excerpt is summed in groups of samples down to this many before its FFT. Chroma needs
 # nothing above FMAX_HZ, so the sum (a box low-pass) keeps every bin it uses at the same
 # spacing for a quarter of the FFT; what it folds down from above 3.7 kHz is weak in music
-# (chroma of real recordings matches the full FFT's to a cosine of 0.9996).
-DECIMATED_FFT = 1024
+# (tests/test_structure_chroma.py compares it with the full FFT's).
+DECIMATED_FFT = 512
 # Floors of log10 chroma energy and of mean square level.
 CHROMA_FLOOR = 1e-6
 LEVEL_FLOOR = 1e-12
 
 
-@lru_cache(maxsize=8)
-def chroma_filterbank(sample_rate_hz: int, n_fft: int) -> tuple[int, F32]:
-    """(first bin, weights [bins, 12]) folding FFT bins from FMIN_HZ to FMAX_HZ into classes.
+def column_pitches(first_bin: int, n_bins: int, bin_hz: float) -> tuple[F32, F32]:
+    """(MIDI pitch, its change per bin), both in semitones, of the columns that
+    `peak_pitch_classes` reads: FFT bins first_bin - 1 ... first_bin + n_bins of `bin_hz` Hz.
+    The outer two are only neighbours, so their change is 0."""
+    bins = np.arange(first_bin - 1, first_bin + n_bins + 1, dtype=np.float64)
+    semitones = (69.0 + 12.0 * np.log2(bins * bin_hz / TUNING_A4_HZ)).astype(np.float32)
+    slopes = (12.0 / np.log(2.0) / bins).astype(np.float32)
+    slopes[[0, -1]] = 0.0
+    return semitones, slopes
 
-    Each bin spreads over its two nearest pitch classes by distance in semitones, and bins
-    wider than a semitone (the lowest ones) are weighted down since they blur classes. Only
-    the bins in range are kept, so the fold is a small matrix product.
+
+def peak_pitch_classes(
+    log_magnitude: F32, semitones: F32, slopes: F32
+) -> tuple[npt.NDArray[np.intp], F32]:
+    """(frame * 12 + pitch class, weight) of each spectral peak of `log_magnitude` [frames,
+    bins] (natural log).
+
+    `semitones` [bins] is the MIDI pitch of each column's bin and `slopes` [bins] its change
+    per bin (semitones); a column whose slope is 0 is only a neighbour, never a peak. A peak
+    (a bin louder than both neighbours) is placed between bins by a parabola through the log
+    magnitudes, and weighs its interpolated amplitude times cos² of its distance (semitones)
+    from the nearest equal-tempered pitch: partials between pitches, and noise, count little.
     """
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
-    valid = (freqs >= FMIN_HZ) & (freqs <= min(FMAX_HZ, sample_rate_hz / 2))
-    rows = np.flatnonzero(valid)
-    weights = np.zeros((len(rows), 12))
-    midi = 69.0 + 12.0 * np.log2(freqs[rows] / TUNING_A4_HZ)
-    lower = np.floor(midi)
-    frac = midi - lower
-    bin_hz = sample_rate_hz / n_fft
-    semitone_hz = freqs[rows] * (2 ** (1 / 12) - 1)
-    sharpness = np.clip(semitone_hz / (2 * bin_hz), 0.0, 1.0)
-    at = np.arange(len(rows))
-    weights[at, lower.astype(int) % 12] += (1 - frac) * sharpness
-    weights[at, (lower.astype(int) + 1) % 12] += frac * sharpness
-    out: F32 = weights.astype(np.float32)
-    out.setflags(write=False)
-    return int(rows[0]), out
+    width = log_magnitude.shape[1]
+    # Peaks are found on the rows laid end to end; a "peak" in an outer column (whose
+    # neighbour is in another row) gets no weight, as its slope is 0.
+    flat = log_magnitude.reshape(-1)
+    centre = flat[1:-1]
+    at = np.flatnonzero((centre > flat[:-2]) & (centre >= flat[2:])) + 1
+    rows = at // width
+    column = at - rows * width
+    low, mid, high = flat[at - 1], flat[at], flat[at + 1]
+    tilt = low - high
+    # A peak is above both neighbours, so the parabola opens downwards: no division by zero.
+    shift = np.float32(0.5) * tilt / (low + high - 2 * mid)
+    slope = slopes[column]
+    semitone = semitones[column] + slope * shift
+    nearest = np.rint(semitone)
+    off_grid = np.square(np.cos(np.float32(np.pi) * (semitone - nearest)))
+    weights: F32 = np.exp(mid - np.float32(0.25) * tilt * shift) * off_grid * (slope > 0)
+    return rows * 12 + nearest.astype(np.intp) % 12, weights
 
 
 class ChromaExtractor:
@@ -64,13 +82,14 @@ class ChromaExtractor:
         # Bin k of the short FFT of the decimated excerpt is bin k of the full-length FFT.
         self.excerpt_samples = self.n_fft // self.decimation
         self.window = np.hanning(self.excerpt_samples + 1)[:-1].astype(np.float32)
-        self.first_bin, filters = chroma_filterbank(sample_rate_hz, self.n_fft)
-        self.n_bins = len(filters)
-        if self.first_bin + self.n_bins > self.excerpt_samples // 2 + 1:
+        self.bin_hz = sample_rate_hz / self.n_fft
+        # Bins FMIN_HZ..FMAX_HZ, each with both neighbours (a peak needs them).
+        self.first_bin = max(1, int(np.ceil(FMIN_HZ / self.bin_hz)))
+        last_bin = int(np.floor(min(FMAX_HZ, sample_rate_hz / 2) / self.bin_hz))
+        if last_bin + 1 > self.excerpt_samples // 2:
             raise ValueError(f"sample rate {sample_rate_hz} too low for chroma up to {FMAX_HZ}")
-        # The same weights for the real and the imaginary part of each bin, interleaved as a
-        # complex64 spectrum viewed as float32 is: the fold is then one product of squares.
-        self.pair_filters = np.repeat(filters, 2, axis=0)
+        self.n_bins = last_bin - self.first_bin + 1
+        self._semitones, self._slopes = column_pitches(self.first_bin, self.n_bins, self.bin_hz)
         self._ones = np.ones(self.decimation, np.float32)
 
     def frame_count(self, n_samples: int) -> int:
@@ -113,11 +132,17 @@ class ChromaExtractor:
         np.matmul(grouped, self._ones, out=out)
 
     def fold(self, frames: F32) -> F32:
-        """log10 chroma energy [frames, 12] of prepared excerpts (windowed in place)."""
+        """log10 chroma energy [frames, 12] of prepared excerpts (windowed in place): the
+        square of each pitch class's summed spectral-peak amplitude (peak_pitch_classes)."""
         frames *= self.window
         spectrum = scipy.fft.rfft(frames, axis=1)
-        pairs = spectrum[:, self.first_bin : self.first_bin + self.n_bins].view(np.float32)
-        out: F32 = np.square(pairs) @ self.pair_filters
+        magnitude = np.abs(spectrum[:, self.first_bin - 1 : self.first_bin + self.n_bins + 1])
+        # The floor keeps digital silence finite.
+        magnitude += np.float32(1e-20)
+        np.log(magnitude, out=magnitude)
+        slots, weights = peak_pitch_classes(magnitude, self._semitones, self._slopes)
+        amplitude = np.bincount(slots, weights, minlength=len(frames) * 12)
+        out: F32 = np.square(amplitude, dtype=np.float32).reshape(len(frames), 12)
         out += np.float32(CHROMA_FLOOR)
         np.log10(out, out=out)
         return out

@@ -11,18 +11,20 @@ from segue.structure.result import KeyEstimate
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-# Temperley (1999, "What's key for key?") pitch-class profiles, from tonic upwards. They
-# weigh the scale tones more evenly than Krumhansl's probe-tone ratings, which confuse
-# relative keys less in pop harmony.
-MAJOR_PROFILE = np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0])
-MINOR_PROFILE = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0])
+# Albrecht & Shanahan (2013, "The use of large corpora to train a new type of key-finding
+# algorithm") pitch-class profiles, from tonic upwards: the share of time each scale degree
+# sounds in 490 pieces of known key. Tuned on the rendered-MIDI tuning split, they beat
+# Temperley's and Krumhansl's on peak chroma (bench/results/structure_eval.md).
+MAJOR_PROFILE = np.array(
+    [0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081]
+)
+MINOR_PROFILE = np.array(
+    [0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052]
+)
 KRUMHANSL_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KRUMHANSL_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 _ROLL = (np.arange(12)[None, :] - np.arange(12)[:, None]) % 12
-
-# Share of the Temperley correlation in the key score (the rest is Krumhansl's).
-TEMPERLEY_WEIGHT = 0.8
 
 
 def key_scores(profile_chroma: F64, major: F64 = MAJOR_PROFILE, minor: F64 = MINOR_PROFILE) -> F64:
@@ -46,15 +48,16 @@ def _standardised_keys(major: F64, minor: F64) -> F64:
 
 
 def song_chroma(chroma: F32, level_db: F32) -> F64:
-    """Mean chroma of the song: each frame normalised, louder frames counting more.
+    """Mean chroma of the song: each frame scaled to its strongest class, louder frames
+    counting more.
 
-    Frames are compressed (square root of energy) so a few loud notes do not dominate, and
-    silent frames (below -50 dBFS) are left out.
+    Classes are compared as amplitudes (square root of the energy), so a few loud notes do
+    not dominate, and silent frames (below -50 dBFS) are left out.
     """
     if len(chroma) == 0:
         return np.zeros(12)
     linear = np.sqrt(np.power(10.0, chroma.astype(np.float64)))
-    linear /= np.maximum(linear.sum(axis=1, keepdims=True), 1e-12)
+    linear /= np.maximum(linear.max(axis=1, keepdims=True), 1e-12)
     audible = level_db > -50.0
     if not np.any(audible):
         return np.zeros(12)
@@ -68,11 +71,7 @@ def estimate_key(chroma: F32, level_db: F32) -> KeyEstimate:
     profile = song_chroma(chroma, level_db)
     if not np.any(profile > 0):
         return KeyEstimate(0, "major", 0.0)
-    # Temperley's profile leads (it separates relative keys in pop harmony); Krumhansl's,
-    # which weighs the tonic more, breaks its near-ties between relative keys.
-    scores = TEMPERLEY_WEIGHT * key_scores(profile) + (1.0 - TEMPERLEY_WEIGHT) * key_scores(
-        profile, KRUMHANSL_MAJOR, KRUMHANSL_MINOR
-    )
+    scores = key_scores(profile)
     best = int(np.argmax(scores))
     tonic = best % 12
     mode: KeyMode = "major" if best < 12 else "minor"

@@ -1,13 +1,16 @@
-"""The structure accumulator's resumable state as bytes: versions 2-4 read, 4 written.
+"""The structure accumulator's resumable state as bytes: versions 2-5 read, 5 written.
 
-Layout of version 4 (all little-endian): a header (magic "SGST", version u16, CRC-32 u32 of
+Layout of versions 4 and 5 (all little-endian): a header (magic "SGST", version u16, CRC-32 u32 of
 the fixed part, the previous mel frame and the tail), the fixed part (`_FIXED`), then the
 arrays windows [n, 3] int32, onset [m, 4] float16, tonal [k, 13] float16, timbre [2n, 13]
 float16, previous mel frame float32 and tail samples float32. The fixed part carries each of
 the four growing arrays' own CRC-32, kept running as rows are added (`Rows`), so writing a
 state costs a copy, not a pass over the whole song's features.
 
-Version 3 is the same with onset [m, 2] (flux over all bands and over the bass bands);
+Version 5 changed what the chroma columns of `tonal` hold (spectral peaks per pitch class,
+`segue.structure.chroma.peak_pitch_classes`), not the layout. A version 4 state keeps the
+chroma it was written with: a song resumed across the upgrade reads its key from both kinds.
+Version 3 is the same as 4 with onset [m, 2] (flux over all bands and over the bass bands);
 version 2 (read only too) a zlib-compressed npz archive of those arrays after the header,
 checked by the header's CRC-32. Their onsets are widened on reading (`widen_onset`), so
 tokens issued before an upgrade still resume.
@@ -43,8 +46,9 @@ MAGIC = b"SGST"
 # 2: onsets on the model's own 490-sample frame grid (npz, zlib).
 # 3: raw little-endian arrays, each growing one with a running CRC-32.
 # 4: onset flux per group of bands instead of over all bands and the bass bands.
-VERSION = 4
-READABLE_VERSIONS = (2, 3, 4)
+# 5: chroma from spectral peaks (the same layout as 4).
+VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, 5)
 # Onset columns of versions 2 and 3: all bands, bass bands.
 OLD_ONSET_WIDTH = 2
 _HEADER = struct.Struct("<4sHI")
@@ -210,7 +214,7 @@ def widen_onset(old: F32, n_mels: int) -> F32:
 
 
 def _decode_raw(body: memoryview, crc: int, onset_width: int) -> StructureState:
-    """Versions 3 and 4, whose onset rows are `onset_width` wide."""
+    """Versions 3 to 5, whose onset rows are `onset_width` wide."""
     if len(body) < _FIXED.size:
         raise ValueError("structure state too short")
     fixed = body[: _FIXED.size]
