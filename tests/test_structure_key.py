@@ -1,6 +1,11 @@
+import shutil
+from pathlib import Path
+
+import mido
 import numpy as np
 import pytest
 
+from bench.midi_set import FONTS, SR, render
 from devkit.synth import generate_song
 from segue.structure import analyze_audio
 from segue.structure.key import estimate_key
@@ -32,3 +37,48 @@ def test_key_scores_are_correlations_with_each_rotated_profile() -> None:
         for tonic in range(12)
     ]
     assert np.allclose(key_scores(chroma), expected)
+
+
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not all(f.exists() for f in FONTS.values()),
+    reason="fluidsynth or a Debian General MIDI soundfont is missing (make system)",
+)
+
+
+def _power_chord_riff(path: Path, roots: list[int], bpm: float = 160.0) -> None:
+    """Eighth-note power chords (root, fifth, octave) on a distortion guitar, the bass on the
+    root an octave down, kick and snare on alternate beats: two bars per root."""
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+    track.append(mido.Message("program_change", channel=0, program=30))  # distortion guitar
+    track.append(mido.Message("program_change", channel=1, program=33))  # finger bass
+    events: list[tuple[int, mido.Message]] = []
+    for i, root in enumerate(r for r in roots for _ in range(16)):
+        tick = 240 * i
+        for channel, note in [(0, root), (0, root + 7), (0, root + 12), (1, root - 12)]:
+            events.append((tick, mido.Message("note_on", channel=channel, note=note, velocity=100)))
+            events.append((tick + 220, mido.Message("note_off", channel=channel, note=note)))
+        if i % 2 == 0:
+            drum = 36 if i % 4 == 0 else 38
+            events.append((tick, mido.Message("note_on", channel=9, note=drum, velocity=110)))
+            events.append((tick + 100, mido.Message("note_off", channel=9, note=drum)))
+    last = 0
+    for tick, message in sorted(events, key=lambda e: e[0]):
+        track.append(message.copy(time=tick - last))
+        last = tick
+    midi.save(path)
+
+
+@needs_fluidsynth
+@pytest.mark.parametrize("font", ["fluidr3", "timgm6mb"])
+@pytest.mark.parametrize("roots", [[45, 41, 43, 40], [45, 43, 41, 40]], ids=["AFGE", "AGFE"])
+def test_a_minor_power_chord_riff_is_not_read_on_its_dominant(
+    tmp_path: Path, font: str, roots: list[int]
+) -> None:
+    # The freedm tuning pieces' regression: distorted power chords (no third) in A minor were
+    # read as E major or E minor, or C major, from the partials of the energy-summed bins.
+    _power_chord_riff(tmp_path / "riff.mid", roots)
+    audio = render(tmp_path / "riff.mid", FONTS[font])
+    assert analyze_audio(audio, SR).key.name == "A minor"
