@@ -1,6 +1,9 @@
-"""Which key profiles to correlate the song's chroma with: each published set scored on the
-rendered-MIDI set's tuning split (pieces with a checked key signature) and on the prompted
-immich-memories-music recordings, with the shipped chroma (segue.structure.chroma).
+"""Which key profiles to correlate the song's chroma with: published sets, alone and averaged,
+scored with the shipped chroma (segue.structure.chroma) on
+- the rendered-MIDI set's tuning split (pieces with a checked key signature);
+- the prompted immich-memories-music recordings;
+- "shifts": the share of transposed copies (-2 and +3 semitones, bench/eval_transforms.py) of
+  the real recordings whose key moves by the shift, mode kept.
 
 The held-out split is scored only with `--heldout`, after a choice, so that the choice is not
 made on it. Usage: python bench/key_profiles.py [--heldout]
@@ -21,8 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import midi_set
 from bench.eval_structure import _chroma_of, _recordings, prompt_labels
-from segue.structure.camelot import key_name
+from bench.eval_transforms import EXCERPT_S, SEMITONES, SR, shift_pitch
+from segue.structure.camelot import KeyMode, key_name
 from segue.structure.key import (
+    BELLMAN_MAJOR,
+    BELLMAN_MINOR,
     KRUMHANSL_MAJOR,
     KRUMHANSL_MINOR,
     MAJOR_PROFILE,
@@ -32,23 +38,35 @@ from segue.structure.key import (
 )
 
 F64 = npt.NDArray[np.float64]
-# (major, minor) from the tonic upwards; Albrecht & Shanahan's is the shipped one.
-PROFILES: dict[str, tuple[F64, F64]] = {
-    "Albrecht-Shanahan 2013 (shipped)": (MAJOR_PROFILE, MINOR_PROFILE),
-    "Krumhansl-Kessler 1982": (KRUMHANSL_MAJOR, KRUMHANSL_MINOR),
-    "Temperley 1999": (
-        np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0]),
-        np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0]),
-    ),
-    "Bellman-Budge (Essentia's bgate)": (
-        np.array([16.80, 0.86, 12.95, 1.41, 13.49, 11.93, 1.25, 20.28, 1.80, 8.04, 0.62, 10.57]),
-        np.array([18.16, 0.69, 12.99, 13.34, 1.07, 11.15, 1.38, 21.07, 7.49, 1.53, 0.92, 10.21]),
-    ),
-    "Aarden-Essen": (
-        np.array([17.77, 0.15, 14.93, 0.16, 19.80, 11.36, 0.29, 22.06, 0.15, 8.15, 0.23, 4.95]),
-        np.array([18.26, 0.74, 14.05, 16.86, 0.70, 14.44, 0.70, 18.62, 4.57, 1.93, 7.38, 1.76]),
-    ),
+Profile = tuple[F64, F64]  # (major, minor) from the tonic upwards
+ALBRECHT: Profile = (MAJOR_PROFILE, MINOR_PROFILE)
+BELLMAN: Profile = (BELLMAN_MAJOR, BELLMAN_MINOR)
+TEMPERLEY: Profile = (
+    np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0]),
+    np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0]),
+)
+AARDEN: Profile = (
+    np.array([17.77, 0.15, 14.93, 0.16, 19.80, 11.36, 0.29, 22.06, 0.15, 8.15, 0.23, 4.95]),
+    np.array([18.26, 0.74, 14.05, 16.86, 0.70, 14.44, 0.70, 18.62, 4.57, 1.93, 7.38, 1.76]),
+)
+# Each candidate: profiles whose correlations are averaged.
+CANDIDATES: dict[str, tuple[Profile, ...]] = {
+    "Albrecht-Shanahan 2013 + Bellman-Budge (shipped)": (ALBRECHT, BELLMAN),
+    "Albrecht-Shanahan 2013": (ALBRECHT,),
+    "Bellman-Budge (Essentia's bgate)": (BELLMAN,),
+    "Krumhansl-Kessler 1982": ((KRUMHANSL_MAJOR, KRUMHANSL_MINOR),),
+    "Temperley 1999": (TEMPERLEY,),
+    "Aarden-Essen": (AARDEN,),
+    "Albrecht-Shanahan + Temperley": (ALBRECHT, TEMPERLEY),
 }
+
+
+def guess(chroma: F64, profiles: tuple[Profile, ...]) -> tuple[int, KeyMode]:
+    """(tonic pitch class, mode) with the best mean correlation."""
+    scores = np.mean([key_scores(chroma, *p) for p in profiles], axis=0)
+    best = int(np.argmax(scores))
+    mode: KeyMode = "major" if best < 12 else "minor"
+    return best % 12, mode
 
 
 def labelled_chroma(split: str) -> Iterator[tuple[str, F64]]:
@@ -65,14 +83,36 @@ def labelled_chroma(split: str) -> Iterator[tuple[str, F64]]:
             yield piece.key, song_chroma(*_chroma_of(piece.audio()))
 
 
-def score(items: list[tuple[str, F64]], profile: tuple[F64, F64]) -> float:
+def score(items: list[tuple[str, F64]], profiles: tuple[Profile, ...]) -> float:
     """Mean MIREX weighted key score of the best-correlated key."""
+    return float(
+        np.mean([mir_eval.key.weighted_score(k, key_name(*guess(c, profiles))) for k, c in items])
+    )
 
-    def guess(chroma: F64) -> str:
-        best = int(np.argmax(key_scores(chroma, *profile)))
-        return key_name(best % 12, "major" if best < 12 else "minor")
 
-    return float(np.mean([mir_eval.key.weighted_score(k, guess(c)) for k, c in items]))
+def shifted_chroma() -> list[tuple[F64, list[tuple[int, F64]]]]:
+    """Per real recording, its excerpt's song chroma and each transposed copy's."""
+    out = []
+    for _, audio in _recordings():
+        excerpt = audio[: int(EXCERPT_S * SR)].astype(np.float32)
+        copies = [
+            (steps, song_chroma(*_chroma_of(shift_pitch(excerpt, steps)))) for steps in SEMITONES
+        ]
+        out.append((song_chroma(*_chroma_of(excerpt)), copies))
+    return out
+
+
+def shift_share(
+    items: list[tuple[F64, list[tuple[int, F64]]]], profiles: tuple[Profile, ...]
+) -> float:
+    """Share of copies whose key moved by their shift, mode kept."""
+    ok = []
+    for base, copies in items:
+        tonic, mode = guess(base, profiles)
+        for steps, chroma in copies:
+            moved, moved_mode = guess(chroma, profiles)
+            ok.append((moved - tonic) % 12 == steps % 12 and moved_mode == mode)
+    return float(np.mean(ok))
 
 
 def main() -> None:
@@ -81,10 +121,13 @@ def main() -> None:
     args = parser.parse_args()
     splits = ["tuning", "recordings"] + (["heldout"] if args.heldout else [])
     items = {split: list(labelled_chroma(split)) for split in splits}
-    print("| profiles | " + " | ".join(f"{s} ({len(items[s])})" for s in splits) + " |")
-    print("|---" * (len(splits) + 1) + "|")
-    for name, profile in PROFILES.items():
-        cells = [f"{score(items[s], profile):.3f}" for s in splits]
+    shifts = shifted_chroma()
+    heads = [f"{s} ({len(items[s])})" for s in splits] + [f"shifts ({2 * len(shifts)})"]
+    print("| profiles | " + " | ".join(heads) + " |")
+    print("|---" * (len(heads) + 1) + "|")
+    for name, profiles in CANDIDATES.items():
+        cells = [f"{score(items[s], profiles):.3f}" for s in splits]
+        cells.append(f"{shift_share(shifts, profiles):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
