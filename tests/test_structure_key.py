@@ -27,6 +27,19 @@ def test_key_of_empty_chroma_is_a_zero_confidence_guess() -> None:
     assert estimate.confidence == 0.0
 
 
+@pytest.mark.parametrize("signal", ["white noise", "one held tone"])
+def test_noise_or_one_tone_gives_a_key_below_the_export_threshold(signal: str) -> None:
+    from segue.export.track import MIN_KEY_CONFIDENCE
+
+    t = np.arange(20 * SR) / SR
+    audio = (
+        0.1 * np.random.default_rng(0).standard_normal(len(t))
+        if signal == "white noise"
+        else 0.3 * np.sin(2 * np.pi * 440.0 * t)
+    )
+    assert analyze_audio(audio.astype(np.float32), SR).key.confidence < MIN_KEY_CONFIDENCE
+
+
 def test_key_scores_are_correlations_with_each_rotated_profile() -> None:
     from segue.structure.key import MAJOR_PROFILE, MINOR_PROFILE, key_scores
 
