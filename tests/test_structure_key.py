@@ -95,3 +95,45 @@ def test_a_minor_power_chord_riff_is_not_read_on_its_dominant(
     _power_chord_riff(tmp_path / "riff.mid", roots)
     audio = render(tmp_path / "riff.mid", FONTS[font])
     assert analyze_audio(audio, SR).key.name == "A minor"
+
+
+def _piano_progression(path: Path, chords: list[list[int]], cents: float) -> None:
+    """Whole-note piano triads over their root an octave down, at 100 BPM, the whole piece
+    bent `cents` off A440."""
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)))
+    track.append(mido.Message("program_change", channel=0, program=0))
+    # The default bend range is +-2 semitones over +-8191.
+    track.append(mido.Message("pitchwheel", channel=0, pitch=round(8191 * cents / 200)))
+    events: list[tuple[int, mido.Message]] = []
+    for i, chord in enumerate(chords):
+        for note in [*chord, chord[0] - 12]:
+            events.append((1920 * i, mido.Message("note_on", channel=0, note=note, velocity=90)))
+            events.append((1920 * i + 1900, mido.Message("note_off", channel=0, note=note)))
+    last = 0
+    for tick, message in sorted(events, key=lambda e: e[0]):
+        track.append(message.copy(time=tick - last))
+        last = tick
+    midi.save(path)
+
+
+A_MINOR_CHORDS = [[57, 60, 64], [62, 65, 69], [56, 59, 64], [57, 60, 64]] * 2  # Am Dm E Am
+C_MAJOR_CHORDS = [[60, 64, 67], [53, 57, 60], [55, 59, 62], [60, 64, 67]] * 2  # C F G C
+
+
+@needs_fluidsynth
+@pytest.mark.parametrize("font", ["fluidr3", "timgm6mb"])
+@pytest.mark.parametrize("cents", [45.0, -32.0], ids=["45 cents sharp", "432 Hz"])
+@pytest.mark.parametrize(
+    ("chords", "key"), [(A_MINOR_CHORDS, "A minor"), (C_MAJOR_CHORDS, "C major")], ids=["Am", "C"]
+)
+def test_a_piece_tuned_off_a440_keeps_its_key(
+    tmp_path: Path, font: str, cents: float, chords: list[list[int]], key: str
+) -> None:
+    # Read on A440's grid, a piano 45 cents sharp was C minor or F major: its partials fell
+    # between the pitch classes and weighed less than noise.
+    _piano_progression(tmp_path / "piece.mid", chords, cents)
+    audio = render(tmp_path / "piece.mid", FONTS[font])
+    assert analyze_audio(audio, SR).key.name == key

@@ -39,7 +39,7 @@ def column_pitches(first_bin: int, n_bins: int, bin_hz: float) -> tuple[F32, F32
 
 
 def peak_pitch_classes(
-    log_magnitude: F32, semitones: F32, slopes: F32
+    log_magnitude: F32, semitones: F32, slopes: F32, frames_per_window: int = 1
 ) -> tuple[npt.NDArray[np.intp], F32]:
     """(frame * 12 + pitch class, weight) of each spectral peak of `log_magnitude` [frames,
     bins] (natural log).
@@ -48,7 +48,8 @@ def peak_pitch_classes(
     per bin (semitones); a column whose slope is 0 is only a neighbour, never a peak. A peak
     (a bin louder than both neighbours) is placed between bins by a parabola through the log
     magnitudes, and weighs its interpolated amplitude times cos² of its distance (semitones)
-    from the nearest equal-tempered pitch: partials between pitches, and noise, count little.
+    from the nearest pitch of its window's own tuning (`tuning_offsets`; rows are frames, in
+    windows of `frames_per_window`): partials between pitches, and noise, count little.
     """
     width = log_magnitude.shape[1]
     # Peaks are found on the rows laid end to end; a "peak" in an outer column (whose
@@ -64,10 +65,29 @@ def peak_pitch_classes(
     shift = np.float32(0.5) * tilt / (low + high - 2 * mid)
     slope = slopes[column]
     semitone = semitones[column] + slope * shift
+    amplitude = np.exp(mid - np.float32(0.25) * tilt * shift) * (slope > 0)
+    semitone -= tuning_offsets(rows // frames_per_window, semitone, amplitude)
     nearest = np.rint(semitone)
-    off_grid = np.square(np.cos(np.float32(np.pi) * (semitone - nearest)))
-    weights: F32 = np.exp(mid - np.float32(0.25) * tilt * shift) * off_grid * (slope > 0)
+    weights: F32 = amplitude * np.square(np.cos(np.float32(np.pi) * (semitone - nearest)))
     return rows * 12 + nearest.astype(np.intp) % 12, weights
+
+
+def tuning_offsets(windows: npt.NDArray[np.intp], semitone: F32, amplitude: F32) -> F32:
+    """For each peak, how far (semitones, -0.5 to 0.5) the pitch grid of its window sits from
+    A440's: the amplitude-weighted circular mean of the window's peaks' distance from it.
+    `windows` numbers each peak's window (0, 1, ...).
+
+    A recording tuned to 432 Hz sits a third of a semitone flat; read on A440's grid, its notes
+    would weigh little against noise, whose peaks fall anywhere (and cancel in the mean). Each
+    window has its own estimate, so that a window's chroma does not depend on which windows
+    it was analysed with.
+    """
+    angle = np.float32(2.0 * np.pi) * semitone
+    x = np.bincount(windows, amplitude * np.cos(angle))
+    y = np.bincount(windows, amplitude * np.sin(angle))
+    offsets: F32 = (np.arctan2(y, x) / (2.0 * np.pi)).astype(np.float32)
+    out: F32 = offsets[windows]
+    return out
 
 
 class ChromaExtractor:
@@ -131,16 +151,19 @@ class ChromaExtractor:
         grouped = excerpt.reshape(len(parts), self.excerpt_samples, self.decimation)
         np.matmul(grouped, self._ones, out=out)
 
-    def fold(self, frames: F32) -> F32:
+    def fold(self, frames: F32, frames_per_window: int = 1) -> F32:
         """log10 chroma energy [frames, 12] of prepared excerpts (windowed in place): the
-        square of each pitch class's summed spectral-peak amplitude (peak_pitch_classes)."""
+        square of each pitch class's summed spectral-peak amplitude (peak_pitch_classes).
+        Each `frames_per_window` consecutive excerpts are one window's, which share a tuning."""
         frames *= self.window
         spectrum = scipy.fft.rfft(frames, axis=1)
         magnitude = np.abs(spectrum[:, self.first_bin - 1 : self.first_bin + self.n_bins + 1])
         # The floor keeps digital silence finite.
         magnitude += np.float32(1e-20)
         np.log(magnitude, out=magnitude)
-        slots, weights = peak_pitch_classes(magnitude, self._semitones, self._slopes)
+        slots, weights = peak_pitch_classes(
+            magnitude, self._semitones, self._slopes, frames_per_window
+        )
         amplitude = np.bincount(slots, weights, minlength=len(frames) * 12)
         out: F32 = np.square(amplitude, dtype=np.float32).reshape(len(frames), 12)
         out += np.float32(CHROMA_FLOOR)
@@ -155,7 +178,7 @@ class ChromaExtractor:
         frames = np.empty((len(windows) * n, self.excerpt_samples), np.float32)
         self.decimate(windows, frames)
         out = np.empty((len(frames), 13), np.float32)
-        out[:, :12] = self.fold(frames)
+        out[:, :12] = self.fold(frames, n)
         out[:, 12] = np.repeat(level_db(self.mean_square(windows)), n)
         return out
 

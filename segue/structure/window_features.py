@@ -75,7 +75,7 @@ def analyse_windows(
     count, frames, n_mels = mel.shape
     parts = len(excerpts) // count if count else 0
     tonal = np.empty((len(excerpts), TONAL_WIDTH), np.float32)
-    tonal[:, :12] = chroma.fold(excerpts if overwrite else excerpts.copy())
+    tonal[:, :12] = chroma.fold(excerpts if overwrite else excerpts.copy(), max(parts, 1))
     tonal[:, 12] = np.repeat(level_db(mean_square), parts)
     # Timbre first: the flux below floors the frames in place when overwriting.
     timbre = window_timbre(mel)
