@@ -58,30 +58,37 @@ needs_fluidsynth = pytest.mark.skipif(
 )
 
 
-def _power_chord_riff(path: Path, roots: list[int], bpm: float = 160.0) -> None:
-    """Eighth-note power chords (root, fifth, octave) on a distortion guitar, the bass on the
-    root an octave down, kick and snare on alternate beats: two bars per root."""
+Note = tuple[int, int, int, int]  # start tick, channel, MIDI note, length in ticks (480 a beat)
+
+
+def _write_midi(path: Path, bpm: float, setup: list[mido.Message], notes: list[Note]) -> None:
+    """One track: the tempo, the `setup` messages (programs, bends), then the notes."""
     midi = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)), *setup])
     midi.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
-    track.append(mido.Message("program_change", channel=0, program=30))  # distortion guitar
-    track.append(mido.Message("program_change", channel=1, program=33))  # finger bass
-    events: list[tuple[int, mido.Message]] = []
-    for i, root in enumerate(r for r in roots for _ in range(16)):
-        tick = 240 * i
-        for channel, note in [(0, root), (0, root + 7), (0, root + 12), (1, root - 12)]:
-            events.append((tick, mido.Message("note_on", channel=channel, note=note, velocity=100)))
-            events.append((tick + 220, mido.Message("note_off", channel=channel, note=note)))
-        if i % 2 == 0:
-            drum = 36 if i % 4 == 0 else 38
-            events.append((tick, mido.Message("note_on", channel=9, note=drum, velocity=110)))
-            events.append((tick + 100, mido.Message("note_off", channel=9, note=drum)))
+    events = [(t, mido.Message("note_on", channel=c, note=n, velocity=100)) for t, c, n, _ in notes]
+    events += [(t + d, mido.Message("note_off", channel=c, note=n)) for t, c, n, d in notes]
     last = 0
     for tick, message in sorted(events, key=lambda e: e[0]):
         track.append(message.copy(time=tick - last))
         last = tick
     midi.save(path)
+
+
+def _power_chord_riff(path: Path, roots: list[int]) -> None:
+    """At 160 BPM, eighth-note power chords (root, fifth, octave) on a distortion guitar, the
+    bass on the root an octave down, kick and snare on alternate beats: two bars per root."""
+    notes: list[Note] = []
+    for i, root in enumerate(r for r in roots for _ in range(16)):
+        notes += [(240 * i, 0, n, 220) for n in (root, root + 7, root + 12)]
+        notes.append((240 * i, 1, root - 12, 220))
+        if i % 2 == 0:
+            notes.append((240 * i, 9, 36 if i % 4 == 0 else 38, 100))  # kick, snare
+    programs = [
+        mido.Message("program_change", channel=0, program=30),  # distortion guitar
+        mido.Message("program_change", channel=1, program=33),  # finger bass
+    ]
+    _write_midi(path, 160.0, programs, notes)
 
 
 @needs_fluidsynth
@@ -99,24 +106,13 @@ def test_a_minor_power_chord_riff_is_not_read_on_its_dominant(
 
 def _piano_progression(path: Path, chords: list[list[int]], cents: float) -> None:
     """Whole-note piano triads over their root an octave down, at 100 BPM, the whole piece
-    bent `cents` off A440."""
-    midi = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    midi.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)))
-    track.append(mido.Message("program_change", channel=0, program=0))
-    # The default bend range is +-2 semitones over +-8191.
-    track.append(mido.Message("pitchwheel", channel=0, pitch=round(8191 * cents / 200)))
-    events: list[tuple[int, mido.Message]] = []
-    for i, chord in enumerate(chords):
-        for note in [*chord, chord[0] - 12]:
-            events.append((1920 * i, mido.Message("note_on", channel=0, note=note, velocity=90)))
-            events.append((1920 * i + 1900, mido.Message("note_off", channel=0, note=note)))
-    last = 0
-    for tick, message in sorted(events, key=lambda e: e[0]):
-        track.append(message.copy(time=tick - last))
-        last = tick
-    midi.save(path)
+    bent `cents` off A440 (the default bend range is +-2 semitones over +-8191)."""
+    notes = [(1920 * i, 0, n, 1900) for i, c in enumerate(chords) for n in [*c, c[0] - 12]]
+    setup = [
+        mido.Message("program_change", channel=0, program=0),
+        mido.Message("pitchwheel", channel=0, pitch=round(8191 * cents / 200)),
+    ]
+    _write_midi(path, 100.0, setup, notes)
 
 
 A_MINOR_CHORDS = [[57, 60, 64], [62, 65, 69], [56, 59, 64], [57, 60, 64]] * 2  # Am Dm E Am
