@@ -467,7 +467,7 @@ def main() -> None:
     for i in range(args.more_songs):
         rows["generated_more"].append(generated_row(1000 + args.songs + i))
 
-    recordings = _recordings()
+    recordings = real_recordings()
     # Section settings were chosen on composites from seeds 7 and 8 and on generated songs
     # 2000-2023; these (seed 2026) and songs from 1000 are held out.
     rng = np.random.default_rng(2026)
@@ -578,7 +578,7 @@ TRANSFORM_READERS = {
 }
 
 
-def _recordings() -> list[tuple[str, np.ndarray]]:
+def real_recordings() -> list[tuple[str, np.ndarray]]:
     """The real recordings: immich-memories-music tracks and the shared librosa examples."""
     sources = sorted(tracks_dir().rglob("*.opus"))
     if SHARED_MUSIC.exists():
@@ -594,7 +594,7 @@ def refresh(sets: list[str]) -> None:
     if "midi" in sets:
         rows["midi"] = midi_rows()
     if "transforms" in sets:
-        rows["transforms"] = [transform_row(n, a, TRANSFORM_READERS) for n, a in _recordings()]
+        rows["transforms"] = [transform_row(n, a, TRANSFORM_READERS) for n, a in real_recordings()]
     refreshed = sorted(set(sets) | set(stored["args"].get("refreshed") or ()))
     kept = argparse.Namespace(
         **{

@@ -23,8 +23,9 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import midi_set
-from bench.eval_structure import _chroma_of, _recordings, prompt_labels
+from bench.eval_structure import prompt_labels, real_recordings
 from bench.eval_transforms import EXCERPT_S, SEMITONES, SR, shift_pitch
+from segue.structure.accumulator import audio_features
 from segue.structure.camelot import KeyMode, key_name
 from segue.structure.key import (
     BELLMAN_MAJOR,
@@ -69,18 +70,24 @@ def guess(chroma: F64, profiles: tuple[Profile, ...]) -> tuple[int, KeyMode]:
     return best % 12, mode
 
 
+def chroma_of(audio: npt.NDArray[np.floating]) -> F64:
+    """The song chroma the shipped key estimate reads from mono PCM at SR Hz."""
+    features = audio_features(audio.astype(np.float32), SR)
+    return song_chroma(features.chroma, features.level_db)
+
+
 def labelled_chroma(split: str) -> Iterator[tuple[str, F64]]:
     """(true key, song chroma [12]) of each labelled item of `split`: "tuning" or "heldout"
     renderings, or "recordings" (the prompted keys of immich-memories-music)."""
     if split == "recordings":
         labels = prompt_labels()
-        for name, audio in _recordings():
+        for name, audio in real_recordings():
             if name in labels:
-                yield labels[name][1], song_chroma(*_chroma_of(audio))
+                yield labels[name][1], chroma_of(audio)
         return
     for piece in midi_set.load(split):
         if piece.key is not None:
-            yield piece.key, song_chroma(*_chroma_of(piece.audio()))
+            yield piece.key, chroma_of(piece.audio())
 
 
 def score(items: list[tuple[str, F64]], profiles: tuple[Profile, ...]) -> float:
@@ -93,12 +100,12 @@ def score(items: list[tuple[str, F64]], profiles: tuple[Profile, ...]) -> float:
 def shifted_chroma() -> list[tuple[F64, list[tuple[int, F64]]]]:
     """Per real recording, its excerpt's song chroma and each transposed copy's."""
     out = []
-    for _, audio in _recordings():
+    for _, audio in real_recordings():
         excerpt = audio[: int(EXCERPT_S * SR)].astype(np.float32)
         copies = [
-            (steps, song_chroma(*_chroma_of(shift_pitch(excerpt, steps)))) for steps in SEMITONES
+            (steps, chroma_of(shift_pitch(excerpt, steps))) for steps in SEMITONES
         ]
-        out.append((song_chroma(*_chroma_of(excerpt)), copies))
+        out.append((chroma_of(excerpt), copies))
     return out
 
 

@@ -49,7 +49,7 @@ def test_a_partial_a_quarter_tone_off_the_others_counts_little() -> None:
 def test_peaks_are_read_from_local_maxima_only() -> None:
     bin_hz = SR / 2048
     magnitude = np.array([[1e-3, 1.0, 4.0, 1.0, 0.5, 0.5, 1e-3]], np.float32)
-    slots, weights = peak_pitch_classes(np.log(magnitude), *column_pitches(40, 5, bin_hz))
+    slots, weights = peak_pitch_classes(np.log(magnitude), *column_pitches(40, 5, bin_hz), 1)
     # Bin 41 (column 2, 441 Hz) is the only bin above both neighbours; the plateau is not a
     # peak. Its neighbours are equal, so it is not shifted and keeps its own amplitude; alone,
     # it sets the tuning, so it sits on the grid.
@@ -59,7 +59,7 @@ def test_peaks_are_read_from_local_maxima_only() -> None:
 
 def test_the_outer_columns_are_neighbours_only() -> None:
     magnitude = np.array([[4.0, 1.0, 0.5, 1.0, 4.0], [4.0, 1.0, 0.5, 1.0, 4.0]], np.float32)
-    _, weights = peak_pitch_classes(np.log(magnitude), *column_pitches(41, 3, SR / 2048))
+    _, weights = peak_pitch_classes(np.log(magnitude), *column_pitches(41, 3, SR / 2048), 1)
     assert np.all(weights == 0.0)
 
 
@@ -82,7 +82,7 @@ def test_decimated_chroma_matches_the_full_length_fft() -> None:
     spectrum = np.abs(scipy.fft.rfft(parts * np.hanning(n_fft + 1)[:-1], axis=1))
     first, n = extractor.first_bin, extractor.n_bins
     columns = np.log(spectrum[:, first - 1 : first + n + 1] + 1e-20).astype(np.float32)
-    slots, weights = peak_pitch_classes(columns, *column_pitches(first, n, SR / n_fft))
+    slots, weights = peak_pitch_classes(columns, *column_pitches(first, n, SR / n_fft), 4)
     reference = np.bincount(slots, weights, minlength=len(parts) * 12).reshape(-1, 12) ** 2
     audible = reference.sum(axis=1) > 1e-3 * reference.sum(axis=1).max()
     a, b = np.sqrt(ours[audible]), np.sqrt(reference[audible])

@@ -39,7 +39,7 @@ def column_pitches(first_bin: int, n_bins: int, bin_hz: float) -> tuple[F32, F32
 
 
 def peak_pitch_classes(
-    log_magnitude: F32, semitones: F32, slopes: F32, frames_per_window: int = 1
+    log_magnitude: F32, semitones: F32, slopes: F32, frames_per_window: int
 ) -> tuple[npt.NDArray[np.intp], F32]:
     """(frame * 12 + pitch class, weight) of each spectral peak of `log_magnitude` [frames,
     bins] (natural log).
@@ -151,7 +151,7 @@ class ChromaExtractor:
         grouped = excerpt.reshape(len(parts), self.excerpt_samples, self.decimation)
         np.matmul(grouped, self._ones, out=out)
 
-    def fold(self, frames: F32, frames_per_window: int = 1) -> F32:
+    def fold(self, frames: F32, frames_per_window: int) -> F32:
         """log10 chroma energy [frames, 12] of prepared excerpts (windowed in place): the
         square of each pitch class's summed spectral-peak amplitude (peak_pitch_classes).
         Each `frames_per_window` consecutive excerpts are one window's, which share a tuning."""
