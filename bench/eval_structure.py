@@ -42,6 +42,7 @@ from devkit.splice import load_mono, splice  # noqa: E402
 from devkit.synth import evaluation_song, generate_song  # noqa: E402
 from segue.machine import describe_machine  # noqa: E402
 from segue.structure import StructureAccumulator, analyze_audio  # noqa: E402
+from segue.structure.accumulator import audio_features  # noqa: E402
 from segue.structure.camelot import key_name  # noqa: E402
 from segue.structure.key import krumhansl_key  # noqa: E402
 from segue.structure.onset import LogMel  # noqa: E402
@@ -624,10 +625,7 @@ def midi_rows() -> list[dict[str, Any]]:
 
 
 def _chroma_of(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    state = StructureAccumulator(SR)
-    for i in range(0, len(audio), SR):
-        state.push(audio[i : i + SR])
-    features = state.features()
+    features = audio_features(audio, SR)
     return features.chroma, features.level_db
 
 
