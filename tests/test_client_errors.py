@@ -336,7 +336,8 @@ def test_segue_analyze_reports_an_unreachable_embedder_for_each_file(
     # The exit status counts the failed files (issue 15).
     assert segue(["analyze", *map(str, files), "--embedder", address]) == 2
     err = capsys.readouterr().err
-    assert err.count(f"embedder at {address}: Analyze failed: unavailable: ") == 2
+    # Each file's first call asks the replica's chunk limit, until one answers.
+    assert err.count(f"embedder at {address}: ModelInfo failed: unavailable: ") == 2
 
 
 def test_segue_index_stops_at_the_first_unreachable_service(
@@ -352,7 +353,7 @@ def test_segue_index_stops_at_the_first_unreachable_service(
                   "--manifest", str(tmp_path / "manifest.json")])
     captured = capsys.readouterr()
     assert code == 1 and "stored 0, unchanged 0, failed 1" in captured.out
-    assert f"embedder at {address}: Analyze failed: unavailable" in captured.out + captured.err
+    assert f"embedder at {address}: ModelInfo failed: unavailable" in captured.out + captured.err
 
 
 def test_segue_index_reports_an_unreachable_matcher_while_checking_unchanged_files(

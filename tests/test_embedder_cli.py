@@ -49,3 +49,20 @@ def test_an_unreadable_file_fails_with_a_message_and_exit_code_one(
     bad.write_text("hello")
     assert main(["analyze", "--local", str(bad)]) == 1
     assert "not-audio.mp3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("command", "flag", "value", "said"), [
+    ("analyze", "--chunk-s", "0", "--chunk-s must be a positive number of seconds, got 0"),
+    ("analyze", "--chunk-s", "nan", "--chunk-s must be a positive number of seconds, got nan"),
+    ("analyze", "--jobs", "0", "--jobs must be at least 1"),
+    ("index", "--chunk-s", "-1", "--chunk-s must be a positive number of seconds, got -1"),
+])
+def test_library_options_out_of_range_are_refused_before_any_work(
+    command: str, flag: str, value: str, said: str, music_tracks: list[Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = str(music_tracks[0]) if command == "analyze" else str(music_tracks[0].parent)
+    assert main([command, target, flag, value, "--manifest" if command == "index" else "-o",
+                 str(tmp_path / "out.json")]) == 1
+    assert f"segue: {said}" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

@@ -23,7 +23,10 @@ def _fmt(rate: int) -> common_pb2.AudioFormat:
 def _window_by_window(model: StreamModel, stream: SongStream, windows: list) -> list:  # type: ignore[type-arg]
     out = []
     for w in windows:
-        out.append(stream.commit(w, model.run(w.pcm[None, :], stream.state[None, :])))
+        result = model.run(w.pcm[None, :], stream.state[None, :])
+        stream.commit(w, result)
+        out.append(stream.window_embedding(w, result.embedding[0, 0], result.entry[0, 0],
+                                           result.exit[0, 0]))
     return out
 
 

@@ -18,6 +18,7 @@ from segue.embedding.local import analyze_mono
 from segue.embedding.model import StreamModel
 from segue.library import Done, Source, analyze_local, analyze_remote, find_sources
 from segue.library.engine import DECODE_RATE_HZ, LocalEngine
+from segue.library.remote import DEFAULT_CHUNK_S
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,3 +124,18 @@ def test_a_long_file_does_not_grow_the_memory_of_its_analysis(tmp_path: Path) ->
     # Past STRUCTURE_MAX_S the vectors and segments are kept, the structure left out.
     assert analysis["duration_s"] == pytest.approx(2700, abs=0.1)
     assert len(analysis["segments"]) > 300 and not analysis["sections"]
+
+
+def test_the_service_path_keeps_its_messages_within_each_replicas_chunk_limit(
+    stream_model_path: Path, music_tracks: list[Path]
+) -> None:
+    # 64 KiB is 0.74 s of 22050 Hz float32: well under the 4 s the library path asks for.
+    small = make_embedder_server(stream_model_path, max_chunk_bytes=64 * 1024)
+    sources = _sources(music_tracks[:2])
+    try:
+        remote = _by_key(list(analyze_remote(sources, [small.address], chunk_s=DEFAULT_CHUNK_S)))
+    finally:
+        small.stop()
+    local = _by_key(list(analyze_local(sources, jobs=1, model_path=stream_model_path)))
+    for key, done in local.items():
+        assert remote[key].analysis.feel == pytest.approx(done.analysis.feel, abs=1e-5)

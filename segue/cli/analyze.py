@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from segue.files import atomic_output, write_atomically
 from segue.library import Done, Ledger, Outcome, Source, Summary, analyze_local, analyze_remote
 from segue.library.engine import DECODE_RATE_HZ
 from segue.library.progress import Progress
-from segue.library.remote import DEFAULT_STREAMS_PER_REPLICA
+from segue.library.remote import DEFAULT_CHUNK_S, DEFAULT_STREAMS_PER_REPLICA
 from segue.library.sources import find_sources
 from segue.v1 import common_pb2
 
@@ -68,21 +69,31 @@ def add_parser(subparsers: Any) -> None:
                      "that did not change")
     parser.add_argument("--plot", type=Path, metavar="PNG_OR_DIR",
                         help="also draw the structure: a .png path (one file) or a directory")
-    parser.add_argument("--chunk-s", type=float, default=1.0,
-                        help="seconds of audio per streamed chunk (default 1)")
     parser.set_defaults(func=run)
 
 
 def add_library_options(parser: argparse.ArgumentParser) -> None:
-    """--jobs, --streams, --force and --summary, shared with `segue index`."""
+    """--jobs, --streams, --chunk-s, --force and --summary, shared with `segue index`."""
     parser.add_argument("-j", "--jobs", type=int, default=None,
                         help="worker processes for --local (default: one per core)")
     parser.add_argument("--streams", type=int, default=DEFAULT_STREAMS_PER_REPLICA,
                         help="Analyze streams in flight per embedder replica (default "
                         f"{DEFAULT_STREAMS_PER_REPLICA}); give replicas as --embedder A,B")
+    parser.add_argument("--chunk-s", type=float, default=DEFAULT_CHUNK_S,
+                        help="seconds of audio per message streamed to the embedder (default "
+                        f"{DEFAULT_CHUNK_S:g}; capped by the server's chunk limit)")
     parser.add_argument("--force", action="store_true", help="re-analyse unchanged files too")
     parser.add_argument("--summary", type=Path, metavar="SUMMARY.json",
                         help="also write the counts and every failure (path, reason) as JSON")
+
+
+def library_options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the library options, for the person; None when they are fine."""
+    if args.jobs is not None and args.jobs < 1:
+        return "--jobs must be at least 1"
+    if not (math.isfinite(args.chunk_s) and args.chunk_s > 0):
+        return f"--chunk-s must be a positive number of seconds, got {args.chunk_s:g}"
+    return None
 
 
 def library_outcomes(args: argparse.Namespace, sources: list[Source]) -> Iterator[Outcome]:
@@ -91,7 +102,7 @@ def library_outcomes(args: argparse.Namespace, sources: list[Source]) -> Iterato
         return analyze_local(sources, jobs=args.jobs, model_path=args.model)
     addresses = [a.strip() for a in args.embedder.split(",") if a.strip()]
     return analyze_remote(sources, addresses, streams_per_replica=args.streams,
-                          chunk_s=getattr(args, "chunk_s", 1.0))  # fmt: skip
+                          chunk_s=args.chunk_s)
 
 
 def finish_summary(summary: Summary, target: Path | None) -> int:
@@ -225,8 +236,8 @@ def run(args: argparse.Namespace) -> int:
     many = len(sources) > 1 or any(p.is_dir() for p in inputs)
     if args.plot is not None and many and args.plot.suffix.lower() == ".png":
         return fail("--plot needs a directory when analysing several files")
-    if args.jobs is not None and args.jobs < 1:
-        return fail("--jobs must be at least 1")
+    if problem := library_options_problem(args):
+        return fail(problem)
     ledger = None
     if args.out_dir is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)

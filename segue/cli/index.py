@@ -17,7 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segue.cli.analyze import add_library_options, finish_summary, library_outcomes
+from segue.cli.analyze import (
+    add_library_options,
+    finish_summary,
+    library_options_problem,
+    library_outcomes,
+)
 from segue.cli.common import DEFAULT_EMBEDDER, DEFAULT_MATCHER, add_target, describe_error, fail
 from segue.client.errors import NotFoundError, SegueError, UnavailableError
 from segue.client.matcher import MatcherClient
@@ -120,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
     folder: Path = args.folder
     if not folder.is_dir():
         return fail(f"{folder} is not a directory")
-    if args.jobs is not None and args.jobs < 1:
-        return fail("--jobs must be at least 1")
+    if problem := library_options_problem(args):
+        return fail(problem)
     ledger_path = args.manifest or default_manifest(folder, args.matcher)
     summary = Summary()
     store = _Store(args.matcher)

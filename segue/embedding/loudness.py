@@ -1,6 +1,6 @@
 """Streaming integrated loudness (ITU-R BS.1770-4) of mono audio.
 
-K-weighting runs as two biquads (one sosfilt call) whose filter state is carried between
+K-weighting runs as two biquads (scipy's sosfilt kernel) whose filter state is carried between
 pushes; the gating blocks (400 ms, 75 % overlap) are assembled from 100 ms sub-block
 energies, so only those energies are kept, not the audio. The result equals one pass over the
 whole signal.
@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import sosfilt
+
+# The kernel behind scipy.signal.sosfilt: sosfilt re-checks and re-shapes its arguments on
+# every call, 30 of the 200 µs that a 1 s window costs (measured), and the meter's arguments
+# are shaped once. scipy is pinned exactly; tests/test_loudness_meter.py holds the two equal.
+from scipy.signal._sosfilt import _sosfilt
 
 from segue.loudness import k_weighting_sos
 
@@ -29,7 +33,7 @@ class LoudnessMeter:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.quarter = round(rate * 0.1)
-        self._sos = k_weighting_sos(rate)
+        self._sos = np.ascontiguousarray(k_weighting_sos(rate), dtype=np.float64)
         self.zi = np.zeros((len(self._sos), 2), dtype=np.float64)
         # Sum of squares of each full 100 ms sub-block; grown by doubling, so checkpoints
         # copy a slice instead of converting a list.
@@ -54,8 +58,10 @@ class LoudnessMeter:
     def push(self, audio: FloatArray | Float64Array) -> None:
         if audio.size == 0:
             return
-        x, self.zi = sosfilt(self._sos, np.asarray(audio, dtype=np.float64), zi=self.zi)
-        squares = x * x
+        # A copy, filtered in place; zi[None] is a view, so the kernel updates self.zi.
+        x = np.array(audio, dtype=np.float64, ndmin=2)
+        _sosfilt(self._sos, x, self.zi[None])
+        squares = x[0] * x[0]
         pos = 0
         if self.partial_count:
             take = min(self.quarter - self.partial_count, squares.size)

@@ -142,7 +142,7 @@ class SongStream:
     # ---- model results in ----------------------------------------------------------------
 
     def commit(self, window: PendingWindow, out: ModelOutputs, k: int = 0,
-               update_state: bool = True) -> embedder_pb2.WindowEmbedding:
+               update_state: bool = True) -> None:
         """Records window `window` whose outputs are at position k of `out` (batch of one).
 
         `update_state` is False for all but the last window of a multi-window run, whose
@@ -175,7 +175,6 @@ class SongStream:
             self.state = out.state[0].copy()
             self.feel = out.feel[0].copy()
         self.windows_committed += 1
-        return self.window_embedding(window, out.embedding[0, k], entry, exit_)
 
     def window_embedding(self, window: PendingWindow, embedding: FloatArray, entry: FloatArray,
                          exit_: FloatArray) -> embedder_pb2.WindowEmbedding:

@@ -298,27 +298,28 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         yield  # never reached: makes Analyze an async generator
 
     def run_windows(self, stream: SongStream, windows: list[PendingWindow],
-                    respond: Callable[[embedder_pb2.WindowEmbedding], R]
-                    ) -> AsyncGenerator[R, None]:
+                    respond: Callable[[embedder_pb2.WindowEmbedding], R] | None
+                    ) -> AsyncGenerator[R | None, None]:
         """Runs a stream's windows through the batcher in order (each needs the last state).
 
-        The stream's bookkeeping (`commit`) and `respond` run in the batcher's worker thread.
+        The stream's bookkeeping (`commit`) and `respond` run in the batcher's worker thread;
+        with `respond` None no window message is built and each result is None.
         Non-finite model outputs raise _NonFiniteOutputError before they reach the stream.
         """
 
         def prepare(window: PendingWindow) -> tuple[FloatArray, FloatArray]:
             return window.pcm, stream.state
 
-        def after(window: PendingWindow, out: ModelOutputs) -> R:
+        def after(window: PendingWindow, out: ModelOutputs) -> R | None:
             if not _finite(out):
                 raise _NonFiniteOutputError(f"non-finite model outputs at window {window.index}")
-            return respond(stream.commit(window, out))
+            stream.commit(window, out)
+            if respond is None:
+                return None
+            return respond(stream.window_embedding(window, out.embedding[0, 0], out.entry[0, 0],
+                                                   out.exit[0, 0]))
 
         return self.batcher.stream(windows, prepare, after)
-
-
-def _no_response(window: embedder_pb2.WindowEmbedding) -> None:
-    return None
 
 
 class _AnalyzeCall:
@@ -457,8 +458,7 @@ class _AnalyzeCall:
 
     async def _process(self, stream: SongStream, windows: list[PendingWindow]) -> None:
         """Runs `windows` and writes their responses (each write awaited)."""
-        respond: Callable[[embedder_pb2.WindowEmbedding], embedder_pb2.AnalyzeResponse | None] = (
-            self._windows_response if self.stream_windows else _no_response)
+        respond = self._windows_response if self.stream_windows else None
         try:
             async with contextlib.aclosing(
                     self.servicer.run_windows(stream, windows, respond)) as responses:
