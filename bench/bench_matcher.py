@@ -316,7 +316,7 @@ def run_quality(workdir: Path) -> dict[str, Any] | None:
     try:
         from segue.audio import decode
         from segue.cli.analyze import _local_analyzer
-        from segue.library.engine import DECODE_RATE_HZ
+        from segue.library.decoding import DECODE_RATE_HZ
     except ModuleNotFoundError as e:
         print(f"quality skipped: {e}")
         return None

@@ -17,7 +17,8 @@ from segue.audio import decode
 from segue.embedding.local import analyze_mono
 from segue.embedding.model import StreamModel
 from segue.library import Done, Source, analyze_local, analyze_remote, find_sources
-from segue.library.engine import DECODE_RATE_HZ, LocalEngine
+from segue.library.decoding import DECODE_RATE_HZ
+from segue.library.engine import LocalEngine
 from segue.library.remote import DEFAULT_CHUNK_S
 
 REPO = Path(__file__).resolve().parent.parent

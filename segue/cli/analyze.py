@@ -22,8 +22,8 @@ import numpy.typing as npt
 from segue.audio import decode
 from segue.cli.common import DEFAULT_EMBEDDER, add_target, fail, message_to_json
 from segue.files import atomic_output, write_atomically
-from segue.library import Done, Ledger, Outcome, Source, Summary, analyze_local, analyze_remote
-from segue.library.engine import DECODE_RATE_HZ
+from segue.library import Done, Ledger, Outcome, Source, Summary, analyze_remote
+from segue.library.decoding import DECODE_RATE_HZ
 from segue.library.progress import Progress
 from segue.library.remote import DEFAULT_CHUNK_S, DEFAULT_STREAMS_PER_REPLICA
 from segue.library.sources import find_sources
@@ -99,6 +99,10 @@ def library_options_problem(args: argparse.Namespace) -> str | None:
 def library_outcomes(args: argparse.Namespace, sources: list[Source]) -> Iterator[Outcome]:
     """The engine the options ask for: worker processes (--local) or the embedder replicas."""
     if args.local:
+        # Imported here: the model and the analysis stack take 0.8 s to import, which every
+        # other command (and the service path) would pay for nothing.
+        from segue.library.pool import analyze_local
+
         return analyze_local(sources, jobs=args.jobs, model_path=args.model)
     addresses = [a.strip() for a in args.embedder.split(",") if a.strip()]
     return analyze_remote(sources, addresses, streams_per_replica=args.streams,

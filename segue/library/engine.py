@@ -7,8 +7,6 @@ length (only the structure features, a few kB per minute, do).
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 from segue.audio import DecodeError, PcmReader
@@ -18,12 +16,11 @@ from segue.embedding.model import StreamModel
 from segue.embedding.settings import EngineSettings
 from segue.embedding.stream_state import SongStream
 from segue.library import outcome as why
+from segue.library.decoding import DECODE_RATE_HZ, check_file, decode_failure
 from segue.library.outcome import Done, Failed, Outcome
 from segue.library.sources import Source
 from segue.v1 import common_pb2
 
-# Rate files are decoded at: the model's own, so nothing is resampled twice (Hz).
-DECODE_RATE_HZ = 22050
 # Frames per chunk handed to the model: 2^18 frames = 11.9 s at 22050 Hz, 1 MiB of float32.
 CHUNK_FRAMES = 1 << 18
 # Longest song whose structure (tempo, key, sections) is analysed, seconds: the embedder's
@@ -31,42 +28,6 @@ CHUNK_FRAMES = 1 << 18
 # memory grows with the square of the length (measured: 0.3 GB at 30 min, 1.9 GB at 2 h);
 # longer files (DJ sets, audiobooks) get their vectors and segments without structure.
 STRUCTURE_MAX_S = 1800.0
-
-
-def check_file(source: Source) -> tuple[os.stat_result | None, Failed | None]:
-    """The file's stat, or the reason it cannot be read at all (before starting ffmpeg)."""
-    path = source.path
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            return None, Failed(source, why.NOT_A_FILE, "not a regular file")
-        if info.st_size == 0:
-            return None, Failed(source, why.EMPTY, "zero bytes")
-        with path.open("rb"):
-            pass  # permission is checked on open, not on stat
-    except FileNotFoundError:
-        return None, Failed(source, why.VANISHED, "no such file")
-    except PermissionError as e:
-        return None, Failed(source, why.UNREADABLE, e.strerror or "permission denied")
-    except OSError as e:
-        return None, Failed(source, why.UNREADABLE, e.strerror or str(e))
-    return info, None
-
-
-def decode_failure(source: Source, error: DecodeError) -> Failed:
-    """Names why ffmpeg failed: the file went away, held no audio, was cut short, or is not
-    decodable at all."""
-    if not source.path.exists():
-        return Failed(source, why.VANISHED, "removed while it was decoded")
-    text = str(error)
-    reason = (
-        why.NO_AUDIO
-        if "holds no audio" in text
-        else why.TRUNCATED
-        if text.startswith("truncated")
-        else why.UNDECODABLE
-    )
-    return Failed(source, reason, str(error))
 
 
 class LocalEngine:
@@ -103,4 +64,4 @@ class LocalEngine:
                     info.st_size, info.st_mtime_ns)  # fmt: skip
 
 
-__all__ = ["CHUNK_FRAMES", "DECODE_RATE_HZ", "LocalEngine", "check_file", "decode_failure"]
+__all__ = ["CHUNK_FRAMES", "STRUCTURE_MAX_S", "LocalEngine"]

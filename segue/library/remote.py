@@ -17,7 +17,7 @@ from segue.audio import DecodeError, PcmReader
 from segue.client.embedder import EmbedderClient, f32_mono_format
 from segue.client.errors import SegueError, UnavailableError
 from segue.library import outcome as why
-from segue.library.engine import DECODE_RATE_HZ, check_file, decode_failure
+from segue.library.decoding import DECODE_RATE_HZ, check_file, decode_failure
 from segue.library.outcome import Done, Failed, Outcome
 from segue.library.sources import Source
 
