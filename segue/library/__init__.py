@@ -9,8 +9,9 @@ session each), `remote` keeps embedder replicas busy instead, `progress` shows t
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segue.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from segue.library.ledger import Ledger
@@ -34,10 +35,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'segue.library' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"segue.library.{_HOMES[name]}"), name)
+__getattr__ = lazy_exports("segue.library", _HOMES)
 
 
 __all__ = [

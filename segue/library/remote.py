@@ -24,9 +24,9 @@ from segue.library.sources import Source
 # Concurrent streams per replica: enough that one stream's decode and network waits are
 # covered by the others, so the replica's batcher always has windows queued.
 DEFAULT_STREAMS_PER_REPLICA = 4
-# Audio per streamed message, seconds: each message costs both ends a fixed gRPC overhead, and
-# 4 s instead of 1 s cut the replica's CPU per audio hour by 16 % (bench/results/library_*).
-# Capped by each replica's max_chunk_bytes.
+# Audio per streamed message, seconds: each message costs both ends a fixed gRPC overhead.
+# 4 s instead of 1 s, with no checkpoints, took the replica from 6.6 to 5.0 CPU seconds per
+# audio hour (bench/results/library_2026-12-07-amd.md). Capped by each replica's chunk limit.
 DEFAULT_CHUNK_S = 4.0
 # A library run re-analyses a failed file from its start and keeps no checkpoint, while each
 # checkpoint seals the stream's whole state: ask for none (longer than any song allowed).

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segue.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from segue.structure.accumulator import StructureAccumulator, analyze_audio
@@ -33,10 +34,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'segue.structure' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"segue.structure.{_HOMES[name]}"), name)
+__getattr__ = lazy_exports("segue.structure", _HOMES)
 
 
 __all__ = [
