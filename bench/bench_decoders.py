@@ -10,7 +10,8 @@ decoder here turns a file into what the engine analyses, 22050 Hz mono float32:
   resamples (its default HQ quality).
 
 Files are grouped by suffix and drawn with a fixed seed, and the Ogg files are also transcoded
-to FLAC, MP3 and AAC (formats the fetched corpus lacks but libraries hold). Every decoder reads
+to 44.1 kHz stereo WAV, FLAC, MP3 and AAC, as libraries hold them (the fetched WAVs are 8 kHz
+mono). Every decoder reads
 every file once per pass, the decoders taking turns, and the median of the passes is reported.
 Agreement with ffmpeg's output is the correlation, level and length difference.
 
@@ -134,7 +135,7 @@ def one_pass(files: list[Path], references: dict[Path, FloatArray]) -> dict[str,
 
 
 def groups(per_format: int) -> dict[str, list[Path]]:
-    """Up to `per_format` fetched files per suffix, drawn with seed 1."""
+    """Up to `per_format` fetched files per suffix, drawn with seed 1 (keyed by suffix)."""
     found: defaultdict[str, list[Path]] = defaultdict(list)
     for p in sorted((REPO / "data" / "audio").rglob("*")):
         if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES:
@@ -146,19 +147,21 @@ def groups(per_format: int) -> dict[str, list[Path]]:
 
 
 def transcoded(files: list[Path], workdir: Path) -> dict[str, list[Path]]:
-    """The files in formats the corpus lacks and libraries hold (44.1 kHz stereo, as ripped),
-    made with ffmpeg: FLAC, MP3 (LAME V2) and AAC in MP4."""
+    """The files as libraries hold them (44.1 kHz stereo, as ripped), made with ffmpeg: WAV
+    (the fetched WAVs are 8 kHz mono), FLAC, MP3 (LAME V2) and AAC in MP4."""
     made: dict[str, list[Path]] = {}
-    codecs = {".flac": ["-c:a", "flac"], ".mp3": ["-c:a", "libmp3lame", "-q:a", "2"],
+    codecs = {".wav": ["-c:a", "pcm_s16le"], ".flac": ["-c:a", "flac"],
+              ".mp3": ["-c:a", "libmp3lame", "-q:a", "2"],
               ".m4a": ["-c:a", "aac", "-b:a", "192k"]}  # fmt: skip
     for suffix, codec in codecs.items():
-        made[suffix] = []
+        label = f"{suffix} 44.1 kHz stereo"
+        made[label] = []
         for i, path in enumerate(files):
             target = workdir / f"{i:03d}{suffix}"
             subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
                             "-i", str(path), "-ar", "44100", "-ac", "2", *codec, str(target)],
                            check=True)  # fmt: skip
-            made[suffix].append(target)
+            made[label].append(target)
     return made
 
 
@@ -170,12 +173,12 @@ def markdown(run: rep.RunInfo, results: dict[str, dict[str, Any]], repeats: int)
              "difference (dB) and the largest length difference (samples)."]  # fmt: skip
     lines = rep.header("Library decoding: ffmpeg's pipe against in-process decoders", run, notes)
     rows = []
-    for suffix, per_decoder in results.items():
+    for group, per_decoder in results.items():
         base = per_decoder["ffmpeg pipe (Segue's)"]
         base_rate = base["audio_s"] / base["cpu_s"] if base["cpu_s"] else float("nan")
         for name, r in per_decoder.items():
             rate = r["audio_s"] / r["cpu_s"] if r["cpu_s"] else float("nan")
-            rows.append([suffix, r["files"], name, f"{r['cpu_s']:.2f}", f"{rate:.0f}",
+            rows.append([group, r["files"], name, f"{r['cpu_s']:.2f}", f"{rate:.0f}",
                          f"{rate / base_rate:.2f}", f"{r['min_correlation']:.5f}",
                          f"{r['max_level_db']:.3f}", r["max_length_diff"],
                          len(r["failed"])])  # fmt: skip
@@ -192,24 +195,24 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=rep.RESULTS)
     parser.add_argument("--date", default=None)
     args = parser.parse_args()
-    chosen = groups(args.per_format)
+    chosen = {f"{suffix} fetched": files for suffix, files in groups(args.per_format).items()}
     if not chosen:
         print("no audio: run `make data` first")
         return 1
     run = rep.capture_run(args.date)
     workdir = Path(tempfile.mkdtemp(prefix="segue-decoders-"))
-    chosen.update(transcoded(chosen.get(".ogg", [])[: args.per_format], workdir))
+    chosen.update(transcoded(chosen.get(".ogg fetched", [])[: args.per_format], workdir))
     for decode in DECODERS.values():  # imports and first-call set-up stay out of the passes
         decode(next(iter(chosen.values()))[0])
     results: dict[str, dict[str, Any]] = {}
-    for suffix, files in chosen.items():
+    for group, files in chosen.items():
         references: dict[Path, FloatArray] = {}
         passes = [one_pass(files, references) for _ in range(args.repeats)]
-        results[suffix] = {}
+        results[group] = {}
         for name in DECODERS:
             cpu = sorted(p[name]["cpu_s"] for p in passes)[len(passes) // 2]
             spread = [p[name]["cpu_s"] for p in passes]
-            results[suffix][name] = {**passes[0][name], "cpu_s": cpu, "files": len(files),
+            results[group][name] = {**passes[0][name], "cpu_s": cpu, "files": len(files),
                                      "cpu_s_passes": spread}  # fmt: skip
     shutil.rmtree(workdir, ignore_errors=True)
     text = markdown(run, results, args.repeats)
