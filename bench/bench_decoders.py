@@ -15,7 +15,10 @@ mono). Every decoder reads
 every file once per pass, the decoders taking turns, and the median of the passes is reported.
 Agreement with ffmpeg's output is the correlation, level and length difference.
 
-Run: python bench/bench_decoders.py [--per-format N] [--repeats R]   (needs `make data`)
+With --engine, the whole in-process analysis of the lossless groups is also timed, reading
+through the pipe and in-process in turn (segue.library.decoding chooses the reader).
+
+Run: python bench/bench_decoders.py [--per-format N] [--repeats R] [--engine]   (needs `make data`)
 """
 
 from __future__ import annotations
@@ -165,6 +168,35 @@ def transcoded(files: list[Path], workdir: Path) -> dict[str, list[Path]]:
     return made
 
 
+def engine_ab(chosen: dict[str, list[Path]], repeats: int) -> dict[str, dict[str, float]]:
+    """CPU seconds per audio hour of the whole in-process analysis (segue analyze --local's
+    engine, BLAS on one thread) of each lossless group, reading through the ffmpeg pipe and
+    in-process in turn; medians of `repeats` passes."""
+    import segue.library.decoding as decoding
+    from segue.library import find_sources
+    from segue.library.engine import LocalEngine
+    from segue.native_threads import single_threaded_blas
+
+    single_threaded_blas()
+    engine = LocalEngine()
+    in_process = decoding.IN_PROCESS_SUFFIXES
+    out: dict[str, dict[str, float]] = {}
+    for group, files in chosen.items():
+        if Path(files[0]).suffix.lower() not in in_process or "fetched" in group:
+            continue
+        per_mode: dict[str, list[float]] = {"ffmpeg pipe": [], "in-process": []}
+        for _ in range(repeats):
+            for mode in per_mode:
+                decoding.IN_PROCESS_SUFFIXES = in_process if mode == "in-process" else frozenset()
+                start, audio_s = cpu_s(), 0.0
+                for source in find_sources(files):
+                    audio_s += getattr(engine.analyze(source), "audio_s", 0.0)
+                per_mode[mode].append((cpu_s() - start) / audio_s * 3600)
+        decoding.IN_PROCESS_SUFFIXES = in_process
+        out[group] = {mode: sorted(v)[len(v) // 2] for mode, v in per_mode.items()}
+    return out
+
+
 def markdown(run: rep.RunInfo, results: dict[str, dict[str, Any]], repeats: int) -> str:
     notes = [f"Median of {repeats} passes; each pass runs every decoder over the same files, "
              "one after another in this process. CPU is user + system time, ffmpeg's included.",
@@ -194,6 +226,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=rep.RESULTS)
     parser.add_argument("--date", default=None)
+    parser.add_argument("--engine", action="store_true",
+                        help="also time the whole analysis of the lossless groups both ways")
     args = parser.parse_args()
     chosen = {f"{suffix} fetched": files for suffix, files in groups(args.per_format).items()}
     if not chosen:
@@ -214,10 +248,19 @@ def main() -> int:
             spread = [p[name]["cpu_s"] for p in passes]
             results[group][name] = {**passes[0][name], "cpu_s": cpu, "files": len(files),
                                      "cpu_s_passes": spread}  # fmt: skip
+    engine = engine_ab(chosen, args.repeats) if args.engine else {}
     shutil.rmtree(workdir, ignore_errors=True)
     text = markdown(run, results, args.repeats)
+    if engine:
+        text += "\n".join(["", "Whole analysis (`segue analyze --local`'s engine, one process), "
+                            "CPU seconds per audio hour, reading each way:", "",
+                            *rep.table(["format", "ffmpeg pipe", "in-process", "ratio"],
+                                       [[g, f"{v['ffmpeg pipe']:.2f}", f"{v['in-process']:.2f}",
+                                         f"{v['in-process'] / v['ffmpeg pipe']:.2f}"]
+                                        for g, v in engine.items()], "lrrr")]) + "\n"
     md, _ = rep.write_results(rep.results_stem(args.out, "decoders", run.date), text,
-                              {"run": run.as_dict(), "results": results})  # fmt: skip
+                              {"run": run.as_dict(), "results": results,
+                               "engine": engine})  # fmt: skip
     print(text)
     print(f"wrote {md}")
     return 0

@@ -1,5 +1,5 @@
-"""Decoding a library file: the rate it is decoded at, what is checked before ffmpeg starts,
-and how a failed decode is named.
+"""Decoding a library file: the rate it is decoded at, what is checked before decoding starts,
+which reader decodes it, and how a failed decode is named.
 
 Kept apart from the engine so that callers that only stream the audio to a server (the service
 path, the CLI) do not import the model and the analysis stack.
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
-from segue.audio import DecodeError
+from segue.audio import DecodeError, PcmReader
 from segue.library import outcome as why
+from segue.library.av_reader import IN_PROCESS_SUFFIXES, AvReader
 from segue.library.outcome import Failed
 from segue.library.sources import Source
 
@@ -39,6 +41,18 @@ def check_file(source: Source) -> tuple[os.stat_result | None, Failed | None]:
     return info, None
 
 
+def open_reader(path: Path, *, check_length: bool) -> PcmReader | AvReader:
+    """The cheaper reader of the file's audio at DECODE_RATE_HZ, mono: in this process for
+    lossless formats (the same samples), else ffmpeg's pipe. A lossless file that PyAV cannot
+    open goes to the pipe too, which names the failure as it does for any file."""
+    if path.suffix.lower() in IN_PROCESS_SUFFIXES:
+        try:
+            return AvReader(path, DECODE_RATE_HZ, check_length=check_length)
+        except DecodeError:
+            pass
+    return PcmReader(path, DECODE_RATE_HZ, check_length=check_length)
+
+
 def decode_failure(source: Source, error: DecodeError) -> Failed:
     """Names why ffmpeg failed: the file went away, held no audio, was cut short, or is not
     decodable at all."""
@@ -55,4 +69,4 @@ def decode_failure(source: Source, error: DecodeError) -> Failed:
     return Failed(source, reason, str(error))
 
 
-__all__ = ["DECODE_RATE_HZ", "check_file", "decode_failure"]
+__all__ = ["DECODE_RATE_HZ", "IN_PROCESS_SUFFIXES", "check_file", "decode_failure", "open_reader"]

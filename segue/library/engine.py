@@ -1,4 +1,5 @@
-"""One file through the in-process engine, with its audio streamed from ffmpeg.
+"""One file through the in-process engine, with its audio streamed from ffmpeg (lossless files
+are decoded in this process instead: segue.library.av_reader).
 
 The song is never held whole: ffmpeg decodes ahead into its pipe while the model runs on the
 previous chunk, so decoding overlaps model work and memory does not grow with the file's
@@ -9,14 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segue.audio import DecodeError, PcmReader
+from segue.audio import DecodeError
 from segue.embedding.analysis import build_analysis
 from segue.embedding.local import run_windows
 from segue.embedding.model import StreamModel
 from segue.embedding.settings import EngineSettings
 from segue.embedding.stream_state import SongStream
 from segue.library import outcome as why
-from segue.library.decoding import DECODE_RATE_HZ, check_file, decode_failure
+from segue.library.decoding import DECODE_RATE_HZ, check_file, decode_failure, open_reader
 from segue.library.outcome import Done, Failed, Outcome
 from segue.library.sources import Source
 from segue.v1 import common_pb2
@@ -51,7 +52,7 @@ class LocalEngine:
             return failed or Failed(source, why.UNREADABLE, "no file status")
         stream = SongStream(self.model.spec, source.song_id, self.format, self.settings)
         try:
-            with PcmReader(source.path, DECODE_RATE_HZ, check_length=True) as reader:
+            with open_reader(source.path, check_length=True) as reader:
                 for chunk in reader.chunks(CHUNK_FRAMES):
                     run_windows(self.model, stream, stream.push(chunk))
             run_windows(self.model, stream, stream.finish())

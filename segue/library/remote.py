@@ -17,7 +17,8 @@ from segue.audio import DecodeError, PcmReader
 from segue.client.embedder import EmbedderClient, f32_mono_format
 from segue.client.errors import SegueError, UnavailableError
 from segue.library import outcome as why
-from segue.library.decoding import DECODE_RATE_HZ, check_file, decode_failure
+from segue.library.av_reader import AvReader
+from segue.library.decoding import DECODE_RATE_HZ, check_file, decode_failure, open_reader
 from segue.library.outcome import Done, Failed, Outcome
 from segue.library.sources import Source
 
@@ -70,7 +71,7 @@ def describe_failure(error: SegueError) -> str:
     )
 
 
-async def _pcm(reader: PcmReader, frames: int) -> AsyncIterator[bytes]:
+async def _pcm(reader: PcmReader | AvReader, frames: int) -> AsyncIterator[bytes]:
     """The reader's chunks as f32le bytes, read off the event loop."""
     chunks = reader.chunks(frames)
     while True:
@@ -88,7 +89,7 @@ async def _analyze_one(replicas: _Replicas, source: Source, chunk_s: float) -> O
     replicas.in_flight[index] += 1
     try:
         frames = await replicas.chunk_frames(index, chunk_s)
-        with PcmReader(source.path, DECODE_RATE_HZ, check_length=True) as reader:
+        with open_reader(source.path, check_length=True) as reader:
             result = await replicas.clients[index].analyze_pcm(
                 source.song_id, f32_mono_format(DECODE_RATE_HZ), _pcm(reader, frames),
                 stream_windows=False, checkpoint_interval_s=NO_CHECKPOINTS_S,
