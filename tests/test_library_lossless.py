@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ThreadServer
 
 from segue.audio import PcmReader
-from segue.library import Done, Failed, Source
+from segue.library import Done, Failed, Source, analyze_remote
 from segue.library import outcome as why
 from segue.library.av_reader import AvReader
 from segue.library.decoding import DECODE_RATE_HZ, open_reader
@@ -88,3 +89,14 @@ def test_text_named_as_a_lossless_file_is_undecodable(suffix: str, engine: Local
     failed = engine.analyze(Source(bad, bad.name, "notes"))
     assert isinstance(failed, Failed)
     assert failed.reason == why.UNDECODABLE and bad.name in failed.detail
+
+
+def test_the_service_path_streams_a_flac_read_in_process(
+    engine: LocalEngine, embedder_server: ThreadServer, music_tracks: list[Path], tmp_path: Path
+) -> None:
+    flac = _as(music_tracks[2], tmp_path / "song.flac", FORMATS["flac"])
+    source = Source(flac, flac.name, "song")
+    (remote,) = list(analyze_remote([source], [embedder_server.address]))
+    local = engine.analyze(source)
+    assert isinstance(remote, Done) and isinstance(local, Done)
+    assert list(remote.analysis.feel) == pytest.approx(list(local.analysis.feel), abs=1e-5)
