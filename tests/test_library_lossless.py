@@ -69,12 +69,14 @@ def test_the_engine_gives_a_wav_and_its_flac_copy_the_same_analysis(
     assert list(first.feel) == list(second.feel)  # lossless: the same samples, the same song
 
 
-def test_a_flac_cut_short_of_its_header_is_truncated(engine: LocalEngine, music_tracks: list[Path],
+@pytest.mark.parametrize("suffix", ["flac", "wav"])
+def test_a_file_cut_short_of_its_header_is_truncated(suffix: str, engine: LocalEngine,
+                                                     music_tracks: list[Path],
                                                      tmp_path: Path) -> None:
-    # FLAC's header holds the sample count. A cut WAV is not caught either way: FFmpeg's WAV
-    # reader then estimates the duration from the file's size.
-    whole = _as(music_tracks[0], tmp_path / "whole.flac", FORMATS["flac"])
-    cut = tmp_path / "cut.flac"
+    # FLAC's header holds the frame count; a WAV's, its data size (FFmpeg's own figure for a
+    # cut WAV is estimated from the file's size, so it would not tell).
+    whole = _as(music_tracks[0], tmp_path / f"whole.{suffix}", FORMATS[suffix])
+    cut = tmp_path / f"cut.{suffix}"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     failed = engine.analyze(Source(cut, cut.name, "cut"))
     assert isinstance(failed, Failed)

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segue.audio import TRUNCATION_TOLERANCE, TRUNCATION_TOLERANCE_S, DecodeError
+from segue.library.wav_header import wav_declared_s
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -88,13 +89,20 @@ class AvReader:
             yield np.concatenate(pending)
         self._finish(total)
 
+    def _declared_s(self) -> float | None:
+        """The duration the file declares: a WAV's own header (FFmpeg's figure for a cut WAV
+        comes from its size), else FFmpeg's (FLAC's and AIFF's headers hold the frame count)."""
+        if self._container.format.name == "wav" and (header := wav_declared_s(self.path)):
+            return header
+        duration = self._container.duration  # microseconds
+        return None if duration is None else float(duration) / 1e6
+
     def _finish(self, total_frames: int) -> None:
         if total_frames == 0:
             raise DecodeError(f"{self.path} holds no audio")
-        duration = self._container.duration  # microseconds, from the header
-        if not self.check_length or duration is None:
+        declared = self._declared_s() if self.check_length else None
+        if declared is None:
             return
-        declared = duration / 1e6
         decoded = total_frames / self.sample_rate_hz
         if decoded < declared - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE * declared):
             raise DecodeError(f"truncated: {decoded:.1f} s of audio where {self.path.name} "
