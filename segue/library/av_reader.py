@@ -51,7 +51,6 @@ class AvReader:
             raise DecodeError(f"{self.path} holds no audio stream FFmpeg's libraries can read")
         self._stream = audio[0]
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
-        self._errors: tuple[type[BaseException], ...] = (av.FFmpegError,)
 
     def __enter__(self) -> AvReader:
         return self
@@ -63,11 +62,13 @@ class AvReader:
     def _decoded(self) -> Iterator[FloatArray]:
         """Resampled mono blocks as FFmpeg hands them out; a damaged packet ends the audio
         (the length check then tells a cut file apart)."""
+        import av
+
         try:
             for frame in self._container.decode(self._stream):
                 for out in self._resampler.resample(frame):
                     yield np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1)
-        except self._errors:
+        except av.FFmpegError:
             pass
         for out in self._resampler.resample(None):
             yield np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1)

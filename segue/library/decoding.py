@@ -22,7 +22,7 @@ DECODE_RATE_HZ = 22050
 
 
 def check_file(source: Source) -> tuple[os.stat_result | None, Failed | None]:
-    """The file's stat, or the reason it cannot be read at all (before starting ffmpeg)."""
+    """The file's stat, or the reason it cannot be read at all (before decoding starts)."""
     path = source.path
     try:
         info = path.stat()
@@ -54,7 +54,7 @@ def open_reader(path: Path, *, check_length: bool) -> PcmReader | AvReader:
 
 
 def decode_failure(source: Source, error: DecodeError) -> Failed:
-    """Names why ffmpeg failed: the file went away, held no audio, was cut short, or is not
+    """Names why decoding failed: the file went away, held no audio, was cut short, or is not
     decodable at all."""
     if not source.path.exists():
         return Failed(source, why.VANISHED, "removed while it was decoded")
