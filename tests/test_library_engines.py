@@ -140,3 +140,19 @@ def test_the_service_path_keeps_its_messages_within_each_replicas_chunk_limit(
     local = _by_key(list(analyze_local(sources, jobs=1, model_path=stream_model_path)))
     for key, done in local.items():
         assert remote[key].analysis.feel == pytest.approx(done.analysis.feel, abs=1e-5)
+
+
+def test_a_single_file_is_analysed_in_this_process_whatever_the_jobs(
+    stream_model_path: Path, music_tracks: list[Path]
+) -> None:
+    import psutil  # type: ignore[import-untyped, unused-ignore]
+
+    def pythons() -> set[int]:
+        return {p.pid for p in psutil.Process().children() if "python" in p.name().lower()}
+
+    before = pythons()  # e.g. multiprocessing's resource tracker, left by earlier tests
+    outcomes = analyze_local(_sources(music_tracks[:1]), jobs=4, model_path=stream_model_path)
+    first = next(outcomes)
+    # A pool would still hold its worker processes here, before the iterator is exhausted.
+    assert isinstance(first, Done) and pythons() - before == set()
+    assert list(outcomes) == []

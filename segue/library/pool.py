@@ -45,10 +45,13 @@ def analyze_local(
 ) -> Iterator[Outcome]:
     """Analyses every source; yields each outcome as its file finishes.
 
-    jobs=1 runs in this process (no start-up cost, nothing to pickle). Closing the iterator
-    early (or an exception in the caller) stops the workers.
+    jobs=1 runs in this process (no start-up cost, nothing to pickle), and so does a single
+    file: a worker more than there are files only costs its start-up (measured: one file took
+    4.0 s with two workers, 2.3 s in this process). Closing the iterator early (or an exception
+    in the caller) stops the workers.
     """
-    count = jobs or default_jobs()
+    sources = list(sources)
+    count = max(1, min(jobs or default_jobs(), len(sources)))
     if count == 1:
         single_threaded_blas()  # this process is the analysis: its BLAS threads only spin
         engine = LocalEngine(model_path)
