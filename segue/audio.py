@@ -92,6 +92,17 @@ TRUNCATION_TOLERANCE = 0.02
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
+def check_decoded(path: Path, decoded_s: float, declared_s: float | None) -> None:
+    """Raises DecodeError when a decode yielded no audio, or (declared_s given) fell short of
+    the duration the file declares by more than the tolerance: the file was cut."""
+    if decoded_s <= 0:
+        raise DecodeError(f"{path} holds no audio")
+    if declared_s is not None and decoded_s < declared_s - max(
+            TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE * declared_s):
+        raise DecodeError(f"truncated: {decoded_s:.1f} s of audio where {path.name} "
+                          f"declares {declared_s:.1f} s")
+
+
 def declared_duration_s(log: list[str]) -> float | None:
     """The input duration ffmpeg reports from the file's header, seconds (None: unknown)."""
     for line in log:
@@ -187,14 +198,8 @@ class PcmReader:
             errors = [line for line in log if "[error]" in line or "[fatal]" in line]
             last = errors[-1].split("] ")[-1] if errors else f"exit status {code}"
             raise DecodeError(f"ffmpeg could not decode {self.path}: {last}")
-        if total_bytes == 0:
-            raise DecodeError(f"{self.path} holds no audio")
-        declared = declared_duration_s(log)
         decoded = total_bytes / (4 * self.channels * self.sample_rate_hz)
-        if self.check_length and declared is not None and decoded < declared - max(
-                TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE * declared):
-            raise DecodeError(f"truncated: {decoded:.1f} s of audio where {self.path.name} "
-                              f"declares {declared:.1f} s")
+        check_decoded(self.path, decoded, declared_duration_s(log) if self.check_length else None)
 
     def close(self) -> None:
         """Stops ffmpeg if it still runs and releases the pipe and the error file."""

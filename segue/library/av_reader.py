@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from segue.audio import TRUNCATION_TOLERANCE, TRUNCATION_TOLERANCE_S, DecodeError
+from segue.audio import DecodeError, check_decoded
 from segue.library.wav_header import wav_declared_s
 
 FloatArray = npt.NDArray[np.float32]
@@ -88,7 +88,8 @@ class AvReader:
                 pending, held = [rest], rest.size
         if held:
             yield np.concatenate(pending)
-        self._finish(total)
+        check_decoded(self.path, total / self.sample_rate_hz,
+                      self._declared_s() if self.check_length else None)
 
     def _declared_s(self) -> float | None:
         """The duration the file declares: a WAV's own header (FFmpeg's figure for a cut WAV
@@ -97,17 +98,6 @@ class AvReader:
             return header
         duration = self._container.duration  # microseconds
         return None if duration is None else float(duration) / 1e6
-
-    def _finish(self, total_frames: int) -> None:
-        if total_frames == 0:
-            raise DecodeError(f"{self.path} holds no audio")
-        declared = self._declared_s() if self.check_length else None
-        if declared is None:
-            return
-        decoded = total_frames / self.sample_rate_hz
-        if decoded < declared - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE * declared):
-            raise DecodeError(f"truncated: {decoded:.1f} s of audio where {self.path.name} "
-                              f"declares {declared:.1f} s")
 
     def close(self) -> None:
         self._container.close()

@@ -41,6 +41,7 @@ class _Replicas:
     def __init__(self, addresses: list[str]) -> None:
         self.clients = [EmbedderClient(a) for a in addresses]
         self.in_flight = [0] * len(addresses)
+        # None: not asked yet; 0: the replica states no limit.
         self._max_chunk_bytes: list[int | None] = [None] * len(addresses)
         self._asking = [asyncio.Lock() for _ in addresses]
 
@@ -53,10 +54,10 @@ class _Replicas:
         async with self._asking[index]:
             if self._max_chunk_bytes[index] is None:
                 info = await self.clients[index].model_info()
-                self._max_chunk_bytes[index] = int(info.max_chunk_bytes) or None
+                self._max_chunk_bytes[index] = int(info.max_chunk_bytes)
         limit = self._max_chunk_bytes[index]
         frames = max(1, round(chunk_s * DECODE_RATE_HZ))
-        return frames if limit is None else max(1, min(frames, limit // 4))
+        return max(1, min(frames, limit // 4)) if limit else frames
 
     async def close(self) -> None:
         for client in self.clients:
