@@ -1,10 +1,11 @@
 """Streaming polyphase resampling whose output does not depend on how the input is chunked.
 
 Output sample n is a fixed dot product of a windowed-sinc filter phase with the input samples
-around time n / rate_out, computed the same way whether the input arrives in one piece or in
-many: pushing chunks and then calling `finish()` gives exactly (bit for bit) the output of one
-`push(everything)` + `finish()`. The filter is zero-phase (centred), so output time t matches
-input time t; the input is taken as silence before its first and after its last sample.
+around time n / rate_out (scipy's polyphase FIR kernel, in C), computed the same way whether
+the input arrives in one piece or in many: pushing chunks and then calling `finish()` gives
+exactly (bit for bit) the output of one `push(everything)` + `finish()`. The filter is
+zero-phase (centred), so output time t matches input time t; the input is taken as silence
+before its first and after its last sample.
 
 The whole state (counters and the input history the next outputs need) is exported by
 `state()` so a stream can be checkpointed and resumed on another process.
@@ -19,6 +20,12 @@ from math import gcd
 import numpy as np
 import numpy.typing as npt
 from scipy.signal import firwin
+
+# scipy's polyphase FIR kernel (what scipy.signal.upfirdn runs), kept per filter: upfirdn
+# re-orders the whole prototype on every call, which for rates with a large up factor (22051
+# Hz: 705,600 taps) costs far more than the filtering. scipy is pinned exactly;
+# tests/test_resample.py holds the two equal.
+from scipy.signal._upfirdn import _UpFIRDn
 
 FloatArray = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
@@ -37,11 +44,9 @@ class _Filter:
     up: int  # L
     down: int  # M
     delay: int  # centre of the prototype filter, in upsampled samples
-    phases: Float64Array  # [L, taps]: phases[p, j] = L * h[p + j * L]
-
-    @property
-    def taps(self) -> int:
-        return int(self.phases.shape[1])
+    taps: int  # input samples each output reads (taps per phase)
+    prototype: Float64Array  # [L * taps]: L * h, zero-padded to whole phases
+    kernel: _UpFIRDn  # upfirdn of the prototype, up L, down M, float64
 
 
 @lru_cache(maxsize=32)
@@ -54,8 +59,14 @@ def _design(rate_in: int, rate_out: int) -> _Filter:
     taps = -(-length // up)
     padded = np.zeros(taps * up, dtype=np.float64)
     padded[:length] = h * up
-    phases = np.ascontiguousarray(padded.reshape(taps, up).T)
-    return _Filter(up=up, down=down, delay=(length - 1) // 2, phases=phases)
+    return _Filter(up=up, down=down, delay=(length - 1) // 2, taps=taps, prototype=padded,
+                   kernel=_UpFIRDn(padded, np.float64, up, down))
+
+
+def _aligned_input(f: _Filter) -> int:
+    """An input index `a` with a * up = delay (mod down): where upfirdn's output grid meets
+    the outputs' centres (up and down are coprime, so one exists in every `down` indices)."""
+    return (f.delay * pow(f.up, -1, f.down)) % f.down if f.down > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -141,20 +152,35 @@ class StreamingResampler:
         if end <= start:
             return np.zeros(0, dtype=np.float32)
         out = np.empty(end - start, dtype=np.float32)
-        history = self._history.astype(np.float64)
-        reverse = np.arange(f.taps)
         for block in range(start, end, BLOCK_OUTPUTS):
-            n = np.arange(block, min(end, block + BLOCK_OUTPUTS), dtype=np.int64)
-            centre = n * f.down + f.delay
-            newest = centre // f.up - self._history_start
-            idx = newest[:, None] - reverse[None, :]
-            gathered = history[idx]
-            # Row-wise reduction: each output's sum is independent of the block it is in.
-            values = (f.phases[centre % f.up] * gathered).sum(axis=1)
-            out[block - start : block - start + n.size] = values.astype(np.float32)
+            stop = min(end, block + BLOCK_OUTPUTS)
+            out[block - start : stop - start] = self._outputs(block, stop)
         self._produced = end
         self._trim()
         return out
+
+    def _outputs(self, first: int, stop: int) -> Float64Array:
+        """Outputs first..stop-1, each the dot product of its filter phase with the input
+        history, summed oldest sample first (scipy's polyphase upfirdn, in C).
+
+        upfirdn's output m sits at upsampled index m * down of its input; the input handed to
+        it starts at the latest absolute index `a` at or before the first output's oldest tap
+        with a * up = delay (mod down), so that output n is its output n + (delay - a*up)/down.
+        Every output is then summed from the same samples in the same order wherever it falls
+        in a push, which keeps the result independent of the chunking, bit for bit.
+        """
+        f = self._filter
+        assert f is not None
+        oldest = (first * f.down + f.delay) // f.up - f.taps + 1
+        newest = ((stop - 1) * f.down + f.delay) // f.up
+        a = oldest - (oldest - _aligned_input(f)) % f.down
+        lo = a - self._history_start
+        segment = np.zeros(newest + 1 - a, dtype=np.float64)
+        # Indices before the history (only when `a` precedes the leading silence) stay 0.
+        segment[max(0, -lo) :] = self._history[max(0, lo) : newest + 1 - self._history_start]
+        offset = first + (f.delay - a * f.up) // f.down
+        full: Float64Array = f.kernel.apply_filter(segment)
+        return full[offset : offset + stop - first]
 
     def _trim(self) -> None:
         f = self._filter

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import upfirdn
 
 from segue.audio import SUPPORTED_RATES_HZ
-from segue.resample import StreamingResampler, resample
+from segue.resample import StreamingResampler, _design, resample
 
 MODEL_RATE = 22050
 
@@ -73,3 +74,34 @@ def test_push_after_finish_is_an_error() -> None:
     r.finish()
     with pytest.raises(RuntimeError):
         r.push(np.zeros(10, dtype=np.float32))
+
+
+def _by_definition(x: np.ndarray, rate_in: int) -> np.ndarray:
+    """Output n = sum_j up * h[p + j*up] * x[newest - j], written out in numpy: the definition
+    the polyphase kernel must compute (p, newest: the phase and newest input sample of the
+    upsampled index n*down + delay)."""
+    f = _design(rate_in, MODEL_RATE)
+    taps = f.prototype.reshape(f.taps, f.up).T  # [phase, tap]
+    padded = np.r_[np.zeros(f.taps), x.astype(np.float64), np.zeros(2 * f.taps)]
+    count = -(-x.size * MODEL_RATE // rate_in)
+    centre = np.arange(count) * f.down + f.delay
+    newest = centre // f.up + f.taps
+    window = padded[newest[:, None] - np.arange(f.taps)[None, :]]
+    out: np.ndarray = (taps[centre % f.up] * window).sum(axis=1).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("rate_in", [8000, 16000, 44100, 48000, 96000])
+def test_each_output_is_the_windowed_sinc_dot_product_of_its_input(rate_in: int) -> None:
+    x = (np.random.default_rng(rate_in).standard_normal(rate_in // 2 + 17) * 0.3).astype(
+        np.float32)
+    np.testing.assert_allclose(resample(x, rate_in, MODEL_RATE), _by_definition(x, rate_in),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate_in", [16000, 48000, 22051])
+def test_the_kept_polyphase_kernel_equals_scipys_upfirdn(rate_in: int) -> None:
+    # The resampler keeps scipy's private _UpFIRDn per filter (scipy is pinned exactly).
+    f = _design(rate_in, MODEL_RATE)
+    x = np.random.default_rng(5).standard_normal(3000)
+    assert np.array_equal(f.kernel.apply_filter(x), upfirdn(f.prototype, x, f.up, f.down))

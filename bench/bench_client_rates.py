@@ -1,0 +1,162 @@
+"""What a client's sample rate costs the embedder: the streaming resampler alone, and the
+server's CPU per second of audio, for clients at 22050 Hz (the model's rate, no resampling)
+and at the rates music apps send (44.1 and 48 kHz, and others of `--rates`).
+
+- Resampler: `segue.resample.StreamingResampler` fed 1 s chunks of real music in this
+  process; CPU ms per second of audio (median of `--repeats`).
+- Server: one embedder (`python -m services.embedder`, started by devkit.localstack) serving
+  `--streams` concurrent SDK streams over loopback gRPC, each `--seconds` of real music in 1 s
+  chunks as fast as the server takes them; the server's CPU ms per second of audio (median
+  of `--repeats`).
+
+    nice .venv/bin/python bench/bench_client_rates.py [--rates 22050 44100 48000 96000]
+        [--baseline OLD.json --baseline-label "previous code"]
+
+`--baseline` adds the figures of an earlier run (this script's JSON, e.g. from a checkout of
+older code) beside this run's. Writes bench/results/client_rates_<date>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import report as rep  # noqa: E402
+from bench.bench_embedder import process_cpu_s  # noqa: E402
+from devkit.localstack import running_stack  # noqa: E402
+from segue.audio import decode  # noqa: E402
+from segue.client import EmbedderClient  # noqa: E402
+from segue.client.embedder import chunk_audio, f32_mono_format  # noqa: E402
+from segue.music import find_music  # noqa: E402
+from segue.resample import StreamingResampler  # noqa: E402
+
+MODEL_RATE = 22050
+FloatArray = npt.NDArray[np.float32]
+
+
+def music(rate: int, seconds: float) -> FloatArray:
+    """`seconds` of real music at `rate` Hz (the fetched corpus, else the bundled tracks)."""
+    files = sorted((REPO / "data" / "audio").rglob("*.ogg")) or find_music()
+    parts: list[FloatArray] = []
+    total = 0
+    for path in files:
+        parts.append(decode(path, rate).astype(np.float32))
+        total += parts[-1].size
+        if total >= seconds * rate:
+            break
+    return np.concatenate(parts)[: int(seconds * rate)]
+
+
+def resampler_ms_per_s(audio: FloatArray, rate: int, repeats: int) -> float:
+    """CPU ms per second of audio of the streaming resampler fed 1 s chunks."""
+    runs = []
+    for _ in range(repeats):
+        resampler = StreamingResampler(rate, MODEL_RATE)
+        start = time.process_time()
+        for i in range(0, audio.size, rate):
+            resampler.push(audio[i : i + rate])
+        resampler.finish()
+        runs.append(time.process_time() - start)
+    return 1000 * statistics.median(runs) / (audio.size / rate)
+
+
+async def serve_streams(address: str, chunks: list[bytes], rate: int, streams: int) -> None:
+    async with EmbedderClient(address) as client:
+        await asyncio.gather(*(client.analyze_pcm(f"s{i}", f32_mono_format(rate), chunks)
+                               for i in range(streams)))
+
+
+def server_ms_per_s(audio: FloatArray, rate: int, streams: int, repeats: int,
+                    work: Path) -> float:
+    """The server's CPU ms per second of audio served, median of `repeats` rounds."""
+    chunks = chunk_audio(audio, rate, 1.0)
+    env = {"SEGUE_EXECUTION_PROVIDER": "cpu"}
+    runs = []
+    with running_stack(work / str(rate), env=env, services=["embedder"]) as stack:
+        pid, address = stack.replicas["embedder"][0].pid, stack.grpc["embedder"]
+        asyncio.run(serve_streams(address, chunks[:10], rate, streams))  # warm-up
+        for _ in range(repeats):
+            before = process_cpu_s(pid)
+            asyncio.run(serve_streams(address, chunks, rate, streams))
+            runs.append(process_cpu_s(pid) - before)
+    return 1000 * statistics.median(runs) / (streams * audio.size / rate)
+
+
+def measure(rates: list[int], seconds: float, streams: int, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in rates:
+            audio = music(rate, seconds)
+            out[str(rate)] = {
+                "resampler_ms_per_audio_s": round(resampler_ms_per_s(audio, rate, repeats), 3),
+                "server_ms_per_audio_s": round(
+                    server_ms_per_s(audio, rate, streams, repeats, Path(tmp)), 3),
+            }
+            print(rate, out[str(rate)], flush=True)
+    return out
+
+
+def markdown(run: rep.RunInfo, args: argparse.Namespace, results: dict[str, Any],
+             baseline: dict[str, Any] | None) -> str:
+    notes = ["", f"{args.streams} concurrent streams of {args.seconds:g} s of real music per "
+             f"rate, mono float32 in 1 s chunks; medians of {args.repeats} rounds. "
+             "Server CPU per second of audio includes everything (gRPC, resampling, model, "
+             "structure, checkpoints)."]
+    if baseline:
+        notes.append(f"Baseline ({args.baseline_label}): `{args.baseline}`, run "
+                     f"{baseline['run']['started_utc']} on the same machine.")
+    lines = rep.header("Client sample rates: what resampling costs the embedder", run, notes)
+    reference = results[str(MODEL_RATE)]["server_ms_per_audio_s"] if str(
+        MODEL_RATE) in results else None
+    columns = ["client Hz", "resampler ms / audio s", "server CPU ms / audio s",
+               f"x the {MODEL_RATE} Hz stream"]
+    if baseline:
+        columns += [f"resampler, {args.baseline_label}", f"server, {args.baseline_label}"]
+    rows = []
+    for rate, r in results.items():
+        row: list[object] = [rate, r["resampler_ms_per_audio_s"], r["server_ms_per_audio_s"],
+                             rep.ratio(r["server_ms_per_audio_s"], reference)]
+        if baseline:
+            old = baseline["results"].get(rate, {})
+            row += [old.get("resampler_ms_per_audio_s", "-"), old.get("server_ms_per_audio_s", "-")]
+        rows.append(row)
+    lines += rep.table(columns, rows, "l" + "r" * (len(columns) - 1))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rates", type=int, nargs="+", default=[22050, 44100, 48000, 96000])
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--streams", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--baseline", type=Path, default=None)
+    p.add_argument("--baseline-label", default="previous code")
+    p.add_argument("--date", default=None)
+    p.add_argument("--out", type=Path, default=rep.RESULTS)
+    args = p.parse_args()
+    run = rep.capture_run(args.date)
+    results = measure(args.rates, args.seconds, args.streams, args.repeats)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    text = markdown(run, args, results, baseline)
+    md, _ = rep.write_results(rep.results_stem(args.out, "client_rates", run.date), text,
+                              {"run": run.as_dict(), "results": results})
+    print(text)
+    print(f"wrote {md}")
+
+
+if __name__ == "__main__":
+    main()
