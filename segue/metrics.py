@@ -53,6 +53,11 @@ EMBEDDER_AUDIO_SECONDS = Counter(
     "segue_embedder_audio_seconds",
     "Seconds of audio analysed.",
 )
+EMBEDDER_CHECKPOINT_BYTES = Counter(
+    "segue_embedder_checkpoint_bytes",
+    "Resume-token bytes sent in checkpoints (kept under SEGUE_CHECKPOINT_BYTES_PER_S per "
+    "second of each stream's audio).",
+)
 
 # Matcher.
 MATCHER_QDRANT_UP = Gauge(

@@ -235,6 +235,8 @@ def test_the_floor_itself_is_accepted(embedder_server: ThreadServer) -> None:
     ("min_audio_rate_grace_s", math.inf, "SEGUE_MIN_AUDIO_RATE_GRACE_S"),
     ("token_ttl_s", -1.0, "SEGUE_TOKEN_TTL_S"),
     ("max_song_s", math.nan, "SEGUE_MAX_SONG_S"),
+    ("checkpoint_bytes_per_s", -1.0, "SEGUE_CHECKPOINT_BYTES_PER_S"),
+    ("checkpoint_bytes_per_s", math.inf, "SEGUE_CHECKPOINT_BYTES_PER_S"),
 ])
 def test_invalid_settings_are_refused_naming_their_variable(field: str, value: float,
                                                             variable: str) -> None:
@@ -248,14 +250,16 @@ def test_the_new_settings_are_read_from_the_environment_with_their_defaults(
     defaults = EmbedderConfig.from_env()
     assert (defaults.stream_write_timeout_s, defaults.min_audio_rate,
             defaults.min_audio_rate_grace_s, defaults.token_ttl_s,
-            defaults.token_accept_legacy) == (30.0, 0.5, 10.0, 86400.0, False)
+            defaults.token_accept_legacy, defaults.checkpoint_bytes_per_s) == (
+        30.0, 0.5, 10.0, 86400.0, False, 32768.0)
     for name, value in [("SEGUE_STREAM_WRITE_TIMEOUT_S", "5"), ("SEGUE_MIN_AUDIO_RATE", "0"),
                         ("SEGUE_MIN_AUDIO_RATE_GRACE_S", "3"), ("SEGUE_TOKEN_TTL_S", "0"),
-                        ("SEGUE_TOKEN_ACCEPT_LEGACY", "1")]:
+                        ("SEGUE_TOKEN_ACCEPT_LEGACY", "1"), ("SEGUE_CHECKPOINT_BYTES_PER_S", "0")]:
         monkeypatch.setenv(name, value)
     config = EmbedderConfig.from_env()
     assert (config.stream_write_timeout_s, config.min_audio_rate, config.min_audio_rate_grace_s,
-            config.token_ttl_s, config.token_accept_legacy) == (5.0, 0.0, 3.0, 0.0, True)
+            config.token_ttl_s, config.token_accept_legacy,
+            config.checkpoint_bytes_per_s) == (5.0, 0.0, 3.0, 0.0, True, 0.0)
 
 
 # ---- 6. clients that stop reading --------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Song, ThreadServer, decode_song
+from conftest import Song, ThreadServer, decode_song, make_embedder_server
 
 from segue.audio import mono_to_pcm
 from segue.client.embedder import AnalyzeResult, EmbedderClient, f32_mono_format
@@ -84,13 +86,23 @@ def test_windows_are_not_sent_when_the_client_opts_out(
     assert result.analysis.duration_s == pytest.approx(6.0)
 
 
+@pytest.fixture(scope="module")
+def unbudgeted_server(stream_model_path: Path) -> Iterator[ThreadServer]:
+    """An embedder with no checkpoint token budget: checkpoints at the interval only (each
+    token of a 48 kHz stream carries up to a window of resampled audio, 88 kB, which the
+    default budget spaces out; tests/test_embedder_checkpoint_budget.py)."""
+    server = make_embedder_server(stream_model_path, checkpoint_bytes_per_s=0.0)
+    yield server
+    server.stop()
+
+
 def test_checkpoints_come_every_interval_with_exact_positions(
-    embedder_server: ThreadServer, song_48k: Song,
+    unbudgeted_server: ThreadServer, song_48k: Song,
 ) -> None:
     audio = song_48k.audio[: 48000 * 10]
     chunks = [mono_to_pcm(audio[i : i + 24000], common_pb2.SAMPLE_FORMAT_F32LE)
               for i in range(0, audio.size, 24000)]
-    result = asyncio.run(_analyze(embedder_server.address, "cp", 48000, chunks,
+    result = asyncio.run(_analyze(unbudgeted_server.address, "cp", 48000, chunks,
                                   checkpoint_interval_s=2.0))
     assert [c.position_frames for c in result.checkpoints] == [96000, 192000, 288000, 384000,
                                                                480000]

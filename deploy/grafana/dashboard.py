@@ -162,6 +162,19 @@ def rows() -> list[tuple[str, list[Panel]]]:
                         )
                     ],
                 ),
+                Panel(
+                    "Checkpoint tokens",
+                    "Resume-token bytes sent per second of audio analysed; each stream keeps"
+                    " under SEGUE_CHECKPOINT_BYTES_PER_S (default 32 KiB).",
+                    [
+                        Query(
+                            f"sum(rate(segue_embedder_checkpoint_bytes_total[{RATE}]))"
+                            f" / sum(rate(segue_embedder_audio_seconds_total[{RATE}]))",
+                            "token bytes per audio second",
+                        )
+                    ],
+                    unit="bytes",
+                ),
             ],
         ),
         (

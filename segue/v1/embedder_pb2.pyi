@@ -77,7 +77,14 @@ class StreamConfig(_message.Message):
     """Send `windows` responses as they are computed (default true when unset)."""
     checkpoint_interval_s: _builtins.float
     """Seconds of audio between checkpoints; 0 uses the server default (5 s). Otherwise at
-    least 1 s (each checkpoint carries the stream's whole state) and finite.
+    least 1 s (each checkpoint carries the stream's whole state) and finite. Checkpoints
+    also keep to the server's token budget (SEGUE_CHECKPOINT_BYTES_PER_S, default 32 KiB of
+    tokens per second of audio): a token grows by about 0.7 kB per second of the song (and
+    holds up to 88 kB of resampled audio when the format is not 22050 Hz), so a checkpoint
+    comes no sooner than the previous token's size allows. At 22050 Hz songs up to about 4
+    minutes are unaffected at 5 s (at 44.1 kHz about 2 minutes); a 30-minute stream gets one
+    about every 35-40 s. Keep the audio after the last checkpoint's position_s until the
+    next one arrives.
     """
     @_builtins.property
     def format(self) -> _common_pb2.AudioFormat: ...

@@ -40,6 +40,15 @@ class EmbedderConfig:
         SEGUE_CHECKPOINT_INTERVAL_S: audio seconds between checkpoints by default (default 5;
             at least MIN_CHECKPOINT_INTERVAL_S, 1 s, which also bounds what a stream may ask
             for in StreamConfig.checkpoint_interval_s).
+        SEGUE_CHECKPOINT_BYTES_PER_S: resume-token bytes a stream may be sent per second of
+            its audio (default 32768). Each checkpoint carries the stream's whole state, which
+            grows with the song (about 0.7 kB per second of audio, plus up to 88 kB of
+            resampled audio for formats not at 22050 Hz), so at a fixed interval a stream's
+            token bytes grow with the square of its length. A checkpoint therefore comes no
+            sooner than its predecessor's size allows under this budget: at 22050 Hz songs up
+            to about 4 minutes keep 5 s checkpoints (at 44.1 kHz about 2 minutes), a 30-minute
+            stream gets one about every 35-40 s (bench/bench_checkpoints.py).
+            0 turns the budget off (checkpoints at the interval only).
         SEGUE_SEGMENT_S: length of the analysis' fixed segments, seconds (default 8).
         SEGUE_MIN_TAIL_S: shortest final partial window that is padded and analysed rather
             than dropped, seconds (default 0.1).
@@ -77,6 +86,7 @@ class EmbedderConfig:
     max_clip_s: float = 60.0
     max_chunk_bytes: int = 1024 * 1024
     checkpoint_interval_s: float = 5.0
+    checkpoint_bytes_per_s: float = 32768.0
     segment_s: float = 8.0
     min_tail_s: float = 0.1
     stream_idle_ttl_s: float = 60.0
@@ -117,6 +127,7 @@ class EmbedderConfig:
             max_clip_s=env_float("SEGUE_MAX_CLIP_S", 60.0),
             max_chunk_bytes=env_int("SEGUE_MAX_CHUNK_BYTES", 1024 * 1024),
             checkpoint_interval_s=env_float("SEGUE_CHECKPOINT_INTERVAL_S", 5.0),
+            checkpoint_bytes_per_s=env_float("SEGUE_CHECKPOINT_BYTES_PER_S", 32768.0),
             segment_s=engine.segment_s,
             min_tail_s=engine.min_tail_s,
             stream_idle_ttl_s=env_float("SEGUE_STREAM_IDLE_TTL_S", 60.0),
@@ -149,6 +160,7 @@ class EmbedderConfig:
         at_least_zero = {
             "SEGUE_BATCH_MAX_DELAY_MS": self.batch_max_delay_ms,
             "SEGUE_MIN_AUDIO_RATE": self.min_audio_rate,
+            "SEGUE_CHECKPOINT_BYTES_PER_S": self.checkpoint_bytes_per_s,
             "SEGUE_MIN_AUDIO_RATE_GRACE_S": self.min_audio_rate_grace_s,
             "SEGUE_TOKEN_TTL_S": self.token_ttl_s,
         }

@@ -37,7 +37,12 @@ from segue.embedding.analysis import build_analysis
 from segue.embedding.model import FloatArray, ModelOutputs, StreamModel
 from segue.embedding.stream_state import PendingWindow, SongStream, StreamSettings
 from segue.log import get_logger
-from segue.metrics import EMBEDDER_ACTIVE_STREAMS, EMBEDDER_AUDIO_SECONDS, EMBEDDER_CHUNK_DURATION
+from segue.metrics import (
+    EMBEDDER_ACTIVE_STREAMS,
+    EMBEDDER_AUDIO_SECONDS,
+    EMBEDDER_CHECKPOINT_BYTES,
+    EMBEDDER_CHUNK_DURATION,
+)
 from segue.song_ids import song_id_problem
 from segue.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.embedder.batcher import Batcher, BatcherClosedError
@@ -395,12 +400,17 @@ class _AnalyzeCall:
         else:
             stream = SongStream(self.servicer.model.spec, self.song_id, config.format,
                                 self.servicer.settings)
-        self.next_checkpoint_s = self._after(stream.position_s)
+        self.next_checkpoint_s = self._after(stream.position_s, len(config.resume_token))
         return stream
 
-    def _after(self, position_s: float) -> float:
+    def _after(self, position_s: float, token_bytes: int) -> float:
+        """When the checkpoint after one at `position_s` (s of audio) is due: at the next
+        multiple of the interval, and no sooner than a token of `token_bytes` (the last one
+        sent; the next is a little larger) fits SEGUE_CHECKPOINT_BYTES_PER_S."""
         step = self.checkpoint_interval_s
-        return float((np.floor(position_s / step + 1e-9) + 1) * step)
+        due = float((np.floor(position_s / step + 1e-9) + 1) * step)
+        budget = self.config.checkpoint_bytes_per_s
+        return max(due, position_s + token_bytes / budget) if budget > 0 else due
 
     def _resume(self, config: embedder_pb2.StreamConfig) -> SongStream:
         try:
@@ -449,7 +459,8 @@ class _AnalyzeCall:
         token = self.servicer.codec.encode(TokenContents(
             song_id=self.song_id, model_name=spec.name, model_version=spec.version,
             model_sha256=spec.sha256, arrays=stream.snapshot()))
-        self.next_checkpoint_s = self._after(stream.position_s)
+        self.next_checkpoint_s = self._after(stream.position_s, len(token))
+        EMBEDDER_CHECKPOINT_BYTES.inc(len(token))
         return embedder_pb2.AnalyzeResponse(
             song_id=self.song_id,
             checkpoint=embedder_pb2.Checkpoint(
