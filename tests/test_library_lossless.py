@@ -69,12 +69,12 @@ def test_the_engine_gives_a_wav_and_its_flac_copy_the_same_analysis(
     assert list(first.feel) == list(second.feel)  # lossless: the same samples, the same song
 
 
-@pytest.mark.parametrize("suffix", ["flac", "wav"])
+@pytest.mark.parametrize("suffix", ["flac", "wav", "aiff"])
 def test_a_file_cut_short_of_its_header_is_truncated(suffix: str, engine: LocalEngine,
                                                      music_tracks: list[Path],
                                                      tmp_path: Path) -> None:
-    # FLAC's header holds the frame count; a WAV's, its data size (FFmpeg's own figure for a
-    # cut WAV is estimated from the file's size, so it would not tell).
+    # FLAC's and AIFF's headers hold the frame count; a WAV's, its data size (FFmpeg's own
+    # figure for a cut WAV is estimated from the file's size, so it would not tell).
     whole = _as(music_tracks[0], tmp_path / f"whole.{suffix}", FORMATS[suffix])
     cut = tmp_path / f"cut.{suffix}"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
