@@ -38,12 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import report as rep  # noqa: E402
+from bench.bench_client_rates import music  # noqa: E402
 from bench.bench_embedder import own_cpu_s, process_cpu_s  # noqa: E402
 from devkit.localstack import running_stack  # noqa: E402
-from segue.audio import decode  # noqa: E402
 from segue.client import EmbedderClient  # noqa: E402
 from segue.client.embedder import AnalyzeResult, chunk_audio, f32_mono_format  # noqa: E402
-from segue.music import find_music  # noqa: E402
 
 CHUNK_S = 4.0
 INTERVAL_S = 5.0
@@ -63,25 +62,6 @@ class Run:
     server_cpu_s_per_audio_min: float
     client_cpu_s_per_audio_min: float
     wall_s: float
-
-
-def long_audio(minutes: float, rate: int) -> FloatArray:
-    """`minutes` of real music at `rate` Hz, songs one after another (the corpus, else the
-    bundled tracks)."""
-    corpus = sorted((REPO / "data" / "audio").rglob("*.ogg"))
-    files = corpus or find_music()
-    need = int(minutes * 60 * rate)
-    parts: list[FloatArray] = []
-    total = 0
-    for path in files:
-        song = decode(path, rate).astype(np.float32)
-        parts.append(song)
-        total += song.size
-        if total >= need:
-            break
-    if total < need:  # too little music: cycle it
-        parts = parts * (need // max(total, 1) + 1)
-    return np.concatenate(parts)[:need]
 
 
 async def stream(address: str, audio: FloatArray, rate: int, song_id: str,
@@ -185,7 +165,7 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for rate in a.rates:
-            audio = long_audio(max(a.minutes), rate)
+            audio = music(rate, max(a.minutes) * 60)
             for minutes in a.minutes:
                 for budget in a.budgets:
                     clip = audio[: int(minutes * 60 * rate)]

@@ -60,6 +60,8 @@ def music(rate: int, seconds: float, channels: int = 1) -> FloatArray:
         total += len(parts[-1])
         if total >= seconds * rate:
             break
+    if total < seconds * rate:  # too little music (the bundled tracks only): cycle it
+        parts = parts * (int(seconds * rate) // max(total, 1) + 1)
     return np.concatenate(parts)[: int(seconds * rate)]
 
 

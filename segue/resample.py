@@ -24,7 +24,7 @@ from scipy.signal import firwin
 # scipy's polyphase FIR kernel (what scipy.signal.upfirdn runs), kept per filter: upfirdn
 # re-orders the whole prototype on every call, which for rates with a large up factor (22051
 # Hz: 705,600 taps) costs far more than the filtering. scipy is pinned exactly;
-# tests/test_resample.py holds the two equal.
+# tests/test_embedder_resample.py holds the two equal.
 from scipy.signal._upfirdn import _UpFIRDn
 
 FloatArray = npt.NDArray[np.float32]
