@@ -99,3 +99,23 @@ def test_a_result_holding_megabytes_of_tokens_prints_as_a_short_summary() -> Non
                            checkpoints=tokens)
     assert repr(result) == ("AnalyzeResult(song_id='long', duration_s=16, windows=0, "
                             "checkpoints=3, last_checkpoint_s=15.0)")
+
+
+def test_a_client_may_keep_only_the_last_checkpoint_which_is_all_a_resume_needs(
+    budget_server: ThreadServer, music_tracks: list[Path],
+) -> None:
+    audio = songs_in_a_row(music_tracks, 40.0)
+
+    async def run(keep: str) -> AnalyzeResult:
+        async with EmbedderClient(budget_server.address) as client:
+            return await client.analyze_pcm(
+                "long", f32_mono_format(RATE), chunk_audio(audio, RATE, 1.0),
+                stream_windows=False, checkpoint_interval_s=INTERVAL_S,
+                keep_checkpoints=keep)  # type: ignore[arg-type]
+
+    every, last = asyncio.run(run("all")), asyncio.run(run("last"))
+    assert len(every.checkpoints) > 1
+    # Tokens are sealed afresh (nonce, expiry) each run: compare where they stand.
+    assert [c.position_frames for c in last.checkpoints] == [every.checkpoints[-1].position_frames]
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        asyncio.run(run("first"))

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc
 import numpy as np
@@ -60,7 +60,8 @@ _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 @dataclass(repr=False)
 class AnalyzeResult:
     """What one Analyze stream returned: the song's analysis, and the windows and checkpoints
-    sent before it (windows only when the stream asked for them)."""
+    sent before it (windows only when the stream asked for them; checkpoints all, or only the
+    last with `keep_checkpoints="last"`)."""
 
     analysis: SongAnalysis
     windows: list[WindowEmbedding] = field(default_factory=list)
@@ -164,10 +165,17 @@ class EmbedderClient(ServiceClient):
         resume_token: bytes = b"",
         stream_windows: bool = True,
         checkpoint_interval_s: float = 0.0,
+        keep_checkpoints: Literal["all", "last"] = "all",
         on_response: Callable[[AnalyzeResponse], None] | None = None,
         timeout_s: CallTimeout = USE_CLIENT_TIMEOUT,
     ) -> AnalyzeResult:
-        """Streams raw PCM chunks; returns the analysis with the windows and checkpoints."""
+        """Streams raw PCM chunks; returns the analysis with the windows and checkpoints.
+
+        `keep_checkpoints="last"` keeps only the latest checkpoint, all a resume needs: each
+        token holds the stream's whole state, so a 30-minute stream's tokens take about 50 MB.
+        """
+        if keep_checkpoints not in ("all", "last"):
+            raise ValueError(f"keep_checkpoints must be 'all' or 'last', got {keep_checkpoints!r}")
         windows: list[WindowEmbedding] = []
         checkpoints: list[Checkpoint] = []
         analysis: SongAnalysis | None = None
@@ -182,6 +190,8 @@ class EmbedderClient(ServiceClient):
             if kind == "windows":
                 windows.extend(response.windows.windows)
             elif kind == "checkpoint":
+                if keep_checkpoints == "last":
+                    checkpoints.clear()
                 checkpoints.append(response.checkpoint)
             elif kind == "analysis":
                 analysis = response.analysis
