@@ -73,13 +73,17 @@ async def stream(address: str, audio: FloatArray, rate: int, song_id: str,
             checkpoint_interval_s=INTERVAL_S)
 
 
+def server_env(budget: float) -> dict[str, str]:
+    """The embedder's settings for a run under `budget` (0: off); songs up to 2 hours."""
+    return {"SEGUE_CHECKPOINT_BYTES_PER_S": str(budget), "SEGUE_MAX_SONG_S": "7200",
+            "SEGUE_EXECUTION_PROVIDER": "cpu"}
+
+
 def measure(budget: float, audio: FloatArray, rate: int, work: Path, repeats: int) -> Run:
     """`repeats` streams of `audio` (at `rate` Hz) under `budget` on one server: token
     figures (the same every time), and the median CPU and wall time."""
     minutes = audio.size / rate / 60
-    env = {"SEGUE_CHECKPOINT_BYTES_PER_S": str(budget), "SEGUE_MAX_SONG_S": "7200",
-           "SEGUE_EXECUTION_PROVIDER": "cpu"}
-    with running_stack(work / f"{rate}-{minutes}-{budget}", env=env,
+    with running_stack(work / f"{rate}-{minutes}-{budget}", env=server_env(budget),
                        services=["embedder"]) as stack:
         replica, address = stack.replicas["embedder"][0], stack.grpc["embedder"]
         asyncio.run(stream(address, audio[: 10 * rate], rate, "warm-up"))  # first-run set-up
@@ -106,9 +110,8 @@ def measure(budget: float, audio: FloatArray, rate: int, work: Path, repeats: in
 
 def resume_check(audio: FloatArray, rate: int, budget: float, work: Path) -> dict[str, object]:
     """Resumes a budgeted stream from its last checkpoint: the same analysis?"""
-    env = {"SEGUE_CHECKPOINT_BYTES_PER_S": str(budget), "SEGUE_MAX_SONG_S": "7200",
-           "SEGUE_EXECUTION_PROVIDER": "cpu"}
-    with running_stack(work / "resume", env=env, services=["embedder"]) as stack:
+    with running_stack(work / "resume", env=server_env(budget),
+                       services=["embedder"]) as stack:
         address = stack.grpc["embedder"]
         full = asyncio.run(stream(address, audio, rate, "resume"))
         last = full.checkpoints[-1]

@@ -45,6 +45,9 @@ class _Filter:
     down: int  # M
     delay: int  # centre of the prototype filter, in upsampled samples
     taps: int  # input samples each output reads (taps per phase)
+    # An input index a with a * up = delay (mod down): where upfirdn's output grid meets the
+    # outputs' centres (up and down are coprime, so one exists in every `down` indices).
+    aligned: int
     prototype: Float64Array  # [L * taps]: L * h, zero-padded to whole phases
     kernel: _UpFIRDn  # upfirdn of the prototype, up L, down M, float64
 
@@ -59,14 +62,10 @@ def _design(rate_in: int, rate_out: int) -> _Filter:
     taps = -(-length // up)
     padded = np.zeros(taps * up, dtype=np.float64)
     padded[:length] = h * up
-    return _Filter(up=up, down=down, delay=(length - 1) // 2, taps=taps, prototype=padded,
+    delay = (length - 1) // 2
+    aligned = (delay * pow(up, -1, down)) % down if down > 1 else 0
+    return _Filter(up=up, down=down, delay=delay, taps=taps, aligned=aligned, prototype=padded,
                    kernel=_UpFIRDn(padded, np.float64, up, down))
-
-
-def _aligned_input(f: _Filter) -> int:
-    """An input index `a` with a * up = delay (mod down): where upfirdn's output grid meets
-    the outputs' centres (up and down are coprime, so one exists in every `down` indices)."""
-    return (f.delay * pow(f.up, -1, f.down)) % f.down if f.down > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ class StreamingResampler:
         assert f is not None
         oldest = (first * f.down + f.delay) // f.up - f.taps + 1
         newest = ((stop - 1) * f.down + f.delay) // f.up
-        a = oldest - (oldest - _aligned_input(f)) % f.down
+        a = oldest - (oldest - f.aligned) % f.down
         lo = a - self._history_start
         segment = np.zeros(newest + 1 - a, dtype=np.float64)
         # Indices before the history (only when `a` precedes the leading silence) stay 0.

@@ -42,13 +42,14 @@ def songs_in_a_row(music_tracks: list[Path], seconds: float) -> np.ndarray:
 
 
 def stream(address: str, audio: np.ndarray, resume_token: bytes = b"",
-           interval_s: float = INTERVAL_S) -> AnalyzeResult:
+           interval_s: float = INTERVAL_S, keep: str = "all") -> AnalyzeResult:
     async def run() -> AnalyzeResult:
         async with EmbedderClient(address) as client:
             return await client.analyze_pcm(
                 "long", f32_mono_format(RATE), chunk_audio(audio, RATE, 1.0),
                 resume_token=resume_token, stream_windows=False,
-                checkpoint_interval_s=interval_s)
+                checkpoint_interval_s=interval_s,
+                keep_checkpoints=keep)  # type: ignore[arg-type]
 
     return asyncio.run(run())
 
@@ -105,17 +106,10 @@ def test_a_client_may_keep_only_the_last_checkpoint_which_is_all_a_resume_needs(
     budget_server: ThreadServer, music_tracks: list[Path],
 ) -> None:
     audio = songs_in_a_row(music_tracks, 40.0)
-
-    async def run(keep: str) -> AnalyzeResult:
-        async with EmbedderClient(budget_server.address) as client:
-            return await client.analyze_pcm(
-                "long", f32_mono_format(RATE), chunk_audio(audio, RATE, 1.0),
-                stream_windows=False, checkpoint_interval_s=INTERVAL_S,
-                keep_checkpoints=keep)  # type: ignore[arg-type]
-
-    every, last = asyncio.run(run("all")), asyncio.run(run("last"))
+    every = stream(budget_server.address, audio)
+    last = stream(budget_server.address, audio, keep="last")
     assert len(every.checkpoints) > 1
     # Tokens are sealed afresh (nonce, expiry) each run: compare where they stand.
     assert [c.position_frames for c in last.checkpoints] == [every.checkpoints[-1].position_frames]
     with pytest.raises(ValueError, match="keep_checkpoints"):
-        asyncio.run(run("first"))
+        stream(budget_server.address, audio, keep="first")
