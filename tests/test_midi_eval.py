@@ -16,11 +16,11 @@ from bench.eval_midi import (
 )
 from bench.eval_transforms import (
     SR,
+    STRETCHES,
     TEMPO_RATIOS,
     Reading,
     segue_reading,
     shift_pitch,
-    stretch_tempo,
     summarise,
     transform_row,
 )
@@ -52,10 +52,11 @@ def test_boundaries_within_three_seconds_count_for_hr3f_but_not_hr05f() -> None:
     assert scores["hr3f"] == 1.0 and scores["hr05f"] == 0.0
 
 
-def test_a_tempo_copy_is_shorter_by_the_ratio_and_keeps_its_pitch() -> None:
+@pytest.mark.parametrize("how", list(STRETCHES))
+def test_a_tempo_copy_is_shorter_by_the_ratio_and_keeps_its_pitch(how: str) -> None:
     t = np.arange(4 * SR) / SR
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
-    fast = stretch_tempo(tone, 1.08)
+    fast = STRETCHES[how](tone, 1.08)
     # WSOLA leaves out the last partial frame (under 0.1 s).
     assert len(fast) == pytest.approx(len(tone) / 1.08, abs=0.1 * SR)
     spectrum = np.abs(np.fft.rfft(fast[SR : 2 * SR]))
@@ -131,6 +132,11 @@ def test_each_reader_is_checked_on_the_same_copies_and_reported_beside_segue() -
     table = "\n".join(transform_lines(summary, [row]))
     assert "| check | copies | Segue | twin | target | met |" in table
     assert "| tempo ratio within 2% | 2 | 100.0% | 100.0% | >= 95% | yes |" in table
+    # Every stretch's copies are read; the first is the check, the others a second row.
+    assert set(ours["tempo_by_stretch"]) == set(STRETCHES)
+    assert ours["tempo"] == ours["tempo_by_stretch"]["rubberband"]
+    assert "| the same, wsola copies (earlier runs' stretch) | 2 | 100.0% | 100.0% | - | - |" \
+        in table
 
 
 def test_the_copies_table_keeps_its_columns_without_peers() -> None:
@@ -150,8 +156,8 @@ def test_a_tempo_only_reader_gets_the_tempo_copies_and_no_key_share() -> None:
         return Reading(segue_reading(audio).bpm, None, None)
 
     row = transform_row("song", song.audio, {"ours": segue_reading, "beats": beats_only})
-    # The original and the two stretched copies only: the transposed copies are not read.
-    assert len(shifted) == 1 + len(TEMPO_RATIOS)
+    # The original and the stretched copies only: the transposed copies are not read.
+    assert len(shifted) == 1 + len(STRETCHES) * len(TEMPO_RATIOS)
     assert row["beats"]["key"] == "-" and row["beats"]["pitch"] == []
     assert [c["ratio"] for c in row["beats"]["tempo"]] == list(TEMPO_RATIOS)
     summary = summarise([row])
