@@ -2,14 +2,17 @@
 
 Sources (and only these):
 - ../shared/music/librosa/*.ogg when present (8 recordings, CC-BY / CC-BY-NC / PD);
-- the Debian packages of training/sources.py (20 game soundtracks from ../shared/data-sources.md;
-  six of them held out of training), fetched with `apt-get download` and unpacked with
-  `dpkg-deb -x` (no install, works as root); only their music folders are kept;
+- the Debian packages of training/sources.py (37 game soundtracks and 14 packages of tracker
+  modules from ../shared/data-sources.md; six soundtracks held out of training), fetched with
+  `apt-get download` and unpacked with `dpkg-deb -x` (no install, works as root); only their
+  music folders are kept, and tracker modules are rendered once through to 22050 Hz mono FLAC
+  with openmpt123 (Debian);
 - the PyPI package immich-memories-music (labels: mood = folder, style = file name);
 - a local copy of FMA when given with --fma (see training/fma.py).
 
-Writes data/audio/<source>/... (the original files, music only, with the packages' copyright
-files), data/cache/<track>.npy (mono float16 at 22050 Hz) and data/catalog.json, where every
+Writes data/audio/<source>/... (the original files or the modules' renderings, music only,
+with the packages' copyright files), data/cache/<track>.npy (mono float16 at 22050 Hz) and
+data/catalog.json, where every
 track carries its source, package, licence and content hash (SHA-256 of the file). Files that
 will not decode, files under 30 s (jingles) and byte-identical copies are left out.
 Run: python scripts/fetch_data.py  (or `make data`). Idempotent: existing outputs are kept.

@@ -8,6 +8,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # fluidsynth and two General MIDI soundfonts render the MIDI set and its tests (issue 17).
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
+# openmpt123 renders the tracker modules of the training corpus (`make data`).
+command -v openmpt123 >/dev/null 2>&1 || need+=(openmpt123)
 # Rubber Band stretches the tempo copies of the structure evaluation (bench/eval_transforms.py).
 command -v rubberband >/dev/null 2>&1 || need+=(rubberband-cli)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)

@@ -37,10 +37,29 @@ def fetch_debian(source: PackageSource, audio_dir: Path) -> None:
         for f in source.music_files(unpacked):
             folder = next(unpacked / d for d in source.music_dirs if f.is_relative_to(unpacked / d))
             target = dest / f.relative_to(folder)
+            if source.tracker:
+                f = render_module(f)
+                target = target.with_name(f.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
         # Written last: its presence marks the source as complete.
         shutil.copy2(unpacked / "usr/share/doc" / source.package / "copyright", dest / "copyright")
+
+
+def render_module(module: Path) -> Path:
+    """Renders a tracker module once through to `<module>.flac` beside it (22050 Hz mono
+    16-bit, no dither: the same file every time) with Debian's openmpt123; returns its path.
+    The song is played to its end once: a module's loop back is not rendered again."""
+    subprocess.run(
+        [
+            "openmpt123", "--render", "--quiet", "--force", "--samplerate", str(SAMPLE_RATE_HZ),
+            "--channels", "1", "--no-float", "--dither", "0", "--repeat", "0",
+            "--output-type", "flac", "--", str(module),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return module.with_name(module.name + ".flac")
 
 
 def _catalogue(

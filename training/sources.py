@@ -3,6 +3,7 @@
 Every source is a Debian package from ../shared/data-sources.md (the allowed list), fetched
 with `apt-get download` and unpacked with `dpkg-deb -x` (nothing is installed). Only the files
 under the package's music folders are used; the package's copyright file is kept beside them.
+Tracker-module packages (`tracker=True`) are rendered to audio when fetched (training.corpus).
 The licence strings are the music's licence as the package's copyright file states it.
 
 HELD_OUT_SOURCES are never trained on: `make eval` reports the leave-source-out protocol on
@@ -18,6 +19,8 @@ from pathlib import Path
 # Shorter files are jingles and sound effects, not songs.
 MIN_TRACK_SECONDS = 30.0
 AUDIO_SUFFIXES = frozenset({".ogg", ".oga", ".mp3", ".flac", ".wav", ".opus", ""})
+# Tracker modules, rendered to audio by training.corpus (openmpt123).
+MODULE_SUFFIXES = frozenset({".mod", ".xm", ".it", ".s3m", ".stm"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class PackageSource:
     prefix: str = ""
     # Name fragments of files that are not songs of their own (raw copies, stems).
     skip: tuple[str, ...] = ()
+    # The package holds tracker modules (rendered when fetched), not recordings.
+    tracker: bool = False
 
     def music_files(self, unpacked: Path) -> list[Path]:
         """The package's music files (any audio suffix, or none), sorted by path."""
@@ -45,7 +50,7 @@ class PackageSource:
 
     def _wanted(self, f: Path) -> bool:
         return (
-            f.suffix.lower() in AUDIO_SUFFIXES
+            f.suffix.lower() in (MODULE_SUFFIXES if self.tracker else AUDIO_SUFFIXES)
             and f.name.startswith(self.prefix)
             and not any(s in f.name for s in self.skip)
             and f.name != "copyright"
@@ -157,6 +162,249 @@ PACKAGES: tuple[PackageSource, ...] = (
         ("usr/share/asterisk/moh",),
         "CC-BY-SA-3.0",
         "downtempo electronic",
+    ),
+    PackageSource(
+        "berusky2",
+        "berusky2-data",
+        (_games("berusky2/music"),),
+        "GPL-2+",
+        "puzzle-game score: orchestral, ambient",
+    ),
+    PackageSource(
+        "supertuxkart",
+        "supertuxkart-data",
+        (_games("supertuxkart/data/music"),),
+        "CC-BY-SA-3.0 / CC-BY-SA-4.0, some GPL (per file)",
+        "kart-racing pop, rock, electronic",
+        # The sped-up copies the game plays on the last lap.
+        skip=("_fast", "farm_f"),
+    ),
+    PackageSource(
+        "freedroidrpg",
+        "freedroidrpg-data",
+        ("usr/share/freedroidrpg/data/sound/music",),
+        "GPL-2+",
+        "sci-fi RPG: ambient, electronic",
+    ),
+    PackageSource(
+        "unknownhorizons",
+        "unknown-horizons",
+        ("usr/share/unknown-horizons/content/audio/music",),
+        "CC-BY-SA-3.0 / GPL-2+",
+        "colonial strategy: folk, orchestral",
+    ),
+    PackageSource(
+        "flare",
+        "flare-game",
+        (_games("flare/mods/fantasycore/music"),),
+        "CC-BY-SA-3.0+",
+        "fantasy action-RPG orchestral",
+    ),
+    PackageSource(
+        "megaglest",
+        "megaglest-data",
+        (
+            _games("megaglest/data/core/menu/music"),
+            *(
+                _games(f"megaglest/techs/megapack/factions/{f}/music")
+                for f in ("egypt", "indian", "magic", "norsemen", "persian", "romans", "tech")
+            ),
+        ),
+        "CC-BY-SA-3.0",
+        "strategy: world, medieval, orchestral, electronic",
+    ),
+    PackageSource(
+        "warmux",
+        "warmux-data",
+        (_games("warmux/music"),),
+        "GPL-2",
+        "comic game score, rock, world",
+    ),
+    PackageSource(
+        "openclonk",
+        "openclonk-data",
+        (_games("openclonk/Music.ocg"),),
+        "CC-BY-3.0 / CC0",
+        "adventure orchestral, folk",
+    ),
+    PackageSource(
+        "freecol",
+        "freecol",
+        (_games("freecol/default/resources/music/default"),),
+        "CC-BY-4.0",
+        "colonial-era orchestral, folk",
+    ),
+    PackageSource(
+        "freedink",
+        "freedink-data",
+        (_games("dink/dink/Sound"),),
+        "GPL-3 / CC-BY-3.0 / CC-BY-SA-3.0 (per file)",
+        "fantasy RPG: medieval, comic",
+    ),
+    PackageSource(
+        "fof_sectoid",
+        "fretsonfire-songs-sectoid",
+        (_games("fretsonfire/data/songs/sectoid"),),
+        "GPL / MIT-style",
+        "rock, metal",
+        # The separate guitar (and rhythm) stems beside each song.
+        skip=("guitar", "rhythm"),
+    ),
+    PackageSource(
+        "fof_muldjord",
+        "fretsonfire-songs-muldjord",
+        (_games("fretsonfire/data/songs/muldjord"),),
+        "CC-BY-SA-3.0",
+        "rock, metal",
+        skip=("guitar", "rhythm"),
+    ),
+    PackageSource(
+        "lordsawar",
+        "lordsawar-data",
+        (_games("lordsawar/music"),),
+        "GPL-3+",
+        "fantasy strategy orchestral",
+    ),
+    PackageSource(
+        "frozenbubble",
+        "frozen-bubble-data",
+        (_games("frozen-bubble/snd"),),
+        "GPL-2",
+        "arcade pop, electronic",
+    ),
+    PackageSource(
+        "xmoto",
+        "xmoto-data",
+        (_games("xmoto/Textures/Musics"),),
+        "GPL-2+",
+        "electronic, rock",
+    ),
+    PackageSource(
+        "adonthell",
+        "adonthell-data",
+        (_games("adonthell/games/wastesedge/audio"),),
+        "GPL-2+",
+        "fantasy RPG: medieval, ambient",
+    ),
+    PackageSource(
+        "btanks",
+        "btanks-data",
+        (_games("btanks/data/tunes"),),
+        "Battle Tanks licence (see its copyright)",
+        "action-game rock, electronic",
+    ),
+    # Tracker modules, rendered to 22050 Hz mono FLAC by training.corpus when fetched.
+    PackageSource(
+        "ironseed",
+        "ironseed-data",
+        ("usr/share/games/ironseed/sound",),
+        "GPL-3+",
+        "sci-fi tracker (MOD)",
+        tracker=True,
+    ),
+    PackageSource(
+        "tecnoballz",
+        "tecnoballz-data",
+        ("usr/share/games/tecnoballz/musics",),
+        "GPL-3+",
+        "arcade tracker (MOD)",
+        tracker=True,
+    ),
+    PackageSource(
+        "pekkakana2",
+        "pekka-kana-2-data",
+        ("usr/share/games/pekka-kana-2/data/music",),
+        "BSD-2",
+        "platformer tracker (XM)",
+        tracker=True,
+    ),
+    PackageSource(
+        "heroes",
+        "heroes-sound-tracks",
+        ("usr/share/games/heroes/mod",),
+        "GPL-2+",
+        "arcade tracker (XM)",
+        tracker=True,
+    ),
+    PackageSource(
+        "pingus",
+        "pingus-data",
+        ("usr/share/games/pingus/data/music",),
+        "GPL-2",
+        "puzzle-game tracker (IT, S3M)",
+        tracker=True,
+    ),
+    PackageSource(
+        "freedroid",
+        "freedroid-data",
+        ("usr/share/games/freedroid/sound",),
+        "GPL-2+",
+        "sci-fi tracker (MOD)",
+        tracker=True,
+    ),
+    PackageSource(
+        "rafkill",
+        "rafkill-data",
+        ("usr/share/games/rafkill/music",),
+        "LGPL-2",
+        "shooter tracker (XM)",
+        tracker=True,
+    ),
+    PackageSource(
+        "pachi",
+        "pachi-data",
+        ("usr/share/pachi/music",),
+        "GPL",
+        "platformer tracker (S3M)",
+        tracker=True,
+    ),
+    PackageSource(
+        "biniax2",
+        "biniax2-data",
+        ("usr/share/games/biniax2/music",),
+        "zlib",
+        "puzzle-game tracker (IT)",
+        tracker=True,
+    ),
+    PackageSource(
+        "openinvaders",
+        "open-invaders-data",
+        ("usr/share/open-invaders",),
+        "GPL-2+",
+        "arcade tracker (MOD)",
+        tracker=True,
+    ),
+    PackageSource(
+        "bomberclone",
+        "bomberclone-data",
+        ("usr/share/games/bomberclone/music",),
+        "GPL-2",
+        "arcade tracker (XM, MOD)",
+        tracker=True,
+    ),
+    PackageSource(
+        "madbomber",
+        "madbomber-data",
+        ("usr/share/games/madbomber/music",),
+        "GPL-2",
+        "arcade tracker (MOD, IT, S3M)",
+        tracker=True,
+    ),
+    PackageSource(
+        "bb",
+        "bb",
+        ("usr/share/bb",),
+        "GPL-2+",
+        "demoscene tracker (S3M)",
+        tracker=True,
+    ),
+    PackageSource(
+        "penguincommand",
+        "penguin-command",
+        ("usr/share/games/penguin-command/sound",),
+        "GPL-2+",
+        "arcade tracker (S3M)",
+        tracker=True,
     ),
     # Held out (HELD_OUT_SOURCES): never trained on.
     PackageSource(
