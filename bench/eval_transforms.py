@@ -101,7 +101,7 @@ def segue_reading(audio: np.ndarray) -> Reading:
 def transform_row(name: str, audio: np.ndarray, readers: Mapping[str, Reader]) -> dict[str, Any]:
     """Per reader (Segue, a peer): the original's tempo and key, and each copy's tempo ratio
     and key shift against it. Every reader sees the same copies. "tempo" holds the copies of
-    the first of STRETCHES; "tempo_by_stretch" every stretch's, by name."""
+    the first of STRETCHES, "tempo_other" those of each other stretch, by name."""
     audio = audio[: int(EXCERPT_S * SR)].astype(np.float32)
     stretched = {
         how: [(ratio, stretch(audio, ratio)) for ratio in TEMPO_RATIOS]
@@ -111,15 +111,15 @@ def transform_row(name: str, audio: np.ndarray, readers: Mapping[str, Reader]) -
     row: dict[str, Any] = {"name": name}
     for who, read in readers.items():
         base = read(audio)
-        by_stretch = {
-            how: [_tempo_check(read, base.bpm, ratio, copy) for ratio, copy in copies]
+        first, *others = (
+            (how, [_tempo_check(read, base.bpm, ratio, copy) for ratio, copy in copies])
             for how, copies in stretched.items()
-        }
+        )
         row[who] = {
             "bpm": base.bpm,
             "key": base.key,
-            "tempo": by_stretch[next(iter(STRETCHES))],
-            "tempo_by_stretch": by_stretch,
+            "tempo": first[1],
+            "tempo_other": dict(others),
             "pitch": [],
         }
         if base.tonic is None:
@@ -152,8 +152,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         }
         for how in list(STRETCHES)[1:]:
             out[who][f"tempo_ok_{how}"] = _share(
-                [c["ok"] for r in rows if who in r
-                 for c in r[who].get("tempo_by_stretch", {}).get(how, [])]
+                [c["ok"] for r in rows if who in r for c in r[who]["tempo_other"].get(how, [])]
             )
     return out
 

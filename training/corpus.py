@@ -36,10 +36,9 @@ def fetch_debian(source: PackageSource, audio_dir: Path) -> None:
         subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
         for f in source.music_files(unpacked):
             folder = next(unpacked / d for d in source.music_dirs if f.is_relative_to(unpacked / d))
-            target = dest / f.relative_to(folder)
             if source.tracker:
-                f = render_module(f)
-                target = target.with_name(f.name)
+                f = render_module(f)  # beside the module, so in the same folder
+            target = dest / f.relative_to(folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
         # Written last: its presence marks the source as complete.

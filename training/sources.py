@@ -61,6 +61,25 @@ def _games(path: str) -> str:
     return f"usr/share/games/{path}"
 
 
+# Tracker modules (name, package, module folder under usr/share, music licence, style of
+# the game), rendered to 22050 Hz mono FLAC by training.corpus when fetched.
+_TRACKER_PACKAGES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("ironseed", "ironseed-data", "games/ironseed/sound", "GPL-3+", "sci-fi (MOD)"),
+    ("tecnoballz", "tecnoballz-data", "games/tecnoballz/musics", "GPL-3+", "arcade (MOD)"),
+    ("pekkakana2", "pekka-kana-2-data", "games/pekka-kana-2/data/music", "BSD-2", "platform (XM)"),
+    ("heroes", "heroes-sound-tracks", "games/heroes/mod", "GPL-2+", "arcade (XM)"),
+    ("pingus", "pingus-data", "games/pingus/data/music", "GPL-2", "puzzle-game (IT, S3M)"),
+    ("freedroid", "freedroid-data", "games/freedroid/sound", "GPL-2+", "sci-fi (MOD)"),
+    ("rafkill", "rafkill-data", "games/rafkill/music", "LGPL-2", "shooter (XM)"),
+    ("pachi", "pachi-data", "pachi/music", "GPL", "platformer (S3M)"),
+    ("biniax2", "biniax2-data", "games/biniax2/music", "zlib", "puzzle-game (IT)"),
+    ("openinvaders", "open-invaders-data", "open-invaders", "GPL-2+", "arcade (MOD)"),
+    ("bomberclone", "bomberclone-data", "games/bomberclone/music", "GPL-2", "arcade (XM, MOD)"),
+    ("madbomber", "madbomber-data", "games/madbomber/music", "GPL-2", "arcade (MOD, IT, S3M)"),
+    ("bb", "bb", "bb", "GPL-2+", "demoscene (S3M)"),
+    ("penguincommand", "penguin-command", "games/penguin-command/sound", "GPL-2+", "arcade (S3M)"),
+)
+
 PACKAGES: tuple[PackageSource, ...] = (
     PackageSource(
         "wesnoth",
@@ -293,118 +312,9 @@ PACKAGES: tuple[PackageSource, ...] = (
         "Battle Tanks licence (see its copyright)",
         "action-game rock, electronic",
     ),
-    # Tracker modules, rendered to 22050 Hz mono FLAC by training.corpus when fetched.
-    PackageSource(
-        "ironseed",
-        "ironseed-data",
-        ("usr/share/games/ironseed/sound",),
-        "GPL-3+",
-        "sci-fi tracker (MOD)",
-        tracker=True,
-    ),
-    PackageSource(
-        "tecnoballz",
-        "tecnoballz-data",
-        ("usr/share/games/tecnoballz/musics",),
-        "GPL-3+",
-        "arcade tracker (MOD)",
-        tracker=True,
-    ),
-    PackageSource(
-        "pekkakana2",
-        "pekka-kana-2-data",
-        ("usr/share/games/pekka-kana-2/data/music",),
-        "BSD-2",
-        "platformer tracker (XM)",
-        tracker=True,
-    ),
-    PackageSource(
-        "heroes",
-        "heroes-sound-tracks",
-        ("usr/share/games/heroes/mod",),
-        "GPL-2+",
-        "arcade tracker (XM)",
-        tracker=True,
-    ),
-    PackageSource(
-        "pingus",
-        "pingus-data",
-        ("usr/share/games/pingus/data/music",),
-        "GPL-2",
-        "puzzle-game tracker (IT, S3M)",
-        tracker=True,
-    ),
-    PackageSource(
-        "freedroid",
-        "freedroid-data",
-        ("usr/share/games/freedroid/sound",),
-        "GPL-2+",
-        "sci-fi tracker (MOD)",
-        tracker=True,
-    ),
-    PackageSource(
-        "rafkill",
-        "rafkill-data",
-        ("usr/share/games/rafkill/music",),
-        "LGPL-2",
-        "shooter tracker (XM)",
-        tracker=True,
-    ),
-    PackageSource(
-        "pachi",
-        "pachi-data",
-        ("usr/share/pachi/music",),
-        "GPL",
-        "platformer tracker (S3M)",
-        tracker=True,
-    ),
-    PackageSource(
-        "biniax2",
-        "biniax2-data",
-        ("usr/share/games/biniax2/music",),
-        "zlib",
-        "puzzle-game tracker (IT)",
-        tracker=True,
-    ),
-    PackageSource(
-        "openinvaders",
-        "open-invaders-data",
-        ("usr/share/open-invaders",),
-        "GPL-2+",
-        "arcade tracker (MOD)",
-        tracker=True,
-    ),
-    PackageSource(
-        "bomberclone",
-        "bomberclone-data",
-        ("usr/share/games/bomberclone/music",),
-        "GPL-2",
-        "arcade tracker (XM, MOD)",
-        tracker=True,
-    ),
-    PackageSource(
-        "madbomber",
-        "madbomber-data",
-        ("usr/share/games/madbomber/music",),
-        "GPL-2",
-        "arcade tracker (MOD, IT, S3M)",
-        tracker=True,
-    ),
-    PackageSource(
-        "bb",
-        "bb",
-        ("usr/share/bb",),
-        "GPL-2+",
-        "demoscene tracker (S3M)",
-        tracker=True,
-    ),
-    PackageSource(
-        "penguincommand",
-        "penguin-command",
-        ("usr/share/games/penguin-command/sound",),
-        "GPL-2+",
-        "arcade tracker (S3M)",
-        tracker=True,
+    *(
+        PackageSource(name, package, (f"usr/share/{folder}",), licence, style, tracker=True)
+        for name, package, folder, licence, style in _TRACKER_PACKAGES
     ),
     # Held out (HELD_OUT_SOURCES): never trained on.
     PackageSource(
