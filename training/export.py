@@ -234,7 +234,8 @@ def verify_against_torch(net: SegueNet, stream_path: Path, mecomp_path: Path) ->
 # 2.1.0: the same training, weights stored as int8 (training.weight_storage); I/O unchanged.
 # 2.2.0: trained twice as long on a corpus twice as large (41 training sources, tracker
 # modules among them); graphs, storage and I/O unchanged.
-MODEL_VERSION = "2.2.0"
+# 2.3.0: 32 tracks per step instead of 24; graphs, storage and I/O unchanged.
+MODEL_VERSION = "2.3.0"
 
 
 def export_all(
