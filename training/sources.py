@@ -40,7 +40,8 @@ class PackageSource:
     tracker: bool = False
 
     def music_files(self, unpacked: Path) -> list[Path]:
-        """The package's music files (any audio suffix, or none), sorted by path."""
+        """The package's music files (any audio suffix, or none; a tracker package's modules),
+        sorted by path."""
         found: list[Path] = []
         for folder in self.music_dirs:
             for f in sorted((unpacked / folder).rglob("*")):
